@@ -1,1 +1,73 @@
-fn main(){}
+//! A downstream service, "orders-api", that accepts writs.
+//!
+//! `GET /orders/{id}` needs the right (`orders/{id}`, `read`), `POST /orders/{id}` the right
+//! (`orders/{id}`, `write`). Keys come from the broker's key set.
+//!
+//! ```text
+//! WRIT_KEYS_URL=http://127.0.0.1:8080/.well-known/writ-keys LISTEN=127.0.0.1:8081 \
+//!     cargo run -p writ-verify --features axum --example downstream
+//! curl -H "Authorization: Bearer $WRIT" http://127.0.0.1:8081/orders/42
+//! ```
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::Path;
+use axum::routing::get;
+use http::Method;
+use http::request::Parts;
+use writ_verify::{Verifier, WritGrant, WritLayer};
+
+const DEFAULT_KEYS_URL: &str = "http://127.0.0.1:8080/.well-known/writ-keys";
+const DEFAULT_LISTEN: &str = "127.0.0.1:8081";
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let keys_url = std::env::var("WRIT_KEYS_URL").unwrap_or_else(|_| DEFAULT_KEYS_URL.into());
+    let listen = std::env::var("LISTEN").unwrap_or_else(|_| DEFAULT_LISTEN.into());
+
+    let verifier = Verifier::builder("orders-api")
+        .key_set_url(&keys_url)
+        .build()
+        .await?;
+    let app = Router::new()
+        .route("/orders/{id}", get(read_order).post(write_order))
+        // route_layer: only matched routes are guarded; unknown paths answer 404 without a writ.
+        .route_layer(WritLayer::new(Arc::new(verifier), resource_and_operation));
+
+    let listener = tokio::net::TcpListener::bind(&listen).await?;
+    println!(
+        "orders-api on http://{}, keys from {keys_url}",
+        listener.local_addr()?
+    );
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
+/// `/orders/42` is the resource `orders/42`; reading methods are `read`, the rest `write`.
+fn resource_and_operation(parts: &Parts) -> (String, String) {
+    let resource = parts.uri.path().trim_start_matches('/').to_owned();
+    let operation = match parts.method {
+        Method::GET | Method::HEAD => "read",
+        _ => "write",
+    };
+    (resource, operation.to_owned())
+}
+
+async fn read_order(Path(id): Path<String>, WritGrant(grant): WritGrant) -> String {
+    report("read", &id, &grant);
+    format!("order {id}\n")
+}
+
+async fn write_order(Path(id): Path<String>, WritGrant(grant): WritGrant) -> String {
+    report("write", &id, &grant);
+    format!("order {id} updated\n")
+}
+
+fn report(operation: &str, id: &str, grant: &writ_verify::Grant) {
+    // Debug formatting quotes the values: names are printed, never interpreted by the terminal.
+    println!(
+        "granted {operation} on orders/{id:?} to agent {:?} for task {:?} (writ {:?}, key {}, {} attenuation(s))",
+        grant.agent, grant.task, grant.writ_id, grant.root_key_id, grant.attenuation_depth
+    );
+}

@@ -1,1 +1,121 @@
-//! writ-verify
+//! Offline verification of **writs**, the short-lived Biscuit tokens the writ broker issues to AI
+//! agents, for the services those agents call.
+//!
+//! A writ names one agent and task, the services that may accept it (`service(..)`), the rights
+//! it grants (`right(resource, operation)`, exact or by prefix) and its expiry, signed by a
+//! broker root key (Ed25519, identified by the token's `root_key_id`). A holder may attenuate it
+//! (append blocks of checks) but never widen it. A service checks every request offline with the
+//! broker's public keys:
+//!
+//! - [`Verifier`]: built once per service ([`Verifier::builder`]) with static keys or the
+//!   broker's key set URL; [`Verifier::authorize`] answers a [`Grant`] or a [`Denial`] with a
+//!   stable code. There is no way to authorize without a time: the clock is read for you, or
+//!   given explicitly to [`Verifier::authorize_at`].
+//! - [`WritLayer`] / [`WritService`]: tower middleware reading `Authorization: Bearer`, with
+//!   problem+json refusals; with feature `axum`, the `WritGrant` extractor.
+//! - [`attenuate`] narrows a writ offline; [`inspect`] decodes one for display (unverified).
+//!
+//! ```
+//! use std::collections::HashMap;
+//! use std::time::{Duration, SystemTime};
+//! use biscuit_auth::{builder::Term, Biscuit, KeyPair};
+//! use writ_verify::{Denial, Verifier};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // The broker's side, shown here only to have a writ: the authority block of the format,
+//! // every value a parameter.
+//! let root = KeyPair::new();
+//! let now = SystemTime::now();
+//! let params = HashMap::from([
+//!     ("id".to_owned(), Term::Str("wr_1".into())),
+//!     ("agent".to_owned(), Term::Str("agent-7".into())),
+//!     ("task".to_owned(), Term::Str("refund-42".into())),
+//!     ("iat".to_owned(), Term::from(now)),
+//!     ("exp".to_owned(), Term::from(now + Duration::from_secs(300))),
+//!     ("svc".to_owned(), Term::Str("orders-api".into())),
+//!     ("res".to_owned(), Term::Str("orders/42".into())),
+//!     ("op".to_owned(), Term::Str("read".into())),
+//! ]);
+//! let writ = Biscuit::builder()
+//!     .code_with_params(
+//!         r#"writ(1); writ_id({id}); agent({agent}); task({task});
+//!            issued_at({iat}); expires_at({exp}); service({svc}); right({res}, {op});
+//!            check if time($t), $t <= {exp};
+//!            check if audience($a), service($a);"#,
+//!         params,
+//!         HashMap::new(),
+//!     )?
+//!     .root_key_id(1)
+//!     .build(&root)?
+//!     .to_base64()?;
+//!
+//! // The service's side.
+//! let verifier = Verifier::builder("orders-api")
+//!     .static_keys([(1, root.public())])
+//!     .build()
+//!     .await?;
+//! let grant = verifier.authorize(&writ, "orders/42", "read")?;
+//! assert_eq!(grant.task, "refund-42");
+//! assert_eq!(
+//!     verifier.authorize(&writ, "orders/42", "write"),
+//!     Err(Denial::NotPermitted)
+//! );
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Trade-offs
+//! - **Signature cache.** A verified writ is remembered by its exact text until it expires
+//!   (bounded, oldest first when full), so a repeat request skips the signature checks that are
+//!   most of the cost. Datalog authorization still runs on every request. The cache holds only
+//!   verified writs; one whose key leaves the key set stops working at once.
+//! - **Key refresh.** A remote key set is refreshed every 5 minutes and when a writ names an
+//!   unknown key id, at most once per 10 s so made-up key ids cannot turn the verifier against
+//!   the broker. [`Verifier::authorize`] never waits on the network (it starts the fetch and
+//!   refuses); [`Verifier::authorize_with_refresh`] waits for it.
+//! - **Run limits.** biscuit-auth's defaults (1 ms) refuse valid writs on a busy machine; the
+//!   verifier sets its own ([`default_run_limits`]), on the authorizer builder because
+//!   biscuit-auth 6.0.0 ignores limits passed later.
+//! - **Reasons.** The refusal reason is refined from the broker-signed values (expired, wrong
+//!   audience, restricted by an attenuation block) but biscuit's verdict always decides.
+//! - **Not yet:** revocation. [`Denial::Revoked`] is reserved for the revocation view to come.
+
+mod attenuate;
+mod authority;
+mod builder;
+mod cache;
+mod denial;
+#[cfg(feature = "axum")]
+mod extract;
+mod grant;
+mod inspect;
+mod key_source;
+mod keys;
+mod layer;
+mod problem;
+mod resource_pattern;
+mod service;
+mod verifier;
+
+pub use attenuate::{AttenuateError, Attenuation, attenuate};
+pub use builder::{
+    BuildError, DEFAULT_CACHE_CAPACITY, DEFAULT_KEY_REFRESH, DEFAULT_MAX_ATTENUATION_DEPTH,
+    DEFAULT_MAX_WRIT_BYTES, DEFAULT_UNKNOWN_KEY_REFETCH, VerifierBuilder, default_run_limits,
+};
+pub use denial::Denial;
+#[cfg(feature = "axum")]
+pub use extract::WritGrant;
+pub use grant::Grant;
+pub use inspect::{InspectError, InspectedRight, Inspection, RightResource, inspect};
+pub use keys::{KeySetDocument, KeySetError, PublishedKey};
+pub use layer::WritLayer;
+pub use resource_pattern::{MAX_RESOURCE_LEN, PatternError, ResourcePattern};
+pub use service::WritService;
+pub use verifier::Verifier;
+
+/// The biscuit-auth version this crate is built on (for `PublicKey`, `KeyPair`, run limits).
+pub use biscuit_auth;
+
+#[cfg(test)]
+mod tests;

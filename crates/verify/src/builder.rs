@@ -1,0 +1,224 @@
+//! Configuring a [`Verifier`]: its service name, where keys come from, the cache and limits.
+//!
+//! Defaults are chosen to be safe under load: biscuit-auth's own run limits (1 ms) refuse valid
+//! writs on a busy machine, so the verifier always sets its own.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use biscuit_auth::{AuthorizerLimits, PublicKey};
+
+use crate::Verifier;
+use crate::authority::Queries;
+use crate::cache::SignatureCache;
+use crate::key_source::{KeySource, spawn_scheduled_refresh};
+use crate::keys::{KeySetError, KeyTable, TrustedKey};
+use crate::verifier::base_authorizer;
+
+/// Default signature cache capacity (writs).
+pub const DEFAULT_CACHE_CAPACITY: usize = 10_000;
+/// Default interval of the scheduled key set refresh.
+pub const DEFAULT_KEY_REFRESH: Duration = Duration::from_secs(300);
+/// Default minimum time between two fetches triggered by unknown key ids.
+pub const DEFAULT_UNKNOWN_KEY_REFETCH: Duration = Duration::from_secs(10);
+/// Default largest writ accepted, in bytes of base64 text.
+pub const DEFAULT_MAX_WRIT_BYTES: usize = 32 * 1024;
+/// Default largest number of attenuation blocks.
+pub const DEFAULT_MAX_ATTENUATION_DEPTH: usize = 16;
+
+/// Default Datalog run limits: room for writs with many rights, and a time bound generous enough
+/// that a loaded 2-core machine does not refuse valid writs (biscuit's default is 1 ms).
+pub fn default_run_limits() -> AuthorizerLimits {
+    AuthorizerLimits {
+        max_facts: 1000,
+        max_iterations: 100,
+        max_time: Duration::from_millis(20),
+    }
+}
+
+/// Builds a [`Verifier`]; start with [`Verifier::builder`]. Exactly one key source is required:
+/// [`static_keys`](Self::static_keys) or [`key_set_url`](Self::key_set_url).
+#[derive(Debug)]
+pub struct VerifierBuilder {
+    service: String,
+    static_keys: Option<Vec<(u32, PublicKey)>>,
+    key_set_url: Option<String>,
+    key_refresh: Duration,
+    unknown_key_refetch: Duration,
+    http_timeout: Duration,
+    cache_capacity: usize,
+    limits: AuthorizerLimits,
+    max_writ_bytes: usize,
+    max_attenuation_depth: usize,
+}
+
+/// Why a verifier could not be built.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The service name is empty.
+    #[error("the service name may not be empty")]
+    EmptyServiceName,
+    /// Neither static keys nor a key set URL was given.
+    #[error("no key source: call static_keys or key_set_url")]
+    NoKeySource,
+    /// Both static keys and a key set URL were given.
+    #[error("give either static keys or a key set URL, not both")]
+    ConflictingKeySources,
+    /// A static key is not Ed25519.
+    #[error("key {kid} is not an Ed25519 key")]
+    UnsupportedKeyAlgorithm {
+        /// The offending key id.
+        kid: u32,
+    },
+    /// Two static keys share an id.
+    #[error("key id {0} is given twice")]
+    DuplicateKid(u32),
+    /// A remote key set needs a Tokio runtime (for the HTTP client and refreshes).
+    #[error("a remote key set must be built inside a Tokio runtime")]
+    NoRuntime,
+    /// The HTTP client could not be created.
+    #[error("cannot create the HTTP client: {0}")]
+    HttpClient(String),
+    /// The key set could not be fetched or read at build.
+    #[error(transparent)]
+    KeySet(#[from] KeySetError),
+    /// The verifier's own Datalog did not parse (a bug).
+    #[error("internal Datalog error: {0}")]
+    Internal(String),
+}
+
+impl VerifierBuilder {
+    pub(crate) fn new(service: String) -> VerifierBuilder {
+        VerifierBuilder {
+            service,
+            static_keys: None,
+            key_set_url: None,
+            key_refresh: DEFAULT_KEY_REFRESH,
+            unknown_key_refetch: DEFAULT_UNKNOWN_KEY_REFETCH,
+            http_timeout: Duration::from_secs(10),
+            cache_capacity: DEFAULT_CACHE_CAPACITY,
+            limits: default_run_limits(),
+            max_writ_bytes: DEFAULT_MAX_WRIT_BYTES,
+            max_attenuation_depth: DEFAULT_MAX_ATTENUATION_DEPTH,
+        }
+    }
+
+    /// Trusts exactly these Ed25519 keys, by key id; no refresh.
+    pub fn static_keys(mut self, keys: impl IntoIterator<Item = (u32, PublicKey)>) -> Self {
+        self.static_keys = Some(keys.into_iter().collect());
+        self
+    }
+
+    /// Trusts the broker's key set at `url` (`.../.well-known/writ-keys`): fetched at build,
+    /// refreshed on a schedule and, rate-limited, when a writ names an unknown key id.
+    pub fn key_set_url(mut self, url: impl Into<String>) -> Self {
+        self.key_set_url = Some(url.into());
+        self
+    }
+
+    /// Interval of the scheduled key set refresh (default 5 minutes).
+    pub fn key_refresh_interval(mut self, every: Duration) -> Self {
+        self.key_refresh = every;
+        self
+    }
+
+    /// Minimum time between two key set fetches triggered by unknown key ids (default 10 s), so
+    /// tokens with made-up key ids cannot make the verifier hammer the broker.
+    pub fn unknown_key_refetch_interval(mut self, window: Duration) -> Self {
+        self.unknown_key_refetch = window;
+        self
+    }
+
+    /// Timeout of one key set request (default 10 s).
+    pub fn http_timeout(mut self, timeout: Duration) -> Self {
+        self.http_timeout = timeout;
+        self
+    }
+
+    /// How many verified writs to remember (default 10 000); 0 disables the signature cache.
+    pub fn signature_cache_capacity(mut self, capacity: usize) -> Self {
+        self.cache_capacity = capacity;
+        self
+    }
+
+    /// Datalog run limits for every authorization (default [`default_run_limits`]).
+    pub fn run_limits(mut self, limits: AuthorizerLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Largest writ accepted, in bytes (default 32 KiB); larger ones are refused unparsed.
+    pub fn max_writ_bytes(mut self, max: usize) -> Self {
+        self.max_writ_bytes = max;
+        self
+    }
+
+    /// Largest number of attenuation blocks accepted (default 16); each costs a signature check.
+    pub fn max_attenuation_depth(mut self, max: usize) -> Self {
+        self.max_attenuation_depth = max;
+        self
+    }
+
+    /// Builds the verifier; with a key set URL this fetches the key set first and starts the
+    /// scheduled refresh on the current Tokio runtime.
+    pub async fn build(self) -> Result<Verifier, BuildError> {
+        if self.service.is_empty() {
+            return Err(BuildError::EmptyServiceName);
+        }
+        let (keys, refresher) = match (self.static_keys, self.key_set_url) {
+            (None, None) => return Err(BuildError::NoKeySource),
+            (Some(_), Some(_)) => return Err(BuildError::ConflictingKeySources),
+            (Some(keys), None) => (Arc::new(KeySource::fixed(static_table(keys)?)), None),
+            (None, Some(url)) => {
+                let runtime =
+                    tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
+                let client = reqwest::Client::builder()
+                    // The key set is the root of trust: never follow a redirect elsewhere.
+                    .redirect(reqwest::redirect::Policy::none())
+                    .timeout(self.http_timeout)
+                    .connect_timeout(self.http_timeout)
+                    .build()
+                    .map_err(|e| BuildError::HttpClient(e.to_string()))?;
+                let source =
+                    KeySource::remote(url, client, self.unknown_key_refetch, runtime.clone())
+                        .await?;
+                let source = Arc::new(source);
+                let refresher = spawn_scheduled_refresh(&source, self.key_refresh, &runtime);
+                (source, Some(refresher))
+            }
+        };
+        let base = base_authorizer(&self.service, self.limits.clone())
+            .map_err(|e| BuildError::Internal(e.to_string()))?;
+        let queries = Queries::new().map_err(|e| BuildError::Internal(e.to_string()))?;
+        Ok(Verifier {
+            service: self.service,
+            keys,
+            cache: SignatureCache::new(self.cache_capacity),
+            base,
+            queries,
+            limits: self.limits,
+            max_writ_bytes: self.max_writ_bytes,
+            max_attenuation_depth: self.max_attenuation_depth,
+            refresher,
+        })
+    }
+}
+
+fn static_table(keys: Vec<(u32, PublicKey)>) -> Result<KeyTable, BuildError> {
+    let mut table = HashMap::new();
+    for (kid, key) in keys {
+        if !matches!(key, PublicKey::Ed25519(_)) {
+            return Err(BuildError::UnsupportedKeyAlgorithm { kid });
+        }
+        let trusted = TrustedKey {
+            key,
+            not_after: None,
+        };
+        if table.insert(kid, trusted).is_some() {
+            return Err(BuildError::DuplicateKid(kid));
+        }
+    }
+    Ok(KeyTable::new(table))
+}

@@ -1,0 +1,221 @@
+//! Why a writ was refused.
+//!
+//! Every refusal carries a stable machine code ([`Denial::code`]) for logs, metrics and the
+//! `type` of problem+json answers. Nothing in a `Denial` comes from the presented token's text:
+//! its `Display` may be shown to the caller without echoing attacker-chosen strings.
+
+use std::fmt;
+use std::time::SystemTime;
+
+/// The reason a writ does not authorize a request.
+///
+/// Codes are stable; new variants may be added (the enum is `#[non_exhaustive]`), so match with a
+/// wildcard arm and prefer [`Denial::code`] for anything that leaves the process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Denial {
+    /// No writ was presented (no `Authorization: Bearer` header). Code `missing_credential`.
+    MissingCredential,
+    /// The input is not a Biscuit token at all: empty, not base64, not a valid container.
+    /// Code `malformed`.
+    Malformed {
+        /// What was wrong, in fixed words.
+        reason: &'static str,
+    },
+    /// A correctly signed Biscuit that is not a version-1 writ (wrong or missing `writ(..)`,
+    /// missing authority values, third-party blocks, an unknown block format version).
+    /// Code `unsupported_format`.
+    UnsupportedFormat {
+        /// What was wrong, in fixed words.
+        reason: &'static str,
+    },
+    /// The token names a root key id this verifier does not know (after a refresh, for a remote
+    /// key set), or names none. Code `unknown_key`.
+    UnknownKey {
+        /// The token's `root_key_id`, if it has one.
+        kid: Option<u32>,
+    },
+    /// The key is known but retired: its `not_after` has passed, so nothing it signed can still
+    /// be valid. Code `key_retired`.
+    KeyRetired {
+        /// The retired key's id.
+        kid: u32,
+    },
+    /// A block signature does not verify (tampered bytes, or signed by another key under a known
+    /// key id). Code `invalid_signature`.
+    InvalidSignature,
+    /// The writ's lifetime (`expires_at` in the authority block) is over. Code `expired`.
+    Expired {
+        /// The writ's `expires_at`.
+        expired_at: SystemTime,
+    },
+    /// The writ does not name this verifier's service among those that may accept it.
+    /// Code `wrong_audience`.
+    WrongAudience,
+    /// The writ grants no right for this resource and operation. Code `not_permitted`.
+    NotPermitted,
+    /// A check added by attenuation (a block after the authority block) refused the request, or
+    /// could not be evaluated. Code `restricted_by_attenuation`.
+    RestrictedByAttenuation {
+        /// Index of the first refusing block (1 = first attenuation), when biscuit names it.
+        block: Option<u32>,
+    },
+    /// The writ exceeds a configured limit: size, number of blocks, or the Datalog run limits
+    /// (facts, iterations, time). Code `limits_exceeded`.
+    LimitsExceeded {
+        /// Which limit, in fixed words.
+        limit: &'static str,
+    },
+    /// Reserved for the revocation view (coming; not produced yet): the writ, its task or its
+    /// agent was revoked. Code `revoked`.
+    Revoked,
+    /// The verifier itself failed (a bug or an impossible input such as a time before 1970); the
+    /// request is refused. Code `internal`.
+    Internal {
+        /// What failed, in fixed words.
+        reason: &'static str,
+    },
+}
+
+impl Denial {
+    /// The stable machine code, e.g. `"expired"`; used as `urn:writ:problem:<code>`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Denial::MissingCredential => "missing_credential",
+            Denial::Malformed { .. } => "malformed",
+            Denial::UnsupportedFormat { .. } => "unsupported_format",
+            Denial::UnknownKey { .. } => "unknown_key",
+            Denial::KeyRetired { .. } => "key_retired",
+            Denial::InvalidSignature => "invalid_signature",
+            Denial::Expired { .. } => "expired",
+            Denial::WrongAudience => "wrong_audience",
+            Denial::NotPermitted => "not_permitted",
+            Denial::RestrictedByAttenuation { .. } => "restricted_by_attenuation",
+            Denial::LimitsExceeded { .. } => "limits_exceeded",
+            Denial::Revoked => "revoked",
+            Denial::Internal { .. } => "internal",
+        }
+    }
+
+    /// The HTTP status a service should answer: 401 when the credential itself is unusable
+    /// (missing, malformed, unverifiable, expired, revoked), 403 when it is valid but does not
+    /// permit this request, 500 when the verifier failed.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Denial::WrongAudience
+            | Denial::NotPermitted
+            | Denial::RestrictedByAttenuation { .. } => 403,
+            Denial::Internal { .. } => 500,
+            _ => 401,
+        }
+    }
+
+    /// A short human title for the code (the problem+json `title`).
+    pub fn title(&self) -> &'static str {
+        match self {
+            Denial::MissingCredential => "No writ presented",
+            Denial::Malformed { .. } => "Malformed writ",
+            Denial::UnsupportedFormat { .. } => "Unsupported writ format",
+            Denial::UnknownKey { .. } => "Unknown signing key",
+            Denial::KeyRetired { .. } => "Signing key retired",
+            Denial::InvalidSignature => "Invalid writ signature",
+            Denial::Expired { .. } => "Writ expired",
+            Denial::WrongAudience => "Writ not meant for this service",
+            Denial::NotPermitted => "Not permitted by the writ",
+            Denial::RestrictedByAttenuation { .. } => "Restricted by attenuation",
+            Denial::LimitsExceeded { .. } => "Writ exceeds verifier limits",
+            Denial::Revoked => "Writ revoked",
+            Denial::Internal { .. } => "Verifier failure",
+        }
+    }
+}
+
+impl fmt::Display for Denial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Denial::MissingCredential => f.write_str("no writ was presented"),
+            Denial::Malformed { reason } => write!(f, "malformed writ: {reason}"),
+            Denial::UnsupportedFormat { reason } => write!(f, "not a version 1 writ: {reason}"),
+            Denial::UnknownKey { kid: Some(kid) } => write!(f, "unknown root key id {kid}"),
+            Denial::UnknownKey { kid: None } => f.write_str("the writ names no root key id"),
+            Denial::KeyRetired { kid } => write!(f, "root key {kid} is retired"),
+            Denial::InvalidSignature => f.write_str("a signature of the writ does not verify"),
+            Denial::Expired { expired_at } => write!(
+                f,
+                "the writ expired at {}",
+                humantime::format_rfc3339_seconds(*expired_at)
+            ),
+            Denial::WrongAudience => f.write_str("the writ may not be presented to this service"),
+            Denial::NotPermitted => {
+                f.write_str("the writ grants no right for this resource and operation")
+            }
+            Denial::RestrictedByAttenuation { block: Some(block) } => {
+                write!(
+                    f,
+                    "a check in attenuation block {block} refused the request"
+                )
+            }
+            Denial::RestrictedByAttenuation { block: None } => {
+                f.write_str("an attenuation check refused the request")
+            }
+            Denial::LimitsExceeded { limit } => write!(f, "the writ exceeds a limit: {limit}"),
+            Denial::Revoked => f.write_str("the writ was revoked"),
+            Denial::Internal { reason } => write!(f, "verifier failure: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for Denial {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_distinct_and_snake_case() {
+        let all = [
+            Denial::MissingCredential,
+            Denial::Malformed { reason: "x" },
+            Denial::UnsupportedFormat { reason: "x" },
+            Denial::UnknownKey { kid: Some(1) },
+            Denial::KeyRetired { kid: 1 },
+            Denial::InvalidSignature,
+            Denial::Expired {
+                expired_at: SystemTime::UNIX_EPOCH,
+            },
+            Denial::WrongAudience,
+            Denial::NotPermitted,
+            Denial::RestrictedByAttenuation { block: Some(1) },
+            Denial::LimitsExceeded { limit: "x" },
+            Denial::Revoked,
+            Denial::Internal { reason: "x" },
+        ];
+        let mut codes: Vec<_> = all.iter().map(Denial::code).collect();
+        assert!(
+            codes
+                .iter()
+                .all(|c| c.chars().all(|ch| ch.is_ascii_lowercase() || ch == '_'))
+        );
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), all.len());
+    }
+
+    #[test]
+    fn statuses_split_credential_from_permission() {
+        assert_eq!(Denial::InvalidSignature.http_status(), 401);
+        assert_eq!(
+            Denial::Expired {
+                expired_at: SystemTime::UNIX_EPOCH
+            }
+            .http_status(),
+            401
+        );
+        assert_eq!(Denial::WrongAudience.http_status(), 403);
+        assert_eq!(Denial::NotPermitted.http_status(), 403);
+        assert_eq!(
+            Denial::RestrictedByAttenuation { block: None }.http_status(),
+            403
+        );
+    }
+}

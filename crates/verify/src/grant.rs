@@ -1,0 +1,25 @@
+//! What a successful authorization tells the service.
+//!
+//! Every value here was read from the writ's authority block (signed by the broker), never from
+//! a block a holder appended, so it can be logged and used for audit.
+
+use std::time::SystemTime;
+
+/// The outcome of a successful [`Verifier::authorize`](crate::Verifier::authorize): who holds the
+/// writ and for which task. Values come only from the broker-signed authority block.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Grant {
+    /// The writ's id (`wr_...`), stable across attenuations of the same writ.
+    pub writ_id: String,
+    /// The agent the broker issued the writ to.
+    pub agent: String,
+    /// The task the writ was issued for.
+    pub task: String,
+    /// When the writ expires, as issued (attenuation may have set an earlier limit).
+    pub expires_at: SystemTime,
+    /// Number of attenuation blocks appended after the authority block.
+    pub attenuation_depth: usize,
+    /// Id of the broker key that signed the authority block.
+    pub root_key_id: u32,
+}

@@ -1,0 +1,160 @@
+//! Inspection: decoding a writ to look at it, **without verifying anything**.
+//!
+//! Nothing an inspection shows is trustworthy: anyone can make a token that decodes to any
+//! values. Use it to debug and to show a holder what it holds, never to decide access (that is
+//! [`Verifier::authorize`](crate::Verifier::authorize)).
+//!
+//! The values are decoded from the authority block's terms, not by re-parsing the printed
+//! source: biscuit prints strings without escaping, so printed Datalog of a hostile token is
+//! ambiguous (`agent("x"); right("y", "write")` could be one string).
+
+use std::time::SystemTime;
+
+use biscuit_auth::UnverifiedBiscuit;
+use biscuit_auth::builder::{Binary, Convert, Fact, Op, Rule, Term};
+use biscuit_auth::format::{convert::proto_block_to_token_block, schema};
+use prost::Message;
+
+/// What a writ says about itself. **Unverified**: see the module docs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Inspection {
+    /// The root key id the token names.
+    pub root_key_id: Option<u32>,
+    /// Each block's Datalog as biscuit prints it (authority first). Strings are printed
+    /// unescaped, so this text is for humans only.
+    pub blocks: Vec<String>,
+    /// The `writ(..)` format version.
+    pub version: Option<i64>,
+    /// `writ_id(..)` of the authority block.
+    pub writ_id: Option<String>,
+    /// `agent(..)` of the authority block.
+    pub agent: Option<String>,
+    /// `task(..)` of the authority block.
+    pub task: Option<String>,
+    /// `issued_at(..)` of the authority block.
+    pub issued_at: Option<SystemTime>,
+    /// `expires_at(..)` of the authority block.
+    pub expires_at: Option<SystemTime>,
+    /// Every `service(..)` of the authority block.
+    pub services: Vec<String>,
+    /// The rights the authority block grants, exact facts and prefix rules.
+    pub rights: Vec<InspectedRight>,
+}
+
+/// One right granted by the authority block.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InspectedRight {
+    /// The resource or resource prefix.
+    pub resource: RightResource,
+    /// The operation.
+    pub operation: String,
+}
+
+/// The resource part of a right.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RightResource {
+    /// `right("orders/42", op)`.
+    Exact(String),
+    /// `right($r, op) <- resource($r), $r.starts_with("orders/")`: the prefix.
+    Prefix(String),
+}
+
+/// Why a token could not be decoded at all.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("cannot decode the token: {0}")]
+pub struct InspectError(String);
+
+/// Decodes `writ` for display. **Does not verify signatures, expiry or anything else.**
+pub fn inspect(writ: &str) -> Result<Inspection, InspectError> {
+    let error = |e: &dyn std::fmt::Display| InspectError(e.to_string());
+    let token = UnverifiedBiscuit::from_base64(writ.trim()).map_err(|e| error(&e))?;
+    let mut inspection = Inspection {
+        root_key_id: token.root_key_id(),
+        ..Inspection::default()
+    };
+    for index in 0..token.block_count() {
+        inspection
+            .blocks
+            .push(token.print_block_source(index).map_err(|e| error(&e))?);
+    }
+
+    // The authority block's own terms: decode the container again (biscuit keeps them private).
+    let bytes = token.to_vec().map_err(|e| error(&e))?;
+    let container = schema::Biscuit::decode(bytes.as_slice()).map_err(|e| error(&e))?;
+    let proto_block =
+        schema::Block::decode(container.authority.block.as_slice()).map_err(|e| error(&e))?;
+    let block = proto_block_to_token_block(&proto_block, None).map_err(|e| error(&e))?;
+    for fact in &block.facts {
+        let fact = Fact::convert_from(fact, &block.symbols).map_err(|e| error(&e))?;
+        read_fact(&mut inspection, fact);
+    }
+    for rule in &block.rules {
+        let rule = Rule::convert_from(rule, &block.symbols).map_err(|e| error(&e))?;
+        if let Some(right) = prefix_right(&rule) {
+            inspection.rights.push(right);
+        }
+    }
+    Ok(inspection)
+}
+
+fn read_fact(inspection: &mut Inspection, fact: Fact) {
+    let name = fact.predicate.name.as_str();
+    match (name, fact.predicate.terms.as_slice()) {
+        ("writ", [Term::Integer(v)]) => set_once(&mut inspection.version, *v),
+        ("writ_id", [Term::Str(s)]) => set_once(&mut inspection.writ_id, s.clone()),
+        ("agent", [Term::Str(s)]) => set_once(&mut inspection.agent, s.clone()),
+        ("task", [Term::Str(s)]) => set_once(&mut inspection.task, s.clone()),
+        ("issued_at", [Term::Date(d)]) => set_once(&mut inspection.issued_at, date(*d)),
+        ("expires_at", [Term::Date(d)]) => set_once(&mut inspection.expires_at, date(*d)),
+        ("service", [Term::Str(s)]) => inspection.services.push(s.clone()),
+        ("right", [Term::Str(resource), Term::Str(operation)]) => {
+            inspection.rights.push(InspectedRight {
+                resource: RightResource::Exact(resource.clone()),
+                operation: operation.clone(),
+            });
+        }
+        _ => {}
+    }
+}
+
+/// Keeps the first value: a repeated fact is visible in the printed block.
+fn set_once<T>(slot: &mut Option<T>, value: T) {
+    if slot.is_none() {
+        *slot = Some(value);
+    }
+}
+
+fn date(secs: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs)
+}
+
+/// Recognises `right($r, "op") <- resource($r), $r.starts_with("prefix")`.
+fn prefix_right(rule: &Rule) -> Option<InspectedRight> {
+    let [Term::Variable(head_var), Term::Str(operation)] = rule.head.terms.as_slice() else {
+        return None;
+    };
+    let [body] = rule.body.as_slice() else {
+        return None;
+    };
+    let [expression] = rule.expressions.as_slice() else {
+        return None;
+    };
+    let is_prefix_test = matches!(
+        expression.ops.as_slice(),
+        [Op::Value(Term::Variable(v)), Op::Value(Term::Str(_)), Op::Binary(Binary::Prefix)]
+            if v == head_var
+    );
+    let body_binds_resource =
+        body.name == "resource" && body.terms == [Term::Variable(head_var.clone())];
+    if rule.head.name != "right" || !is_prefix_test || !body_binds_resource {
+        return None;
+    }
+    let Some(Op::Value(Term::Str(prefix))) = expression.ops.get(1) else {
+        return None;
+    };
+    Some(InspectedRight {
+        resource: RightResource::Prefix(prefix.clone()),
+        operation: operation.clone(),
+    })
+}

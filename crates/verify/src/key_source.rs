@@ -1,0 +1,199 @@
+//! Where the verifier's trusted keys come from: a fixed table, or the broker's key set URL.
+//!
+//! A remote key set is fetched at build, refreshed on a schedule, and refetched when a writ names
+//! an unknown key id (the broker may have rotated). That last path is driven by whoever presents
+//! a token, so it is rate-limited: at most one on-demand fetch per window, however many hostile
+//! key ids arrive, and concurrent callers share one fetch. A failed fetch keeps the old keys.
+
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use crate::keys::{KeySetError, KeyTable};
+
+/// Largest key set document read, in bytes.
+const MAX_KEY_SET_BYTES: usize = 1024 * 1024;
+
+/// The current key table, and how to renew it.
+#[derive(Debug)]
+pub(crate) struct KeySource {
+    table: RwLock<Arc<KeyTable>>,
+    remote: Option<Remote>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Remote {
+    url: String,
+    client: reqwest::Client,
+    /// Minimum time between two on-demand (unknown key id) fetches.
+    refetch_window: Duration,
+    last_refetch: Mutex<Option<Instant>>,
+    /// Held for the duration of a fetch so concurrent refreshes collapse into one.
+    fetching: tokio::sync::Mutex<()>,
+    /// The runtime the verifier was built on, for refreshes started from synchronous calls.
+    runtime: tokio::runtime::Handle,
+}
+
+impl KeySource {
+    pub(crate) fn fixed(table: KeyTable) -> KeySource {
+        KeySource {
+            table: RwLock::new(Arc::new(table)),
+            remote: None,
+        }
+    }
+
+    /// Fetches the key set once; fails if it cannot be read.
+    pub(crate) async fn remote(
+        url: String,
+        client: reqwest::Client,
+        refetch_window: Duration,
+        runtime: tokio::runtime::Handle,
+    ) -> Result<KeySource, KeySetError> {
+        let table = fetch(&client, &url).await?;
+        Ok(KeySource {
+            table: RwLock::new(Arc::new(table)),
+            remote: Some(Remote {
+                url,
+                client,
+                refetch_window,
+                last_refetch: Mutex::new(None),
+                fetching: tokio::sync::Mutex::new(()),
+                runtime,
+            }),
+        })
+    }
+
+    /// The keys in force now. Cheap: a read lock held for one `Arc` clone.
+    pub(crate) fn current(&self) -> Arc<KeyTable> {
+        Arc::clone(&self.table.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    pub(crate) fn is_remote(&self) -> bool {
+        self.remote.is_some()
+    }
+
+    /// Fetches now and swaps the table in; on failure the old table stays.
+    pub(crate) async fn refresh(&self) -> Result<(), KeySetError> {
+        let Some(remote) = &self.remote else {
+            return Ok(());
+        };
+        let _fetching = remote.fetching.lock().await;
+        self.fetch_and_swap(remote).await
+    }
+
+    async fn fetch_and_swap(&self, remote: &Remote) -> Result<(), KeySetError> {
+        match fetch(&remote.client, &remote.url).await {
+            Ok(table) => {
+                tracing::debug!(keys = table.len(), "writ key set refreshed");
+                *self.table.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(table);
+                Ok(())
+            }
+            Err(error) => {
+                tracing::warn!(%error, "writ key set refresh failed; keeping the previous keys");
+                Err(error)
+            }
+        }
+    }
+
+    /// From a synchronous call that met an unknown key id: starts one background fetch if the
+    /// rate limit allows. The caller is refused now; a later request sees the new keys.
+    pub(crate) fn refetch_in_background(self: &Arc<Self>) {
+        let Some(remote) = &self.remote else {
+            return;
+        };
+        if !remote.claim_refetch() {
+            return;
+        }
+        let source = Arc::clone(self);
+        remote.runtime.spawn(async move {
+            let _ = source.refresh().await;
+        });
+    }
+
+    /// From an async call that met unknown key id `kid`: waits for one rate-limited fetch (or
+    /// for the one already running) and answers whether `kid` is known afterwards.
+    pub(crate) async fn refetch_for(&self, kid: u32) -> bool {
+        let Some(remote) = &self.remote else {
+            return false;
+        };
+        let _fetching = remote.fetching.lock().await;
+        if self.current().contains(kid) {
+            return true; // a fetch that finished while we waited brought it
+        }
+        if !remote.claim_refetch() {
+            return false;
+        }
+        let _ = self.fetch_and_swap(remote).await;
+        self.current().contains(kid)
+    }
+}
+
+impl Remote {
+    /// Takes the on-demand fetch slot if the window since the last one has passed.
+    fn claim_refetch(&self) -> bool {
+        let mut last = self
+            .last_refetch
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        if last.is_some_and(|at| now.duration_since(at) < self.refetch_window) {
+            return false;
+        }
+        *last = Some(now);
+        true
+    }
+}
+
+/// Spawns the scheduled refresh. It holds only a weak reference, so it ends once the verifier
+/// is dropped (the verifier also aborts it).
+pub(crate) fn spawn_scheduled_refresh(
+    source: &Arc<KeySource>,
+    every: Duration,
+    runtime: &tokio::runtime::Handle,
+) -> tokio::task::AbortHandle {
+    let weak = Arc::downgrade(source);
+    runtime
+        .spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticks.tick().await; // the first tick is immediate; the key set was just fetched
+            loop {
+                ticks.tick().await;
+                let Some(source) = weak.upgrade() else {
+                    break;
+                };
+                let _ = source.refresh().await;
+            }
+        })
+        .abort_handle()
+}
+
+/// GETs and parses the key set, reading at most [`MAX_KEY_SET_BYTES`].
+async fn fetch(client: &reqwest::Client, url: &str) -> Result<KeyTable, KeySetError> {
+    let fetch_error = |e: reqwest::Error| KeySetError::Fetch(e.to_string());
+    let mut response = client
+        .get(url)
+        .header(http::header::ACCEPT, "application/json")
+        .send()
+        .await
+        .map_err(fetch_error)?;
+    if !response.status().is_success() {
+        return Err(KeySetError::Fetch(format!(
+            "the key set URL answered {}",
+            response.status()
+        )));
+    }
+    if response
+        .content_length()
+        .is_some_and(|len| len > MAX_KEY_SET_BYTES as u64)
+    {
+        return Err(KeySetError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(fetch_error)? {
+        if body.len() + chunk.len() > MAX_KEY_SET_BYTES {
+            return Err(KeySetError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    KeyTable::from_json(&body)
+}

@@ -1,0 +1,82 @@
+//! Unit tests that need the verifier's internals.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use biscuit_auth::{AuthorizerLimits, Biscuit, KeyPair};
+
+use crate::verifier::RequestFacts;
+use crate::{Denial, Verifier};
+
+fn writ(root: &KeyPair) -> Biscuit {
+    Biscuit::builder()
+        .code(
+            r#"writ(1); writ_id("wr_1"); agent("a"); task("t");
+               issued_at(2026-01-01T00:00:00Z); expires_at(2030-01-01T00:00:00Z);
+               service("svc"); right("r", "read");
+               right($r, "write") <- resource($r), $r.starts_with("r");
+               check if time($t), $t <= 2030-01-01T00:00:00Z;
+               check if audience($a), service($a);"#,
+        )
+        .unwrap()
+        .root_key_id(1)
+        .build(root)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn configured_limits_reach_the_authorizer() {
+    let root = KeyPair::new();
+    let limits = AuthorizerLimits {
+        max_facts: 1234,
+        max_iterations: 56,
+        max_time: Duration::from_millis(78),
+    };
+    let verifier = Verifier::builder("svc")
+        .static_keys([(1, root.public())])
+        .run_limits(limits.clone())
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(verifier.run_limits().max_facts, 1234);
+    let authorizer = verifier
+        .request_authorizer(&writ(&root), RequestFacts::new("r", "read", 1_800_000_000))
+        .unwrap();
+    let applied = authorizer.limits();
+    assert_eq!(applied.max_facts, limits.max_facts);
+    assert_eq!(applied.max_iterations, limits.max_iterations);
+    assert_eq!(applied.max_time, limits.max_time);
+}
+
+#[tokio::test]
+async fn default_limits_are_not_biscuits_one_millisecond() {
+    let root = KeyPair::new();
+    let verifier = Verifier::builder("svc")
+        .static_keys([(1, root.public())])
+        .build()
+        .await
+        .unwrap();
+    assert!(verifier.run_limits().max_time >= Duration::from_millis(10));
+}
+
+#[tokio::test]
+async fn absurd_limits_are_reported_as_limits_exceeded() {
+    let root = KeyPair::new();
+    let verifier = Verifier::builder("svc")
+        .static_keys([(1, root.public())])
+        .run_limits(AuthorizerLimits {
+            max_facts: 2,
+            ..crate::default_run_limits()
+        })
+        .build()
+        .await
+        .unwrap();
+    // max_facts is checked when rules derive facts; the prefix grant derives one.
+    let token = writ(&root).to_base64().unwrap();
+    let now = humantime::parse_rfc3339("2027-01-01T00:00:00Z").unwrap();
+    let result = verifier.authorize_at(&token, "r", "read", now);
+    assert!(
+        matches!(result, Err(Denial::LimitsExceeded { .. })),
+        "{result:?}"
+    );
+}

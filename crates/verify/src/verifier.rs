@@ -1,0 +1,415 @@
+//! The verifier: signature, then Datalog authorization of one request, then the grant.
+//!
+//! Order of a decision: size and shape limits, signature (or the signature cache), the request
+//! authorizer run, trusted values, and finally biscuit's verdict. Denial reasons are refined with
+//! the trusted values (expired, wrong audience, restricted), but biscuit's verdict is the last
+//! word: nothing here turns a biscuit refusal into a grant.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use biscuit_auth::builder::{Fact, Term};
+use biscuit_auth::error::{FailedCheck, Format, Logic, Token};
+use biscuit_auth::{Authorizer, AuthorizerBuilder, AuthorizerLimits, Biscuit, PublicKey};
+use biscuit_auth::{UnverifiedBiscuit, builder::Policy};
+
+use crate::authority::{AuthorityValues, Queries};
+use crate::cache::SignatureCache;
+use crate::key_source::KeySource;
+use crate::keys::Lookup;
+use crate::{Denial, Grant, VerifierBuilder};
+
+/// The one policy of every writ verifier.
+pub(crate) const POLICY: &str = "allow if resource($r), operation($op), right($r, $op)";
+
+/// Verifies writs for one service. Build it once (see [`Verifier::builder`]), share it behind an
+/// `Arc`, and call [`authorize`](Verifier::authorize) per request.
+#[derive(Debug)]
+pub struct Verifier {
+    pub(crate) service: String,
+    pub(crate) keys: Arc<KeySource>,
+    pub(crate) cache: SignatureCache<VerifiedWrit>,
+    /// Limits, policy and `audience(service)`, prepared once; cloned per request.
+    pub(crate) base: AuthorizerBuilder,
+    pub(crate) queries: Queries,
+    pub(crate) limits: AuthorizerLimits,
+    pub(crate) max_writ_bytes: usize,
+    pub(crate) max_attenuation_depth: usize,
+    pub(crate) refresher: Option<tokio::task::AbortHandle>,
+}
+
+/// A writ whose signatures verified, with its trusted values: what the cache holds.
+#[derive(Debug)]
+pub(crate) struct VerifiedWrit {
+    token: Biscuit,
+    root_key_id: u32,
+    key: PublicKey,
+    values: AuthorityValues,
+}
+
+/// Whether a synchronous call that meets an unknown key id starts a background key fetch.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum OnUnknownKey {
+    RefetchInBackground,
+    Deny,
+}
+
+impl Verifier {
+    /// Starts building a verifier for `service`, the name writs must list in `service(..)`.
+    pub fn builder(service: impl Into<String>) -> VerifierBuilder {
+        VerifierBuilder::new(service.into())
+    }
+
+    /// The service name this verifier answers for (its `audience`).
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
+    /// The Datalog run limits applied to every authorization.
+    pub fn run_limits(&self) -> &AuthorizerLimits {
+        &self.limits
+    }
+
+    /// Number of writs in the signature cache (for metrics and tests).
+    pub fn cached_writs(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// Fetches the remote key set now (no-op for static keys). The scheduled and on-demand
+    /// refreshes make this unnecessary in normal operation.
+    pub async fn refresh_keys(&self) -> Result<(), crate::KeySetError> {
+        self.keys.refresh().await
+    }
+
+    /// Decides whether `writ` allows `operation` on `resource` now (by the system clock).
+    ///
+    /// Never blocks on I/O. With a remote key set, an unknown key id starts a background fetch
+    /// (rate-limited) and this request is refused; see [`authorize_with_refresh`] to wait instead.
+    ///
+    /// [`authorize_with_refresh`]: Verifier::authorize_with_refresh
+    pub fn authorize(&self, writ: &str, resource: &str, operation: &str) -> Result<Grant, Denial> {
+        self.authorize_at(writ, resource, operation, SystemTime::now())
+    }
+
+    /// As [`authorize`](Verifier::authorize), at the time `now` (tests, replaying a decision).
+    pub fn authorize_at(
+        &self,
+        writ: &str,
+        resource: &str,
+        operation: &str,
+        now: SystemTime,
+    ) -> Result<Grant, Denial> {
+        self.decide(
+            writ,
+            resource,
+            operation,
+            now,
+            OnUnknownKey::RefetchInBackground,
+        )
+    }
+
+    /// As [`authorize`](Verifier::authorize), but when a remote key set does not know the writ's
+    /// key id, waits for one rate-limited refetch (shared with concurrent callers) and tries
+    /// again. The tower layer uses this, so a key rotation costs no refused request.
+    pub async fn authorize_with_refresh(
+        &self,
+        writ: &str,
+        resource: &str,
+        operation: &str,
+    ) -> Result<Grant, Denial> {
+        let first = self.decide(
+            writ,
+            resource,
+            operation,
+            SystemTime::now(),
+            OnUnknownKey::Deny,
+        );
+        match first {
+            Err(Denial::UnknownKey { kid: Some(kid) }) if self.keys.is_remote() => {
+                if self.keys.refetch_for(kid).await {
+                    self.decide(
+                        writ,
+                        resource,
+                        operation,
+                        SystemTime::now(),
+                        OnUnknownKey::Deny,
+                    )
+                } else {
+                    first
+                }
+            }
+            other => other,
+        }
+    }
+
+    fn decide(
+        &self,
+        writ: &str,
+        resource: &str,
+        operation: &str,
+        now: SystemTime,
+        on_unknown: OnUnknownKey,
+    ) -> Result<Grant, Denial> {
+        let now_secs = now
+            .duration_since(UNIX_EPOCH)
+            .map_err(|_| Denial::Internal {
+                reason: "the time is before 1970",
+            })?
+            .as_secs();
+        let writ = writ.trim();
+        if writ.is_empty() {
+            return Err(Denial::Malformed {
+                reason: "the writ is empty",
+            });
+        }
+        if writ.len() > self.max_writ_bytes {
+            return Err(Denial::LimitsExceeded { limit: "writ size" });
+        }
+        let facts = RequestFacts::new(resource, operation, now_secs);
+
+        if let Some(cached) = self.cached(writ, now) {
+            let verdict = self.request_authorizer(&cached.token, facts)?.authorize();
+            return self.conclude(&cached, verdict, now_secs);
+        }
+
+        let (token, root_key_id, key) = self.verify_signatures(writ, now, on_unknown)?;
+        let mut authorizer = self.request_authorizer(&token, facts)?;
+        let verdict = authorizer.authorize();
+        if let Err(error) = &verdict {
+            // Without a completed Datalog run the trusted values cannot be read.
+            if let Some(denial) = run_failure(error) {
+                return Err(denial);
+            }
+        }
+        let values = self.queries.read(&mut authorizer)?;
+        let verified = Arc::new(VerifiedWrit {
+            token,
+            root_key_id,
+            key,
+            values,
+        });
+        self.cache
+            .insert(writ, verified.values.expires_at, Arc::clone(&verified), now);
+        self.conclude(&verified, verdict, now_secs)
+    }
+
+    /// The cached verification of `writ`, if its key is still trusted with the same bytes.
+    fn cached(&self, writ: &str, now: SystemTime) -> Option<Arc<VerifiedWrit>> {
+        let cached = self.cache.get(writ, now)?;
+        // A key removed from (or retired in) the key set must stop cached writs at once too.
+        if self.keys.current().lookup(cached.root_key_id, now) == Lookup::Usable(cached.key) {
+            Some(cached)
+        } else {
+            self.cache.remove(writ);
+            None
+        }
+    }
+
+    /// Decodes `writ` and verifies every block signature against the root key it names.
+    fn verify_signatures(
+        &self,
+        writ: &str,
+        now: SystemTime,
+        on_unknown: OnUnknownKey,
+    ) -> Result<(Biscuit, u32, PublicKey), Denial> {
+        let unverified = UnverifiedBiscuit::from_base64(writ).map_err(decode_denial)?;
+        if unverified.block_count() > self.max_attenuation_depth + 1 {
+            return Err(Denial::LimitsExceeded {
+                limit: "attenuation depth",
+            });
+        }
+        if unverified
+            .external_public_keys()
+            .iter()
+            .any(Option::is_some)
+        {
+            return Err(Denial::UnsupportedFormat {
+                reason: "writs have no third-party blocks",
+            });
+        }
+        let Some(kid) = unverified.root_key_id() else {
+            return Err(Denial::UnknownKey { kid: None });
+        };
+        let key = match self.keys.current().lookup(kid, now) {
+            Lookup::Usable(key) => key,
+            Lookup::Retired => return Err(Denial::KeyRetired { kid }),
+            Lookup::Unknown => {
+                if on_unknown == OnUnknownKey::RefetchInBackground {
+                    self.keys.refetch_in_background();
+                }
+                return Err(Denial::UnknownKey { kid: Some(kid) });
+            }
+        };
+        let token = unverified.verify(key).map_err(signature_denial)?;
+        Ok((token, kid, key))
+    }
+
+    /// The authorizer for one request: prepared policy and limits, plus this request's facts.
+    pub(crate) fn request_authorizer(
+        &self,
+        token: &Biscuit,
+        facts: RequestFacts,
+    ) -> Result<Authorizer, Denial> {
+        let internal = |_| Denial::Internal {
+            reason: "cannot add the request facts",
+        };
+        self.base
+            .clone()
+            .fact(facts.time)
+            .map_err(internal)?
+            .fact(facts.resource)
+            .map_err(internal)?
+            .fact(facts.operation)
+            .map_err(internal)?
+            .build(token)
+            // The token verified, so a block that cannot be loaded was built wrongly, typically
+            // an appended rule with unbound variables.
+            .map_err(|_| Denial::UnsupportedFormat {
+                reason: "a block cannot be loaded",
+            })
+    }
+
+    /// Turns biscuit's verdict into the answer, refining the reason for a refusal.
+    fn conclude(
+        &self,
+        verified: &VerifiedWrit,
+        verdict: Result<usize, Token>,
+        now_secs: u64,
+    ) -> Result<Grant, Denial> {
+        // Revocation (coming): the revocation view will be consulted here, before any grant, by
+        // writ id and by the token's revocation ids; a view older than its bound will deny all.
+        let error = match verdict {
+            Ok(_) => {
+                let values = &verified.values;
+                return Ok(Grant {
+                    writ_id: values.writ_id.clone(),
+                    agent: values.agent.clone(),
+                    task: values.task.clone(),
+                    expires_at: values.expires_at,
+                    attenuation_depth: verified.token.block_count() - 1,
+                    root_key_id: verified.root_key_id,
+                });
+            }
+            Err(error) => error,
+        };
+        if let Some(denial) = run_failure(&error) {
+            return Err(denial);
+        }
+        let values = &verified.values;
+        let expires_secs = values
+            .expires_at
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        // The same comparisons the authority block's checks make, to name the reason.
+        if now_secs > expires_secs {
+            return Err(Denial::Expired {
+                expired_at: values.expires_at,
+            });
+        }
+        if !values.services.contains(&self.service) {
+            return Err(Denial::WrongAudience);
+        }
+        if let Token::FailedLogic(
+            Logic::Unauthorized { checks, .. } | Logic::NoMatchingPolicy { checks },
+        ) = &error
+        {
+            let attenuation_block = checks.iter().find_map(|check| match check {
+                FailedCheck::Block(block) if block.block_id > 0 => Some(block.block_id),
+                _ => None,
+            });
+            if let Some(block) = attenuation_block {
+                return Err(Denial::RestrictedByAttenuation { block: Some(block) });
+            }
+        }
+        Err(Denial::NotPermitted)
+    }
+}
+
+impl Drop for Verifier {
+    fn drop(&mut self) {
+        if let Some(refresher) = &self.refresher {
+            refresher.abort();
+        }
+    }
+}
+
+/// The facts describing one request, built as terms (never by formatting Datalog text).
+pub(crate) struct RequestFacts {
+    time: Fact,
+    resource: Fact,
+    operation: Fact,
+}
+
+impl RequestFacts {
+    pub(crate) fn new(resource: &str, operation: &str, now_secs: u64) -> RequestFacts {
+        RequestFacts {
+            time: Fact::new("time".to_owned(), vec![Term::Date(now_secs)]),
+            resource: Fact::new("resource".to_owned(), vec![Term::Str(resource.to_owned())]),
+            operation: Fact::new(
+                "operation".to_owned(),
+                vec![Term::Str(operation.to_owned())],
+            ),
+        }
+    }
+}
+
+/// Builds the per-verifier part of every request authorizer.
+pub(crate) fn base_authorizer(
+    service: &str,
+    limits: AuthorizerLimits,
+) -> Result<AuthorizerBuilder, Token> {
+    let policy: Policy = POLICY.try_into()?;
+    AuthorizerBuilder::new()
+        // biscuit-auth 6.0.0 ignores limits given to `authorize_with_limits` while generating
+        // facts (#311); only limits set on the builder apply to the whole run.
+        .set_limits(limits)
+        .fact(Fact::new(
+            "audience".to_owned(),
+            vec![Term::Str(service.to_owned())],
+        ))?
+        .policy(policy)
+}
+
+/// Denials that end a decision before any trusted value can be read: the Datalog run itself
+/// failed.
+fn run_failure(error: &Token) -> Option<Denial> {
+    match error {
+        Token::RunLimit(_) => Some(Denial::LimitsExceeded {
+            limit: "Datalog run limits",
+        }),
+        // An expression that cannot be evaluated; the broker's authority block uses only
+        // well-typed comparisons, so this comes from an appended block.
+        Token::Execution(_) => Some(Denial::RestrictedByAttenuation { block: None }),
+        Token::FailedLogic(_) => None,
+        _ => Some(Denial::Internal {
+            reason: "authorization could not be evaluated",
+        }),
+    }
+}
+
+fn decode_denial(error: Token) -> Denial {
+    match error {
+        Token::Base64(_) => Denial::Malformed {
+            reason: "not URL-safe base64",
+        },
+        Token::Format(Format::Version { .. }) => Denial::UnsupportedFormat {
+            reason: "unsupported block format version",
+        },
+        _ => Denial::Malformed {
+            reason: "not a Biscuit token",
+        },
+    }
+}
+
+fn signature_denial(error: Format) -> Denial {
+    match error {
+        Format::Signature(_)
+        | Format::SealedSignature
+        | Format::InvalidSignatureSize(_)
+        | Format::SignatureDeserializationError(_)
+        | Format::BlockSignatureDeserializationError(_) => Denial::InvalidSignature,
+        _ => Denial::Malformed {
+            reason: "not a Biscuit token",
+        },
+    }
+}

@@ -1,0 +1,328 @@
+//! Grants and refusals of single writs.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE;
+use biscuit_auth::KeyPair;
+use common::*;
+use writ_verify::{Denial, Verifier};
+
+fn rich_spec() -> WritSpec {
+    WritSpec {
+        exact: vec![("orders/42".into(), "read".into())],
+        prefixes: vec![("reports/2026/".into(), "read".into())],
+        ..WritSpec::default()
+    }
+}
+
+#[tokio::test]
+async fn grants_exact_and_prefix_rights_with_trusted_values() {
+    let root = KeyPair::new();
+    let verifier = verifier("orders-api", &root).await;
+    let writ = mint(&root, &rich_spec());
+
+    let grant = verifier
+        .authorize_at(&writ, "orders/42", "read", now())
+        .unwrap();
+    assert_eq!(grant.writ_id, "wr_01");
+    assert_eq!(grant.agent, "agent-7");
+    assert_eq!(grant.task, "refund-42");
+    assert_eq!(grant.expires_at, expires());
+    assert_eq!(grant.attenuation_depth, 0);
+    assert_eq!(grant.root_key_id, KID);
+
+    let by_prefix = verifier
+        .authorize_at(&writ, "reports/2026/q3.pdf", "read", now())
+        .unwrap();
+    assert_eq!(by_prefix, grant);
+}
+
+#[tokio::test]
+async fn refuses_what_the_writ_does_not_grant() {
+    let root = KeyPair::new();
+    let verifier = verifier("orders-api", &root).await;
+    let writ = mint(&root, &rich_spec());
+    for (resource, op) in [
+        ("orders/43", "read"),
+        ("orders/42", "write"),
+        ("orders/4", "read"),
+        ("reports/2025/q3.pdf", "read"),
+        ("reports/2026", "read"), // the prefix is "reports/2026/"
+        ("reports/2026/q3.pdf", "write"),
+    ] {
+        assert_eq!(
+            verifier.authorize_at(&writ, resource, op, now()),
+            Err(Denial::NotPermitted),
+            "{resource} {op}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn refuses_other_audiences() {
+    let root = KeyPair::new();
+    let billing = verifier("billing-api", &root).await;
+    let writ = mint(&root, &rich_spec());
+    assert_eq!(
+        billing.authorize_at(&writ, "orders/42", "read", now()),
+        Err(Denial::WrongAudience)
+    );
+}
+
+#[tokio::test]
+async fn refuses_expired_writs_by_the_authority_expiry() {
+    let root = KeyPair::new();
+    let verifier = verifier("orders-api", &root).await;
+    let writ = mint(&root, &rich_spec());
+    // Valid up to and including its expiry second.
+    assert!(
+        verifier
+            .authorize_at(&writ, "orders/42", "read", expires())
+            .is_ok()
+    );
+    assert_eq!(
+        verifier.authorize_at(
+            &writ,
+            "orders/42",
+            "read",
+            expires() + Duration::from_secs(1)
+        ),
+        Err(Denial::Expired {
+            expired_at: expires()
+        })
+    );
+}
+
+#[tokio::test]
+async fn authorize_reads_the_real_clock() {
+    let root = KeyPair::new();
+    let verifier = verifier("orders-api", &root).await;
+    let wall = std::time::SystemTime::now();
+    let stale = mint(
+        &root,
+        &WritSpec {
+            issued_at: wall - Duration::from_secs(1200),
+            expires_at: wall - Duration::from_secs(300),
+            ..rich_spec()
+        },
+    );
+    assert!(matches!(
+        verifier.authorize(&stale, "orders/42", "read"),
+        Err(Denial::Expired { .. })
+    ));
+    let fresh = mint(
+        &root,
+        &WritSpec {
+            issued_at: wall,
+            expires_at: wall + Duration::from_secs(300),
+            ..rich_spec()
+        },
+    );
+    assert!(verifier.authorize(&fresh, "orders/42", "read").is_ok());
+}
+
+#[tokio::test]
+async fn refuses_unknown_key_ids_and_foreign_signatures() {
+    let root = KeyPair::new();
+    let verifier = verifier("orders-api", &root).await;
+
+    let other_kid = mint_with(&root, 2, &rich_spec());
+    assert_eq!(
+        verifier.authorize_at(&other_kid, "orders/42", "read", now()),
+        Err(Denial::UnknownKey { kid: Some(2) })
+    );
+
+    let impostor = KeyPair::new();
+    let forged = mint_with(&impostor, KID, &rich_spec());
+    assert_eq!(
+        verifier.authorize_at(&forged, "orders/42", "read", now()),
+        Err(Denial::InvalidSignature)
+    );
+
+    // A token without any root key id.
+    let no_kid = biscuit_auth::Biscuit::builder()
+        .code("writ(1);")
+        .unwrap()
+        .build(&root)
+        .unwrap()
+        .to_base64()
+        .unwrap();
+    assert_eq!(
+        verifier.authorize_at(&no_kid, "orders/42", "read", now()),
+        Err(Denial::UnknownKey { kid: None })
+    );
+}
+
+#[tokio::test]
+async fn refuses_tampered_bytes() {
+    let root = KeyPair::new();
+    let verifier = verifier("orders-api", &root).await;
+    let writ = mint(&root, &rich_spec());
+    let bytes = URL_SAFE.decode(&writ).unwrap();
+
+    // Change the signed agent name, keeping the length: only the signature can notice.
+    let at = bytes
+        .windows(7)
+        .position(|w| w == b"agent-7")
+        .expect("the agent name is in the token");
+    let mut renamed = bytes.clone();
+    renamed[at + 6] = b'8';
+    assert_eq!(
+        verifier.authorize_at(&URL_SAFE.encode(&renamed), "orders/42", "read", now()),
+        Err(Denial::InvalidSignature)
+    );
+
+    // Flip one bit anywhere: never a grant.
+    for i in 0..bytes.len() {
+        let mut flipped = bytes.clone();
+        flipped[i] ^= 0x01;
+        let result = verifier.authorize_at(&URL_SAFE.encode(&flipped), "orders/42", "read", now());
+        assert!(
+            result.is_err(),
+            "flipping byte {i} still granted: {result:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn refuses_malformed_input() {
+    let root = KeyPair::new();
+    let verifier = verifier("orders-api", &root).await;
+    for garbage in [
+        "",
+        "   ",
+        "not a token",
+        "!!!!",
+        "AAAA",
+        "eyJhbGciOiJub25lIn0.e30.",
+    ] {
+        let result = verifier.authorize_at(garbage, "orders/42", "read", now());
+        assert!(
+            matches!(result, Err(Denial::Malformed { .. })),
+            "{garbage:?}: {result:?}"
+        );
+    }
+    let huge = "A".repeat(writ_verify::DEFAULT_MAX_WRIT_BYTES + 1);
+    assert_eq!(
+        verifier.authorize_at(&huge, "orders/42", "read", now()),
+        Err(Denial::LimitsExceeded { limit: "writ size" })
+    );
+}
+
+#[tokio::test]
+async fn refuses_other_format_versions() {
+    let root = KeyPair::new();
+    let verifier = verifier("orders-api", &root).await;
+    let v2 = mint(
+        &root,
+        &WritSpec {
+            version: 2,
+            ..rich_spec()
+        },
+    );
+    assert!(matches!(
+        verifier.authorize_at(&v2, "orders/42", "read", now()),
+        Err(Denial::UnsupportedFormat { .. })
+    ));
+
+    // Correctly signed, right shape, but no writ(..) fact at all.
+    let bare = biscuit_auth::Biscuit::builder()
+        .code(r#"right("orders/42", "read"); service("orders-api");"#)
+        .unwrap()
+        .root_key_id(KID)
+        .build(&root)
+        .unwrap()
+        .to_base64()
+        .unwrap();
+    assert!(matches!(
+        verifier.authorize_at(&bare, "orders/42", "read", now()),
+        Err(Denial::UnsupportedFormat { .. })
+    ));
+}
+
+#[tokio::test]
+async fn refuses_writs_deeper_than_the_limit() {
+    let root = KeyPair::new();
+    let verifier = Verifier::builder("orders-api")
+        .static_keys([(KID, root.public())])
+        .max_attenuation_depth(2)
+        .build()
+        .await
+        .unwrap();
+    let mut writ = mint(&root, &rich_spec());
+    for depth in 1..=3 {
+        writ = append_raw(&writ, r#"check if operation("read");"#);
+        let result = verifier.authorize_at(&writ, "orders/42", "read", now());
+        if depth <= 2 {
+            assert_eq!(result.unwrap().attenuation_depth, depth);
+        } else {
+            assert_eq!(
+                result,
+                Err(Denial::LimitsExceeded {
+                    limit: "attenuation depth"
+                })
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn builder_refuses_bad_configurations() {
+    use writ_verify::BuildError;
+    let root = KeyPair::new();
+    assert_eq!(
+        Verifier::builder("x").build().await.unwrap_err(),
+        BuildError::NoKeySource
+    );
+    assert_eq!(
+        Verifier::builder("")
+            .static_keys([(1, root.public())])
+            .build()
+            .await
+            .unwrap_err(),
+        BuildError::EmptyServiceName
+    );
+    assert_eq!(
+        Verifier::builder("x")
+            .static_keys([(1, root.public())])
+            .key_set_url("http://127.0.0.1:1/")
+            .build()
+            .await
+            .unwrap_err(),
+        BuildError::ConflictingKeySources
+    );
+    let p256 = KeyPair::new_with_algorithm(biscuit_auth::builder::Algorithm::Secp256r1);
+    assert_eq!(
+        Verifier::builder("x")
+            .static_keys([(3, p256.public())])
+            .build()
+            .await
+            .unwrap_err(),
+        BuildError::UnsupportedKeyAlgorithm { kid: 3 }
+    );
+}
+
+#[tokio::test]
+async fn verifier_is_send_sync_and_shareable() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Verifier>();
+    let root = KeyPair::new();
+    let verifier = std::sync::Arc::new(verifier("orders-api", &root).await);
+    let writ = mint(&root, &rich_spec());
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let verifier = verifier.clone();
+            let writ = writ.clone();
+            tokio::task::spawn_blocking(move || {
+                verifier.authorize_at(&writ, "orders/42", "read", now())
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert!(task.await.unwrap().is_ok());
+    }
+}

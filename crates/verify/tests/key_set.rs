@@ -1,0 +1,265 @@
+//! A remote key set served by a real HTTP server on loopback: fetch, rotation, rate limiting.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use axum::Json;
+use axum::extract::State;
+use axum::routing::get;
+use biscuit_auth::KeyPair;
+use common::*;
+use writ_verify::{BuildError, Denial, KeySetDocument, PublishedKey, Verifier};
+
+#[derive(Clone, Default)]
+struct Broker {
+    keys: Arc<Mutex<Vec<PublishedKey>>>,
+    hits: Arc<AtomicUsize>,
+}
+
+impl Broker {
+    fn publish(&self, kid: u32, key: &KeyPair, not_after: Option<&str>) {
+        self.keys.lock().unwrap().push(PublishedKey {
+            kid,
+            alg: "ed25519".into(),
+            public_key: key.public().to_string(),
+            not_before: "2026-11-22T09:00:00Z".into(),
+            not_after: not_after.map(str::to_owned),
+        });
+    }
+
+    fn withdraw(&self, kid: u32) {
+        self.keys.lock().unwrap().retain(|k| k.kid != kid);
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+
+    /// Serves `GET /.well-known/writ-keys` on 127.0.0.1:0; answers the URL.
+    async fn serve(&self) -> String {
+        async fn keys(State(broker): State<Broker>) -> Json<serde_json::Value> {
+            broker.hits.fetch_add(1, Ordering::SeqCst);
+            let doc = KeySetDocument {
+                keys: broker.keys.lock().unwrap().clone(),
+            };
+            // An entry of an algorithm the verifier does not know must not break the document.
+            let mut json = serde_json::to_value(doc).unwrap();
+            json["keys"]
+                .as_array_mut()
+                .unwrap()
+                .push(serde_json::json!({"kid": 900, "alg": "ml-dsa-65", "key": "AAAA"}));
+            Json(json)
+        }
+        let app = axum::Router::new()
+            .route("/.well-known/writ-keys", get(keys))
+            .with_state(self.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}/.well-known/writ-keys")
+    }
+}
+
+async fn remote_verifier(url: &str, window: Duration) -> Verifier {
+    Verifier::builder("orders-api")
+        .key_set_url(url)
+        .unknown_key_refetch_interval(window)
+        .build()
+        .await
+        .unwrap()
+}
+
+/// A writ valid by the real clock (these tests use `authorize`, not `authorize_at`).
+fn live_writ(root: &KeyPair, kid: u32) -> String {
+    let wall = SystemTime::now();
+    mint_with(
+        root,
+        kid,
+        &WritSpec {
+            issued_at: wall,
+            expires_at: wall + Duration::from_secs(600),
+            ..WritSpec::default()
+        },
+    )
+}
+
+#[tokio::test]
+async fn verifies_against_a_fetched_key_set() {
+    let broker = Broker::default();
+    let k1 = KeyPair::new();
+    broker.publish(1, &k1, None);
+    let url = broker.serve().await;
+    let verifier = remote_verifier(&url, Duration::from_secs(10)).await;
+    assert_eq!(broker.hits(), 1);
+    let grant = verifier
+        .authorize_with_refresh(&live_writ(&k1, 1), "orders/42", "read")
+        .await
+        .unwrap();
+    assert_eq!(grant.root_key_id, 1);
+    assert_eq!(broker.hits(), 1, "a known key needs no fetch");
+}
+
+#[tokio::test]
+async fn rotation_is_picked_up_by_one_refetch() {
+    let broker = Broker::default();
+    let k1 = KeyPair::new();
+    broker.publish(1, &k1, None);
+    let url = broker.serve().await;
+    let verifier = remote_verifier(&url, Duration::from_secs(10)).await;
+
+    let k2 = KeyPair::new();
+    broker.publish(2, &k2, None);
+    let new_writ = live_writ(&k2, 2);
+    let grant = verifier
+        .authorize_with_refresh(&new_writ, "orders/42", "read")
+        .await
+        .unwrap();
+    assert_eq!(grant.root_key_id, 2);
+    assert_eq!(broker.hits(), 2, "exactly one refetch");
+
+    // Still unknown after the refetch: a denial, and no new fetch inside the window.
+    let stranger = live_writ(&KeyPair::new(), 77);
+    assert_eq!(
+        verifier
+            .authorize_with_refresh(&stranger, "orders/42", "read")
+            .await,
+        Err(Denial::UnknownKey { kid: Some(77) })
+    );
+    assert_eq!(broker.hits(), 2);
+}
+
+#[tokio::test]
+async fn sync_authorize_refetches_in_the_background() {
+    let broker = Broker::default();
+    let k1 = KeyPair::new();
+    broker.publish(1, &k1, None);
+    let url = broker.serve().await;
+    let verifier = remote_verifier(&url, Duration::from_secs(10)).await;
+
+    let k2 = KeyPair::new();
+    broker.publish(2, &k2, None);
+    let writ = live_writ(&k2, 2);
+    assert_eq!(
+        verifier.authorize(&writ, "orders/42", "read"),
+        Err(Denial::UnknownKey { kid: Some(2) }),
+        "the synchronous call does not wait for the network"
+    );
+    for _ in 0..100 {
+        if verifier.authorize(&writ, "orders/42", "read").is_ok() {
+            assert_eq!(broker.hits(), 2);
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the background refetch never brought key 2");
+}
+
+#[tokio::test]
+async fn bursts_of_unknown_kids_fetch_at_most_once_per_window() {
+    let broker = Broker::default();
+    let k1 = KeyPair::new();
+    broker.publish(1, &k1, None);
+    let url = broker.serve().await;
+    let window = Duration::from_millis(600);
+    let verifier = Arc::new(remote_verifier(&url, window).await);
+    assert_eq!(broker.hits(), 1);
+
+    let attacker = KeyPair::new();
+    let writs: Vec<String> = (100..164).map(|kid| live_writ(&attacker, kid)).collect();
+
+    for round in 1..=2 {
+        let start = broker.hits();
+        let tasks: Vec<_> = writs
+            .iter()
+            .cloned()
+            .map(|writ| {
+                let verifier = Arc::clone(&verifier);
+                tokio::spawn(async move {
+                    let async_result = verifier
+                        .authorize_with_refresh(&writ, "orders/42", "read")
+                        .await;
+                    let sync_result = verifier.authorize(&writ, "orders/42", "read");
+                    (async_result, sync_result)
+                })
+            })
+            .collect();
+        for task in tasks {
+            let (a, s) = task.await.unwrap();
+            assert!(matches!(a, Err(Denial::UnknownKey { .. })));
+            assert!(matches!(s, Err(Denial::UnknownKey { .. })));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let fetched = broker.hits() - start;
+        assert!(
+            fetched <= 1,
+            "round {round}: {fetched} fetches in one window"
+        );
+        assert_eq!(
+            fetched, 1,
+            "round {round}: the first unknown kid does refetch"
+        );
+        tokio::time::sleep(window).await;
+    }
+}
+
+#[tokio::test]
+async fn withdrawn_and_retired_keys_stop_working() {
+    let broker = Broker::default();
+    let k1 = KeyPair::new();
+    let old = KeyPair::new();
+    broker.publish(1, &k1, None);
+    broker.publish(9, &old, Some("2000-01-01T00:00:00Z"));
+    let url = broker.serve().await;
+    let verifier = remote_verifier(&url, Duration::from_secs(10)).await;
+
+    assert_eq!(
+        verifier.authorize(&live_writ(&old, 9), "orders/42", "read"),
+        Err(Denial::KeyRetired { kid: 9 })
+    );
+
+    // A cached writ stops as soon as its key leaves the key set.
+    let writ = live_writ(&k1, 1);
+    assert!(verifier.authorize(&writ, "orders/42", "read").is_ok());
+    assert_eq!(verifier.cached_writs(), 1);
+    broker.withdraw(1);
+    verifier.refresh_keys().await.unwrap();
+    assert_eq!(
+        verifier.authorize(&writ, "orders/42", "read"),
+        Err(Denial::UnknownKey { kid: Some(1) })
+    );
+}
+
+#[tokio::test]
+async fn scheduled_refresh_runs() {
+    let broker = Broker::default();
+    let k1 = KeyPair::new();
+    broker.publish(1, &k1, None);
+    let url = broker.serve().await;
+    let _verifier = Verifier::builder("orders-api")
+        .key_set_url(&url)
+        .key_refresh_interval(Duration::from_millis(100))
+        .build()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    assert!(broker.hits() >= 3, "hits: {}", broker.hits());
+}
+
+#[tokio::test]
+async fn unreachable_key_set_fails_the_build() {
+    // Bind then drop a listener so the port is (very likely) closed.
+    let port = {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let result = Verifier::builder("orders-api")
+        .key_set_url(format!("http://127.0.0.1:{port}/.well-known/writ-keys"))
+        .http_timeout(Duration::from_secs(2))
+        .build()
+        .await;
+    assert!(matches!(result, Err(BuildError::KeySet(_))));
+}

@@ -1,0 +1,140 @@
+//! Assembling and running the broker: configuration in, a bound listener and a router out.
+//! Tests build the same [`Application`] on port 0 with a fresh database.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::broker::Broker;
+use crate::config::{Config, ConfigError, DEV_ISSUER_NAME};
+use crate::http::{AppState, router};
+use crate::identity::{DevIssuer, IdentityVerifier};
+use crate::keys::{KeyDir, Keys};
+use crate::policy::{DEV_POLICY, PolicySet};
+use crate::store;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("policies: {0}")]
+    Policy(#[from] crate::policy::PolicyError),
+    #[error("keys: {0}")]
+    Keys(#[from] crate::keys::KeyError),
+    #[error("storage: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("identity: {0}")]
+    Identity(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    background: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> Result<Application, StartError> {
+        config.validate()?;
+        let dev = if config.dev {
+            tracing::warn!(
+                issuer = DEV_ISSUER_NAME,
+                "DEV MODE: the built-in development identity issuer is trusted; never use this in production"
+            );
+            Some(
+                DevIssuer::open_or_init(&config.key_dir)
+                    .map_err(|e| StartError::Identity(e.to_string()))?,
+            )
+        } else {
+            None
+        };
+        let identities =
+            IdentityVerifier::from_config(&config, dev.as_ref()).map_err(StartError::Identity)?;
+        let policies = load_policies(&config)?;
+        check_policy_issuers(&policies, &identities)?;
+        let keys = Arc::new(Keys::open(KeyDir::open_or_init(&config.key_dir)?)?);
+        let store = store::connect(&config.database_url).await?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Listen {
+                    addr: config.listen,
+                    source,
+                })?;
+        let mut background = identities.spawn_refresh();
+        background.push(keys.watch(Duration::from_secs(1)));
+        let broker = Broker {
+            identities,
+            policies,
+            keys,
+            store,
+        };
+        Ok(Application {
+            listener,
+            state: AppState {
+                broker: Arc::new(broker),
+            },
+            background,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` resolves, then finishes in-flight requests.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let app = router(self.state);
+        let result = axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        for task in self.background {
+            task.abort();
+        }
+        result
+    }
+}
+
+fn load_policies(config: &Config) -> Result<PolicySet, StartError> {
+    let policies = match &config.policy_dir {
+        Some(dir) => PolicySet::load_dir(dir, config.max_ttl)?,
+        None => PolicySet::parse(
+            std::path::Path::new("<dev-playground>"),
+            DEV_POLICY,
+            config.max_ttl,
+        )?,
+    };
+    tracing::info!(count = policies.policies.len(), "policies loaded");
+    Ok(policies)
+}
+
+/// A policy naming an issuer that is not trusted could never match: that is a typo, refuse it.
+fn check_policy_issuers(
+    policies: &PolicySet,
+    identities: &IdentityVerifier,
+) -> Result<(), StartError> {
+    let known: Vec<&str> = identities.issuer_names().collect();
+    for (issuer, origin) in policies.issuers() {
+        if !known.contains(&issuer) {
+            return Err(StartError::Policy(crate::policy::PolicyError {
+                location: origin.to_owned(),
+                message: format!(
+                    "issuer {issuer:?} is not a configured issuer (known: {})",
+                    known.join(", ")
+                ),
+            }));
+        }
+    }
+    Ok(())
+}

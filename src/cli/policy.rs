@@ -1,0 +1,66 @@
+//! `writ policy`: validate policy files and run their tests, like `opa test`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+
+use super::CliResult;
+use crate::policy::{PolicySet, testing};
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Load and validate the policies; errors point at the file and line.
+    Check(PolicyArgs),
+    /// Run the policy tests (`*.test.toml`) beside the policies. Exits non-zero on any failure.
+    Test(PolicyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    /// The policy directory.
+    #[arg(env = "WRIT_POLICY_DIR")]
+    dir: PathBuf,
+    /// The broker's hard cap on lifetimes (its max_ttl).
+    #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
+    max_ttl: Duration,
+}
+
+pub fn run(command: PolicyCommand) -> CliResult {
+    match command {
+        PolicyCommand::Check(args) => {
+            let policies =
+                PolicySet::load_dir(&args.dir, args.max_ttl).map_err(|e| e.to_string())?;
+            println!("{} policies are valid", policies.policies.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        PolicyCommand::Test(args) => {
+            let policies =
+                PolicySet::load_dir(&args.dir, args.max_ttl).map_err(|e| e.to_string())?;
+            let results = testing::run_dir(&args.dir, &policies).map_err(|e| e.to_string())?;
+            if results.is_empty() {
+                return Err(format!(
+                    "no policy tests (*.test.toml) in {}",
+                    args.dir.display()
+                ));
+            }
+            let mut failed = 0;
+            for result in &results {
+                match &result.failure {
+                    None => println!("ok   {} :: {}", result.file, result.name),
+                    Some(why) => {
+                        failed += 1;
+                        println!("FAIL {} :: {}\n     {why}", result.file, result.name);
+                    }
+                }
+            }
+            println!("{} passed, {failed} failed", results.len() - failed);
+            Ok(if failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+    }
+}

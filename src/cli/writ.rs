@@ -1,0 +1,200 @@
+//! `writ inspect`, `writ attenuate`, `writ verify`: holder and verifier tools built on the
+//! `writ-verify` crate, so the CLI reads and checks writs exactly as downstream services do.
+
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use clap::Args;
+use writ_verify::biscuit_auth::PublicKey;
+use writ_verify::{Attenuation, Inspection, ResourcePattern, RightResource, Verifier};
+
+use super::{CliResult, read_arg_or_stdin};
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The writ, or - to read it from stdin.
+    writ: String,
+}
+
+#[derive(Debug, Args)]
+pub struct AttenuateArgs {
+    /// The writ, or - to read it from stdin.
+    writ: String,
+    /// Keep only these resources (exact, or a prefix ending in *). Repeatable.
+    #[arg(long = "resource")]
+    resources: Vec<String>,
+    /// Keep only these operations. Repeatable.
+    #[arg(long = "operation")]
+    operations: Vec<String>,
+    /// Keep only these services. Repeatable.
+    #[arg(long = "service")]
+    services: Vec<String>,
+    /// Expire this long from now (if earlier than the writ's own expiry), e.g. 2m.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    expires_in: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The writ, or - to read it from stdin.
+    writ: String,
+    /// The verifying service's own name (the audience).
+    #[arg(long)]
+    audience: String,
+    /// The resource of the request.
+    #[arg(long)]
+    resource: String,
+    /// The operation of the request.
+    #[arg(long)]
+    operation: String,
+    /// The broker's key set URL.
+    #[arg(long, env = "WRIT_KEYS_URL", required_unless_present = "public_key")]
+    keys_url: Option<String>,
+    /// A static root key as KID=ed25519/HEX. Repeatable.
+    #[arg(long)]
+    public_key: Vec<String>,
+}
+
+pub fn inspect(args: InspectArgs) -> CliResult {
+    let writ = read_arg_or_stdin(&args.writ)?;
+    let inspection = writ_verify::inspect(&writ).map_err(|e| e.to_string())?;
+    print!("{}", describe(&inspection, SystemTime::now()));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn describe(inspection: &Inspection, now: SystemTime) -> String {
+    let mut out = String::from("NOT VERIFIED: this decodes the writ; `writ verify` checks it.\n");
+    let line = |out: &mut String, name: &str, value: String| {
+        out.push_str(&format!("{name:<12} {value}\n"))
+    };
+    let or_none = |value: &Option<String>| value.clone().unwrap_or_else(|| "-".into());
+    line(
+        &mut out,
+        "root key",
+        inspection
+            .root_key_id
+            .map_or("-".into(), |kid| kid.to_string()),
+    );
+    line(
+        &mut out,
+        "format",
+        inspection.version.map_or("-".into(), |v| v.to_string()),
+    );
+    line(&mut out, "writ id", or_none(&inspection.writ_id));
+    line(
+        &mut out,
+        "agent",
+        format!("{:?}", or_none(&inspection.agent)),
+    );
+    line(&mut out, "task", format!("{:?}", or_none(&inspection.task)));
+    line(
+        &mut out,
+        "issued at",
+        inspection.issued_at.map_or("-".into(), rfc3339),
+    );
+    let expiry = inspection.expires_at.map_or("-".into(), |at| {
+        let state = if at < now { "expired" } else { "valid" };
+        format!("{} ({state})", rfc3339(at))
+    });
+    line(&mut out, "expires at", expiry);
+    line(&mut out, "services", inspection.services.join(", "));
+    for right in &inspection.rights {
+        let resource = match &right.resource {
+            RightResource::Exact(resource) => format!("{resource:?}"),
+            RightResource::Prefix(prefix) => format!("{prefix:?}*"),
+        };
+        line(&mut out, "right", format!("{} {resource}", right.operation));
+    }
+    line(
+        &mut out,
+        "blocks",
+        format!(
+            "{} (attenuation depth {})",
+            inspection.blocks.len(),
+            inspection.blocks.len().saturating_sub(1)
+        ),
+    );
+    for (index, block) in inspection.blocks.iter().enumerate() {
+        out.push_str(&format!(
+            "\n-- block {index}{} --\n{block}\n",
+            if index == 0 { " (authority)" } else { "" }
+        ));
+    }
+    out
+}
+
+pub fn attenuate(args: AttenuateArgs) -> CliResult {
+    let writ = read_arg_or_stdin(&args.writ)?;
+    let non_empty = |list: Vec<String>| (!list.is_empty()).then_some(list);
+    let resources = args
+        .resources
+        .iter()
+        .map(|r| ResourcePattern::parse(r).map_err(|e| e.to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let attenuation = Attenuation {
+        resources: (!resources.is_empty()).then_some(resources),
+        operations: non_empty(args.operations),
+        services: non_empty(args.services),
+        expires_at: args.expires_in.map(|ttl| SystemTime::now() + ttl),
+    };
+    let narrower = writ_verify::attenuate(&writ, &attenuation).map_err(|e| e.to_string())?;
+    println!("{narrower}");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn verify(args: VerifyArgs) -> CliResult {
+    let writ = read_arg_or_stdin(&args.writ)?;
+    let mut builder = Verifier::builder(args.audience.clone());
+    if let Some(url) = &args.keys_url {
+        builder = builder.key_set_url(url.clone());
+    }
+    let keys = args
+        .public_key
+        .iter()
+        .map(|key| parse_static_key(key))
+        .collect::<Result<Vec<_>, _>>()?;
+    if !keys.is_empty() {
+        builder = builder.static_keys(keys);
+    }
+    let verifier = builder.build().await.map_err(|e| e.to_string())?;
+    match verifier
+        .authorize_with_refresh(&writ, &args.resource, &args.operation)
+        .await
+    {
+        Ok(grant) => {
+            println!(
+                "granted: {} {} for agent {:?}, task {:?} (writ {}, key {}, depth {}, expires {})",
+                args.operation,
+                args.resource,
+                grant.agent,
+                grant.task,
+                grant.writ_id,
+                grant.root_key_id,
+                grant.attenuation_depth,
+                rfc3339(grant.expires_at)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(denial) => {
+            println!("denied ({}): {denial}", denial.code());
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn parse_static_key(text: &str) -> Result<(u32, PublicKey), String> {
+    let (kid, key) = text
+        .split_once('=')
+        .ok_or_else(|| format!("--public-key {text:?} must be KID=ed25519/HEX"))?;
+    let kid = kid
+        .parse()
+        .map_err(|_| format!("key id {kid:?} is not a number"))?;
+    let key: PublicKey = key
+        .parse()
+        .map_err(|_| format!("{key:?} is not a public key (ed25519/HEX)"))?;
+    Ok((kid, key))
+}
+
+fn rfc3339(time: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(time).to_string()
+}

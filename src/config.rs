@@ -1,0 +1,251 @@
+//! Typed broker configuration: a TOML file, then `WRIT_*` environment variables and command-line
+//! flags on top (applied by the CLI). Unknown fields are errors, so a typo never silently falls
+//! back to a default. Durations are written the human way ("5m", "30s").
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The longest lifetime any writ may ever have, whatever a policy or the config says. Writs live
+/// minutes; a broker configured for more is refused at start.
+pub const ABSOLUTE_MAX_TTL: Duration = Duration::from_secs(60 * 60);
+
+/// The largest clock skew tolerated on workload tokens.
+pub const ABSOLUTE_MAX_SKEW: Duration = Duration::from_secs(5 * 60);
+
+/// The name of the development identity issuer, trusted only in dev mode.
+pub const DEV_ISSUER_NAME: &str = "writ-dev";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// `sqlite://path` (embedded default) or `postgres://...` (replicas).
+    #[serde(default = "default_database_url")]
+    pub database_url: String,
+    /// Directory of the broker's Ed25519 root keys (0700; key files 0600).
+    #[serde(default = "default_key_dir")]
+    pub key_dir: PathBuf,
+    /// Directory of policy files (`*.toml`; `*.test.toml` are policy tests). Required outside dev
+    /// mode; in dev mode the built-in playground policy is used when unset.
+    #[serde(default)]
+    pub policy_dir: Option<PathBuf>,
+    /// Development mode: trusts the built-in development identity issuer. Loopback only.
+    #[serde(default)]
+    pub dev: bool,
+    /// Hard cap on any writ's lifetime; every policy's `max_ttl` must fit under it.
+    #[serde(default = "default_max_ttl", with = "humantime_serde")]
+    pub max_ttl: Duration,
+    /// Tolerated clock difference with identity issuers for `exp`, `nbf` and `iat`.
+    #[serde(default = "default_clock_skew", with = "humantime_serde")]
+    pub clock_skew: Duration,
+    /// Trusted workload identity issuers.
+    #[serde(default, rename = "issuer")]
+    pub issuers: Vec<IssuerConfig>,
+}
+
+/// One trusted workload identity issuer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerConfig {
+    /// Short name that policies refer to (`issuer = "kubernetes"`).
+    pub name: String,
+    /// The issuer URL; tokens must carry exactly this `iss`.
+    pub issuer: String,
+    /// Where the signing keys come from; OIDC discovery on `issuer` when unset.
+    #[serde(default)]
+    pub jwks: Option<JwksSource>,
+    /// The audience tokens must carry in `aud`.
+    pub audience: String,
+    /// Accepted signature algorithms. `none` and HMAC algorithms are never accepted.
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<String>,
+    /// How the agent's identity is derived from claims: `{a/b}` is replaced by the claim at that
+    /// path (segments split on `/`, so `{kubernetes.io/namespace}` reads a nested claim).
+    pub agent: String,
+    /// How often the key set is refreshed even when every `kid` is known.
+    #[serde(default = "default_jwks_refresh", with = "humantime_serde")]
+    pub jwks_refresh: Duration,
+    /// The shortest interval between two fetches caused by unknown `kid`s.
+    #[serde(default = "default_jwks_min_interval", with = "humantime_serde")]
+    pub jwks_min_refetch_interval: Duration,
+}
+
+/// Where an issuer's keys are read from when it has no discovery document.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum JwksSource {
+    Url(String),
+    File(PathBuf),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// The embedded default: SQLite and keys under `./writ-data`, loopback, dev mode off.
+    pub fn default_embedded() -> Config {
+        Config {
+            listen: default_listen(),
+            database_url: default_database_url(),
+            key_dir: default_key_dir(),
+            policy_dir: None,
+            dev: false,
+            max_ttl: default_max_ttl(),
+            clock_skew: default_clock_skew(),
+            issuers: Vec::new(),
+        }
+    }
+
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|error| ConfigError::Parse {
+            path: path.to_owned(),
+            message: error.to_string(),
+        })
+    }
+
+    /// Checks what serde cannot: caps, dev-mode exposure, issuer names.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if self.max_ttl > ABSOLUTE_MAX_TTL || self.max_ttl < Duration::from_secs(10) {
+            return invalid(format!(
+                "max_ttl must be between 10s and {}",
+                humantime::format_duration(ABSOLUTE_MAX_TTL)
+            ));
+        }
+        if self.clock_skew > ABSOLUTE_MAX_SKEW {
+            return invalid(format!(
+                "clock_skew must be at most {}",
+                humantime::format_duration(ABSOLUTE_MAX_SKEW)
+            ));
+        }
+        if self.dev && !self.listen.ip().is_loopback() {
+            return invalid(format!(
+                "dev mode trusts a built-in identity issuer and may only listen on loopback, not {}",
+                self.listen
+            ));
+        }
+        if !self.dev && self.policy_dir.is_none() {
+            return invalid("policy_dir is required outside dev mode".into());
+        }
+        let mut names = std::collections::HashSet::new();
+        for issuer in &self.issuers {
+            if issuer.name == DEV_ISSUER_NAME {
+                return invalid(format!("the issuer name {DEV_ISSUER_NAME:?} is reserved"));
+            }
+            if !names.insert(issuer.name.as_str()) {
+                return invalid(format!("issuer {:?} is configured twice", issuer.name));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_database_url() -> String {
+    "sqlite://writ-data/writ.db".into()
+}
+fn default_key_dir() -> PathBuf {
+    PathBuf::from("writ-data/keys")
+}
+fn default_max_ttl() -> Duration {
+    Duration::from_secs(15 * 60)
+}
+fn default_clock_skew() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_algorithms() -> Vec<String> {
+    vec!["RS256".into(), "ES256".into()]
+}
+fn default_jwks_refresh() -> Duration {
+    Duration::from_secs(15 * 60)
+}
+fn default_jwks_min_interval() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// Serde adapter for human durations ("5m") in TOML.
+pub mod humantime_serde {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    #[test]
+    fn empty_file_is_the_embedded_default_but_needs_policies_outside_dev() {
+        let config = parse("").unwrap();
+        assert_eq!(config.listen, default_listen());
+        assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn unknown_fields_are_errors() {
+        assert!(parse("lisen = \"127.0.0.1:1\"").is_err());
+    }
+
+    #[test]
+    fn dev_mode_refuses_non_loopback() {
+        let config = parse("dev = true\nlisten = \"0.0.0.0:8080\"").unwrap();
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("loopback"), "{error}");
+    }
+
+    #[test]
+    fn ttl_cap_is_bounded() {
+        let config = parse("dev = true\nmax_ttl = \"2h\"").unwrap();
+        assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn reserved_issuer_name_is_refused() {
+        let config = parse(
+            "dev = true\n[[issuer]]\nname = \"writ-dev\"\nissuer = \"https://x\"\naudience = \"writ\"\nagent = \"{sub}\"",
+        )
+        .unwrap();
+        assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn issuer_with_jwks_file() {
+        let config = parse(
+            "[[issuer]]\nname = \"spire\"\nissuer = \"https://spire\"\naudience = \"writ\"\nagent = \"{sub}\"\njwks = { file = \"/etc/bundle.json\" }",
+        )
+        .unwrap();
+        assert_eq!(
+            config.issuers[0].jwks,
+            Some(JwksSource::File("/etc/bundle.json".into()))
+        );
+    }
+}

@@ -1,0 +1,49 @@
+//! The HTTP surface (axum only): routes, the middleware stack, and the mapping of errors to
+//! problem+json. Handlers are thin: they extract, call the domain, and map the result.
+
+mod error;
+mod health;
+mod keys;
+mod writs;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+pub use error::ApiError;
+
+use crate::broker::Broker;
+
+/// Request bodies larger than this are refused before they are read.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub broker: Arc<Broker>,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/writs", post(writs::issue))
+        .route("/.well-known/writ-keys", get(keys::key_set))
+        .route("/healthz", get(health::live))
+        .route("/readyz", get(health::ready))
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .with_state(state)
+        // Outermost last: the trace span covers everything (it records method, path and status,
+        // never headers, which carry credentials); the timeout bounds a slow client or issuer;
+        // the body limit stops reading oversized bodies (handlers answer 413 problem+json).
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_secs(15),
+        ))
+        .layer(TraceLayer::new_for_http())
+}

@@ -1,0 +1,66 @@
+//! `POST /v1/writs`: a workload identity token and a request in, a writ out.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::policy::RawWritRequest;
+
+pub async fn issue(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let identity_token = bearer(&headers)?;
+    require_json(&headers)?;
+    let body = body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+        _ => ApiError::InvalidRequest("the body could not be read".into()),
+    })?;
+    let request: RawWritRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::InvalidRequest(format!("body: {e}")))?;
+    let issued = state
+        .broker
+        .issue(identity_token, &request)
+        .await
+        .inspect_err(|error| {
+            tracing::info!(code = error.code(), "writ refused");
+        })?;
+    Ok((
+        StatusCode::CREATED,
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(issued),
+    ))
+}
+
+/// The token of an `Authorization: Bearer` header.
+pub fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or(ApiError::MissingCredential)?;
+    let value = value.to_str().map_err(|_| ApiError::MalformedCredential)?;
+    let (scheme, token) = value.split_once(' ').ok_or(ApiError::MalformedCredential)?;
+    let token = token.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+        return Err(ApiError::MalformedCredential);
+    }
+    Ok(token)
+}
+
+fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    if essence.eq_ignore_ascii_case("application/json") {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType)
+    }
+}

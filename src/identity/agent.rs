@@ -1,0 +1,156 @@
+//! Deriving the agent's identity from verified claims with a template from the issuer's config,
+//! e.g. `k8s:{kubernetes.io/namespace}/{kubernetes.io/serviceaccount/name}` or
+//! `github:{repository}@{workflow}`. Path segments are split on `/` so claim names may hold dots.
+
+use serde_json::{Map, Value};
+
+use super::IdentityError;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Piece {
+    Text(String),
+    Claim(Vec<String>),
+}
+
+/// A parsed agent template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentTemplate {
+    pieces: Vec<Piece>,
+}
+
+/// Longest agent identity accepted.
+pub const MAX_AGENT_LEN: usize = 256;
+
+impl AgentTemplate {
+    pub fn parse(template: &str) -> Result<AgentTemplate, String> {
+        let mut pieces = Vec::new();
+        let mut rest = template;
+        while let Some(open) = rest.find('{') {
+            if rest[..open].contains('}') {
+                return Err(format!("agent template {template:?} has a stray '}}'"));
+            }
+            if open > 0 {
+                pieces.push(Piece::Text(rest[..open].to_owned()));
+            }
+            let close = rest[open..]
+                .find('}')
+                .ok_or_else(|| format!("agent template {template:?} has an unclosed '{{'"))?;
+            let path = &rest[open + 1..open + close];
+            if path.is_empty() || path.split('/').any(str::is_empty) {
+                return Err(format!(
+                    "agent template {template:?} has an empty claim path"
+                ));
+            }
+            pieces.push(Piece::Claim(path.split('/').map(str::to_owned).collect()));
+            rest = &rest[open + close + 1..];
+        }
+        if rest.contains('}') {
+            return Err(format!("agent template {template:?} has a stray '}}'"));
+        }
+        if !rest.is_empty() {
+            pieces.push(Piece::Text(rest.to_owned()));
+        }
+        if !pieces.iter().any(|p| matches!(p, Piece::Claim(_))) {
+            return Err(format!("agent template {template:?} uses no claim"));
+        }
+        Ok(AgentTemplate { pieces })
+    }
+
+    /// Renders the agent identity. A missing, empty or non-scalar claim is an error, as is a
+    /// result with control characters (it would forge lines in logs and audit records).
+    pub fn render(&self, claims: &Map<String, Value>) -> Result<String, IdentityError> {
+        let mut agent = String::new();
+        for piece in &self.pieces {
+            match piece {
+                Piece::Text(text) => agent.push_str(text),
+                Piece::Claim(path) => agent.push_str(&claim_text(claims, path)?),
+            }
+        }
+        if agent.len() > MAX_AGENT_LEN || agent.chars().any(char::is_control) {
+            return Err(IdentityError::ClaimInvalid(self.claim_names()));
+        }
+        Ok(agent)
+    }
+
+    fn claim_names(&self) -> String {
+        self.pieces
+            .iter()
+            .filter_map(|p| match p {
+                Piece::Claim(path) => Some(path.join("/")),
+                Piece::Text(_) => None,
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+fn claim_text(claims: &Map<String, Value>, path: &[String]) -> Result<String, IdentityError> {
+    let missing = || IdentityError::ClaimMissing(path.join("/"));
+    let (first, rest) = path.split_first().ok_or_else(missing)?;
+    let mut value = claims.get(first).ok_or_else(missing)?;
+    for segment in rest {
+        value = value.get(segment).ok_or_else(missing)?;
+    }
+    match value {
+        Value::String(text) if !text.is_empty() => Ok(text.clone()),
+        Value::Number(number) => Ok(number.to_string()),
+        _ => Err(missing()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    fn claims(value: Value) -> Map<String, Value> {
+        value.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn renders_nested_claims_with_dotted_names() {
+        let t = AgentTemplate::parse(
+            "k8s:{kubernetes.io/namespace}/{kubernetes.io/serviceaccount/name}",
+        )
+        .unwrap();
+        let c = claims(
+            json!({"kubernetes.io": {"namespace": "orders", "serviceaccount": {"name": "bot"}}}),
+        );
+        assert_eq!(t.render(&c).unwrap(), "k8s:orders/bot");
+    }
+
+    #[test]
+    fn missing_and_hostile_claims_are_errors() {
+        let t = AgentTemplate::parse("github:{repository}").unwrap();
+        assert!(matches!(
+            t.render(&claims(json!({}))),
+            Err(IdentityError::ClaimMissing(_))
+        ));
+        assert!(matches!(
+            t.render(&claims(json!({"repository": ""}))),
+            Err(IdentityError::ClaimMissing(_))
+        ));
+        assert!(matches!(
+            t.render(&claims(
+                json!({"repository": "a\n\"); right(\"*\",\"admin\")"})
+            )),
+            Err(IdentityError::ClaimInvalid(_))
+        ));
+        // Quotes and parentheses are only text.
+        assert_eq!(
+            t.render(&claims(json!({"repository": "a\"); right(\"*\")"})))
+                .unwrap(),
+            "github:a\"); right(\"*\")"
+        );
+    }
+
+    #[test]
+    fn bad_templates_are_refused() {
+        assert!(AgentTemplate::parse("static").is_err());
+        assert!(AgentTemplate::parse("{sub").is_err());
+        assert!(AgentTemplate::parse("{}").is_err());
+        assert!(AgentTemplate::parse("{a//b}").is_err());
+        assert!(AgentTemplate::parse("x}{sub}").is_err());
+    }
+}

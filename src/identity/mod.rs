@@ -1,0 +1,205 @@
+//! Workload identity: turning a JWT from a trusted issuer (Kubernetes, GitHub Actions, SPIFFE,
+//! any OIDC issuer) into an [`Identity`], or a precise refusal.
+//!
+//! Every rule fails closed: the issuer must be configured and match `iss` exactly; the algorithm
+//! must be on that issuer's allow-list (never `none`, never HMAC, so a public key can never serve
+//! as an HMAC secret); `aud` must carry the configured audience; `exp`, `nbf` and `iat` hold
+//! within the configured clock skew. Signature checks go through the openidconnect crate; `nbf`,
+//! which it ignores, is checked here. Nothing here knows about HTTP.
+
+mod agent;
+pub mod dev;
+mod issuer;
+mod jwt;
+mod keys;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value};
+
+pub use agent::AgentTemplate;
+pub use dev::DevIssuer;
+pub use issuer::{IssuerSettings, TrustedIssuer};
+pub use keys::KeySource;
+
+use crate::config::Config;
+
+/// A verified workload identity.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// The configured name of the issuer (what policies match on).
+    pub issuer: String,
+    pub subject: String,
+    /// The agent's identity, rendered from claims by the issuer's template.
+    pub agent: String,
+    pub claims: Map<String, Value>,
+}
+
+/// Why a workload token was refused. Each has a stable code for clients and audit records.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdentityError {
+    #[error("the identity token is malformed: {0}")]
+    Malformed(&'static str),
+    #[error("the identity token's issuer is not trusted")]
+    UnknownIssuer,
+    #[error("the identity token's signature algorithm is not accepted for its issuer")]
+    AlgorithmRefused,
+    #[error("the identity token is signed by a key its issuer does not publish")]
+    UnknownKey,
+    #[error("the identity token's signature is invalid")]
+    BadSignature,
+    #[error("the identity token has expired")]
+    Expired,
+    #[error("the identity token is not valid yet")]
+    NotYetValid,
+    #[error("the identity token was issued in the future")]
+    IssuedInFuture,
+    #[error("the identity token is not meant for this broker (aud)")]
+    WrongAudience,
+    #[error("the identity token lacks the claim {0}")]
+    ClaimMissing(String),
+    #[error("the identity token's claims {0} cannot form an agent identity")]
+    ClaimInvalid(String),
+    #[error("the identity token's issuer could not be reached for its keys")]
+    IssuerUnavailable,
+}
+
+impl IdentityError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            IdentityError::Malformed(_) => "identity_malformed",
+            IdentityError::UnknownIssuer => "identity_issuer_unknown",
+            IdentityError::AlgorithmRefused => "identity_algorithm_refused",
+            IdentityError::UnknownKey => "identity_key_unknown",
+            IdentityError::BadSignature => "identity_signature_invalid",
+            IdentityError::Expired => "identity_expired",
+            IdentityError::NotYetValid => "identity_not_yet_valid",
+            IdentityError::IssuedInFuture => "identity_issued_in_future",
+            IdentityError::WrongAudience => "identity_audience_invalid",
+            IdentityError::ClaimMissing(_) => "identity_claim_missing",
+            IdentityError::ClaimInvalid(_) => "identity_claim_invalid",
+            IdentityError::IssuerUnavailable => "identity_issuer_unavailable",
+        }
+    }
+}
+
+/// All trusted issuers, selected by exact `iss`.
+pub struct IdentityVerifier {
+    issuers: Vec<Arc<TrustedIssuer>>,
+}
+
+impl IdentityVerifier {
+    pub fn new(issuers: Vec<TrustedIssuer>) -> IdentityVerifier {
+        IdentityVerifier {
+            issuers: issuers.into_iter().map(Arc::new).collect(),
+        }
+    }
+
+    /// Builds the verifier for a configuration; in dev mode the development issuer is added.
+    pub fn from_config(
+        config: &Config,
+        dev: Option<&DevIssuer>,
+    ) -> Result<IdentityVerifier, String> {
+        let mut issuers = config
+            .issuers
+            .iter()
+            .map(|issuer| {
+                TrustedIssuer::new(IssuerSettings {
+                    name: issuer.name.clone(),
+                    issuer: issuer.issuer.clone(),
+                    audience: issuer.audience.clone(),
+                    algorithms: issuer.algorithms.clone(),
+                    agent: issuer.agent.clone(),
+                    skew: config.clock_skew,
+                    min_refetch_interval: issuer.jwks_min_refetch_interval,
+                    refresh_every: issuer.jwks_refresh,
+                    source: KeySource::from_config(&issuer.issuer, issuer.jwks.as_ref()),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(dev) = dev {
+            issuers.push(TrustedIssuer::new(dev.settings(config.clock_skew))?);
+        }
+        Ok(IdentityVerifier::new(issuers))
+    }
+
+    pub fn issuer_names(&self) -> impl Iterator<Item = &str> {
+        self.issuers.iter().map(|issuer| issuer.name.as_str())
+    }
+
+    pub async fn verify(&self, token: &str, now: SystemTime) -> Result<Identity, IdentityError> {
+        let unverified = jwt::decode(token)?;
+        let issuer = self
+            .issuers
+            .iter()
+            .find(|issuer| issuer.issuer.as_str() == unverified.issuer)
+            .ok_or(IdentityError::UnknownIssuer)?;
+        if !issuer.accepts_algorithm(&unverified.alg) {
+            return Err(IdentityError::AlgorithmRefused);
+        }
+        if !unverified.claims.contains_key("aud") {
+            return Err(IdentityError::WrongAudience);
+        }
+        check_times(&unverified.claims, now, issuer.skew)?;
+        issuer.verify(token, now).await?;
+        let claims = unverified.claims;
+        let subject = claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let agent = issuer.agent.render(&claims)?;
+        Ok(Identity {
+            issuer: issuer.name.clone(),
+            subject,
+            agent,
+            claims,
+        })
+    }
+
+    /// Fetches every issuer's keys once (at start), then refreshes each on its schedule.
+    pub fn spawn_refresh(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        self.issuers
+            .iter()
+            .map(|issuer| {
+                let issuer = Arc::clone(issuer);
+                tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(issuer.refresh_every);
+                    // Half the period: a fetch made for a request moments ago counts.
+                    let min_age = issuer.refresh_every / 2;
+                    loop {
+                        tick.tick().await;
+                        let _ = issuer.refresh(min_age).await;
+                    }
+                })
+            })
+            .collect()
+    }
+}
+
+/// The openidconnect crate ignores `nbf` and has no skew for `iat`: both are checked here.
+fn check_times(
+    claims: &Map<String, Value>,
+    now: SystemTime,
+    skew: Duration,
+) -> Result<(), IdentityError> {
+    let latest = now
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+        + skew.as_secs_f64();
+    let read = |name: &str, malformed| match claims.get(name) {
+        None => Ok(None),
+        Some(value) => value
+            .as_f64()
+            .map(Some)
+            .ok_or(IdentityError::Malformed(malformed)),
+    };
+    if read("nbf", "nbf is not a number")?.is_some_and(|nbf| nbf > latest) {
+        return Err(IdentityError::NotYetValid);
+    }
+    if read("iat", "iat is not a number")?.is_some_and(|iat| iat > latest) {
+        return Err(IdentityError::IssuedInFuture);
+    }
+    Ok(())
+}

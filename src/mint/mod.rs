@@ -1,0 +1,118 @@
+//! Minting writs: the authority block of the writ format, signed by the active root key.
+//!
+//! This is the contract every verifier relies on (see the `writ-verify` crate):
+//! ```text
+//! writ(1); writ_id(..); agent(..); task(..); issued_at(..); expires_at(..);
+//! service(..);                                   // one per service that may accept it
+//! right("orders/42", "read");                    // exact grants
+//! right($r, "read") <- resource($r), $r.starts_with("reports/");   // prefix grants
+//! check if time($t), $t <= <expires_at>;
+//! check if audience($a), service($a);
+//! ```
+//! Every value enters as a Datalog parameter, never by formatting text: task names, resources and
+//! agent identities are attacker-controlled.
+
+use std::collections::HashMap;
+use std::time::SystemTime;
+
+use biscuit_auth::Biscuit;
+use biscuit_auth::builder::{Term, date, fact, string};
+
+use crate::keys::SigningKey;
+use crate::policy::{RequestedRight, ResourcePattern, ServiceName};
+
+/// The writ format version in `writ(1)`.
+pub const FORMAT_VERSION: i64 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MintError {
+    #[error("could not build the writ: {0}")]
+    Build(#[from] biscuit_auth::error::Token),
+    #[error("the system random source failed")]
+    Random,
+}
+
+/// Everything that goes into a writ's authority block.
+#[derive(Debug, Clone)]
+pub struct WritContents<'a> {
+    pub writ_id: &'a str,
+    pub agent: &'a str,
+    pub task: &'a str,
+    pub rights: &'a [RequestedRight],
+    pub services: &'a [ServiceName],
+    pub issued_at: SystemTime,
+    pub expires_at: SystemTime,
+}
+
+/// A signed writ.
+#[derive(Debug, Clone)]
+pub struct MintedWrit {
+    /// The writ itself (base64url): a bearer credential, never logged or stored.
+    pub token: String,
+    pub root_key_id: u32,
+    /// Hex revocation id of the authority block.
+    pub revocation_id: String,
+}
+
+/// A fresh writ id: `wr_` and 128 random bits in hex.
+pub fn new_writ_id() -> Result<String, MintError> {
+    let mut bytes = [0u8; 16];
+    getrandom::getrandom(&mut bytes).map_err(|_| MintError::Random)?;
+    Ok(format!("wr_{}", hex::encode(bytes)))
+}
+
+const AUTHORITY: &str = r#"
+    writ({version});
+    writ_id({writ_id}); agent({agent}); task({task});
+    issued_at({issued_at}); expires_at({expires_at});
+    check if time($t), $t <= {expires_at};
+    check if audience($a), service($a);
+"#;
+
+const PREFIX_RULE: &str = r#"right($r, {operation}) <- resource($r), $r.starts_with({prefix});"#;
+
+pub fn mint(key: &SigningKey, contents: &WritContents<'_>) -> Result<MintedWrit, MintError> {
+    let params = HashMap::from([
+        ("version".to_owned(), Term::Integer(FORMAT_VERSION)),
+        ("writ_id".to_owned(), string(contents.writ_id)),
+        ("agent".to_owned(), string(contents.agent)),
+        ("task".to_owned(), string(contents.task)),
+        ("issued_at".to_owned(), date(&contents.issued_at)),
+        ("expires_at".to_owned(), date(&contents.expires_at)),
+    ]);
+    let mut builder = Biscuit::builder()
+        .code_with_params(AUTHORITY, params, HashMap::new())?
+        .root_key_id(key.kid);
+    for service in contents.services {
+        builder = builder.fact(fact("service", &[string(service.as_str())]))?;
+    }
+    for right in contents.rights {
+        for operation in &right.operations {
+            builder = match &right.resource {
+                ResourcePattern::Exact(resource) => builder.fact(fact(
+                    "right",
+                    &[string(resource), string(operation.as_str())],
+                ))?,
+                ResourcePattern::Prefix(prefix) => builder.code_with_params(
+                    PREFIX_RULE,
+                    HashMap::from([
+                        ("operation".to_owned(), string(operation.as_str())),
+                        ("prefix".to_owned(), string(prefix)),
+                    ]),
+                    HashMap::new(),
+                )?,
+            };
+        }
+    }
+    let token = builder.build(&key.key_pair)?;
+    let revocation_id = token
+        .revocation_identifiers()
+        .first()
+        .map(hex::encode)
+        .unwrap_or_default();
+    Ok(MintedWrit {
+        token: token.to_base64()?,
+        root_key_id: key.kid,
+        revocation_id,
+    })
+}

@@ -1,0 +1,139 @@
+//! Matching an identity's claims against a policy's `claims` table. The table mirrors the token's
+//! JSON shape (`claims = { "kubernetes.io" = { namespace = "orders" } }`), so claim names that
+//! contain dots need no escaping. A string matches exactly, or as a prefix when it ends in `*`; an
+//! array matches when any of its strings does; a table matches a nested object. Claims the table
+//! does not mention are not looked at. A claim that is absent or not a string never matches.
+
+use serde_json::{Map, Value};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimMatcher {
+    Any(Vec<StringMatch>),
+    Object(Vec<(String, ClaimMatcher)>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StringMatch {
+    Exact(String),
+    Prefix(String),
+}
+
+impl ClaimMatcher {
+    /// Matches everything (a policy without `claims`).
+    pub fn everything() -> ClaimMatcher {
+        ClaimMatcher::Object(Vec::new())
+    }
+
+    /// Builds a matcher from a policy table, naming the first value of an unsupported type.
+    pub fn from_table(table: &toml::Table) -> Result<ClaimMatcher, String> {
+        let mut fields = Vec::with_capacity(table.len());
+        for (name, value) in table {
+            fields.push((name.clone(), Self::from_value(name, value)?));
+        }
+        Ok(ClaimMatcher::Object(fields))
+    }
+
+    fn from_value(name: &str, value: &toml::Value) -> Result<ClaimMatcher, String> {
+        match value {
+            toml::Value::String(text) => Ok(ClaimMatcher::Any(vec![StringMatch::new(text)])),
+            toml::Value::Array(items) if !items.is_empty() => items
+                .iter()
+                .map(|item| match item {
+                    toml::Value::String(text) => Ok(StringMatch::new(text)),
+                    _ => Err(format!("claim {name:?}: arrays may hold only strings")),
+                })
+                .collect::<Result<_, _>>()
+                .map(ClaimMatcher::Any),
+            toml::Value::Table(table) => Self::from_table(table),
+            _ => Err(format!(
+                "claim {name:?}: expected a string, a non-empty array of strings or a table"
+            )),
+        }
+    }
+
+    pub fn matches(&self, claims: &Map<String, Value>) -> bool {
+        match self {
+            ClaimMatcher::Object(fields) => fields.iter().all(|(name, matcher)| {
+                claims
+                    .get(name)
+                    .is_some_and(|value| matcher.matches_value(value))
+            }),
+            ClaimMatcher::Any(_) => false,
+        }
+    }
+
+    fn matches_value(&self, value: &Value) -> bool {
+        match (self, value) {
+            (ClaimMatcher::Any(options), Value::String(text)) => {
+                options.iter().any(|option| option.matches(text))
+            }
+            (ClaimMatcher::Object(_), Value::Object(object)) => self.matches(object),
+            _ => false,
+        }
+    }
+}
+
+impl StringMatch {
+    fn new(text: &str) -> StringMatch {
+        match text.strip_suffix('*') {
+            Some(prefix) => StringMatch::Prefix(prefix.to_owned()),
+            None => StringMatch::Exact(text.to_owned()),
+        }
+    }
+
+    fn matches(&self, text: &str) -> bool {
+        match self {
+            StringMatch::Exact(expected) => text == expected,
+            StringMatch::Prefix(prefix) => text.starts_with(prefix.as_str()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    fn matcher(toml_text: &str) -> ClaimMatcher {
+        ClaimMatcher::from_table(&toml_text.parse::<toml::Table>().unwrap()).unwrap()
+    }
+
+    fn claims(value: Value) -> Map<String, Value> {
+        value.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn nested_kubernetes_claims() {
+        let m = matcher(
+            "\"kubernetes.io\" = { namespace = \"orders\", serviceaccount = { name = \"bot-*\" } }",
+        );
+        let good = claims(
+            json!({"kubernetes.io": {"namespace": "orders", "serviceaccount": {"name": "bot-7"}}}),
+        );
+        let other_ns = claims(
+            json!({"kubernetes.io": {"namespace": "billing", "serviceaccount": {"name": "bot-7"}}}),
+        );
+        let flat = claims(json!({"kubernetes.io.namespace": "orders"}));
+        assert!(m.matches(&good));
+        assert!(!m.matches(&other_ns));
+        assert!(!m.matches(&flat));
+    }
+
+    #[test]
+    fn arrays_are_alternatives_and_non_strings_never_match() {
+        let m = matcher("workflow = [\"deploy\", \"release\"]");
+        assert!(m.matches(&claims(json!({"workflow": "release"}))));
+        assert!(!m.matches(&claims(json!({"workflow": "test"}))));
+        assert!(!m.matches(&claims(json!({"workflow": ["deploy"]}))));
+        assert!(!m.matches(&claims(json!({}))));
+    }
+
+    #[test]
+    fn unsupported_values_are_refused_at_load() {
+        let table = "n = 3".parse::<toml::Table>().unwrap();
+        assert!(ClaimMatcher::from_table(&table).is_err());
+        let table = "n = []".parse::<toml::Table>().unwrap();
+        assert!(ClaimMatcher::from_table(&table).is_err());
+    }
+}

@@ -1,0 +1,215 @@
+//! Policy as code: which identities may ask for which rights. Policies live in TOML files (kept in
+//! git), are validated at load with errors that point at the line, and are tested with
+//! `writ policy test`. The decision is pure: an identity's issuer and claims plus a request in,
+//! an approval or a refusal that names every refused item out. Nothing is silently narrowed.
+//!
+//! A request is approved when one policy that matches the identity allows all of it: every right
+//! (resource and operations), every service and the lifetime. Rights are never pieced together
+//! from several policies, so a writ never combines grants no single policy gives.
+
+mod claims;
+mod file;
+mod names;
+mod pattern;
+mod request;
+pub mod testing;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+pub use claims::ClaimMatcher;
+pub use file::PolicyError;
+pub use names::{NameError, Operation, ServiceName, TaskName};
+pub use pattern::ResourcePattern;
+pub use request::{RawRight, RawWritRequest, RequestError, RequestedRight, WritRequest};
+
+/// The playground policy used in dev mode when no policy directory is configured.
+pub const DEV_POLICY: &str = include_str!("dev-playground.toml");
+
+/// One compiled policy.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub name: String,
+    /// `file:line` of its definition, for messages.
+    pub origin: String,
+    pub issuer: String,
+    pub claims: ClaimMatcher,
+    pub resources: Vec<ResourcePattern>,
+    pub operations: Vec<Operation>,
+    pub services: Vec<ServiceName>,
+    pub max_ttl: Duration,
+    pub default_ttl: Duration,
+}
+
+/// All loaded policies.
+#[derive(Debug, Clone, Default)]
+pub struct PolicySet {
+    pub policies: Vec<Policy>,
+}
+
+/// Who is asking, as far as policy is concerned.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    /// The configured name of the issuer that vouched for the identity.
+    pub issuer: &'a str,
+    pub claims: &'a serde_json::Map<String, serde_json::Value>,
+}
+
+/// An approved request: the policy that allows it and the lifetime to grant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approval {
+    pub policy: String,
+    pub ttl: Duration,
+}
+
+/// A refused request, naming everything that was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Refusal {
+    /// `no_matching_policy` or `not_allowed`.
+    pub reason: &'static str,
+    pub refused_rights: Vec<RefusedRight>,
+    pub refused_services: Vec<String>,
+    /// Set when the requested lifetime exceeds the policy's maximum.
+    pub refused_ttl: Option<RefusedTtl>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RefusedRight {
+    pub resource: String,
+    pub operation: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RefusedTtl {
+    pub requested: u64,
+    pub max: u64,
+}
+
+impl Refusal {
+    fn size(&self) -> usize {
+        self.refused_rights.len()
+            + self.refused_services.len()
+            + usize::from(self.refused_ttl.is_some())
+    }
+}
+
+impl PolicySet {
+    /// Loads every `*.toml` policy file (not `*.test.toml`) in `dir`, in name order.
+    pub fn load_dir(dir: &Path, max_ttl: Duration) -> Result<PolicySet, PolicyError> {
+        let mut policies = Vec::new();
+        for path in policy_files(dir, false)? {
+            let text = std::fs::read_to_string(&path).map_err(|e| PolicyError::io(&path, e))?;
+            policies.extend(file::parse(&path, &text, max_ttl)?);
+        }
+        Ok(PolicySet { policies })
+    }
+
+    pub fn parse(origin: &Path, text: &str, max_ttl: Duration) -> Result<PolicySet, PolicyError> {
+        Ok(PolicySet {
+            policies: file::parse(origin, text, max_ttl)?,
+        })
+    }
+
+    /// Every issuer name the policies refer to.
+    pub fn issuers(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.policies
+            .iter()
+            .map(|policy| (policy.issuer.as_str(), policy.origin.as_str()))
+    }
+
+    pub fn decide(&self, subject: Subject<'_>, request: &WritRequest) -> Result<Approval, Refusal> {
+        let mut closest: Option<Refusal> = None;
+        for policy in self.policies.iter().filter(|p| p.matches(subject)) {
+            match policy.evaluate(request) {
+                Ok(approval) => return Ok(approval),
+                Err(refusal) => {
+                    if closest.as_ref().is_none_or(|c| refusal.size() < c.size()) {
+                        closest = Some(refusal);
+                    }
+                }
+            }
+        }
+        Err(closest.unwrap_or_else(|| no_matching_policy(request)))
+    }
+}
+
+impl Policy {
+    fn matches(&self, subject: Subject<'_>) -> bool {
+        self.issuer == subject.issuer && self.claims.matches(subject.claims)
+    }
+
+    fn evaluate(&self, request: &WritRequest) -> Result<Approval, Refusal> {
+        let refused_rights = request
+            .rights
+            .iter()
+            .flat_map(|right| right.operations.iter().map(move |op| (right, op)))
+            .filter(|(right, op)| !self.allows(&right.resource, op))
+            .map(|(right, op)| RefusedRight {
+                resource: right.resource.to_string(),
+                operation: op.to_string(),
+            })
+            .collect();
+        let refused_services = request
+            .services
+            .iter()
+            .filter(|service| !self.services.contains(service))
+            .map(ToString::to_string)
+            .collect();
+        let ttl = request.ttl.unwrap_or(self.default_ttl);
+        let refused_ttl = (ttl > self.max_ttl).then_some(RefusedTtl {
+            requested: ttl.as_secs(),
+            max: self.max_ttl.as_secs(),
+        });
+        let refusal = Refusal {
+            reason: "not_allowed",
+            refused_rights,
+            refused_services,
+            refused_ttl,
+        };
+        if refusal.size() > 0 {
+            return Err(refusal);
+        }
+        Ok(Approval {
+            policy: self.name.clone(),
+            ttl,
+        })
+    }
+
+    fn allows(&self, resource: &ResourcePattern, operation: &Operation) -> bool {
+        self.operations.contains(operation) && self.resources.iter().any(|p| p.covers(resource))
+    }
+}
+
+fn no_matching_policy(request: &WritRequest) -> Refusal {
+    Refusal {
+        reason: "no_matching_policy",
+        refused_rights: request
+            .rights
+            .iter()
+            .flat_map(|right| {
+                right.operations.iter().map(|op| RefusedRight {
+                    resource: right.resource.to_string(),
+                    operation: op.to_string(),
+                })
+            })
+            .collect(),
+        refused_services: request.services.iter().map(ToString::to_string).collect(),
+        refused_ttl: None,
+    }
+}
+
+/// The policy files (`tests == false`) or policy test files (`tests == true`) in `dir`, sorted.
+pub fn policy_files(dir: &Path, tests: bool) -> Result<Vec<PathBuf>, PolicyError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| PolicyError::io(dir, e))?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| {
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            name.ends_with(".toml") && name.ends_with(".test.toml") == tests
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}

@@ -1,0 +1,137 @@
+//! Policy tests, kept beside the policies (`*.test.toml`) and run by `writ policy test`, like
+//! `opa test`: identity claims and a request in, the expected decision out.
+//!
+//! ```toml
+//! [[case]]
+//! name = "the report bot reads orders"
+//! issuer = "kubernetes"
+//! claims = { "kubernetes.io" = { namespace = "orders", serviceaccount = { name = "report-bot" } } }
+//! request = { task = "nightly", rights = [{ resource = "orders/42", operations = ["read"] }], services = ["orders-api"] }
+//! expect = "allow"
+//!
+//! [[case]]
+//! name = "but may not write"
+//! # ...
+//! expect = "deny"
+//! refused_rights = ["orders/42:write"]   # optional: exactly these are refused
+//! ```
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::{PolicyError, PolicySet, RawWritRequest, Subject, WritRequest, policy_files};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseFile {
+    #[serde(default)]
+    case: Vec<Case>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    name: String,
+    issuer: String,
+    #[serde(default)]
+    claims: toml::Table,
+    request: RawWritRequest,
+    expect: Expect,
+    #[serde(default)]
+    refused_rights: Option<Vec<String>>,
+    #[serde(default)]
+    refused_services: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Expect {
+    Allow,
+    Deny,
+}
+
+/// The outcome of one case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaseResult {
+    pub file: String,
+    pub name: String,
+    /// `None` when the case passed, otherwise why it failed.
+    pub failure: Option<String>,
+}
+
+/// Runs every case in the `*.test.toml` files of `dir` against `policies`.
+pub fn run_dir(dir: &Path, policies: &PolicySet) -> Result<Vec<CaseResult>, PolicyError> {
+    let mut results = Vec::new();
+    for path in policy_files(dir, true)? {
+        let text = std::fs::read_to_string(&path).map_err(|e| PolicyError::io(&path, e))?;
+        let file: CaseFile = toml::from_str(&text).map_err(|error| {
+            PolicyError::at(
+                &path,
+                &text,
+                error.span().unwrap_or(0..0),
+                error.message().to_owned(),
+            )
+        })?;
+        for case in file.case {
+            results.push(CaseResult {
+                file: path.display().to_string(),
+                name: case.name.clone(),
+                failure: run_case(&case, policies).err(),
+            });
+        }
+    }
+    Ok(results)
+}
+
+fn run_case(case: &Case, policies: &PolicySet) -> Result<(), String> {
+    let claims = serde_json::to_value(&case.claims)
+        .ok()
+        .and_then(|v| v.as_object().cloned())
+        .unwrap_or_default();
+    let request = WritRequest::parse(&case.request).map_err(|e| format!("invalid request: {e}"))?;
+    let subject = Subject {
+        issuer: &case.issuer,
+        claims: &claims,
+    };
+    match (policies.decide(subject, &request), case.expect) {
+        (Ok(_), Expect::Allow) => Ok(()),
+        (Ok(approval), Expect::Deny) => Err(format!(
+            "expected deny, but policy {:?} allows it",
+            approval.policy
+        )),
+        (Err(refusal), Expect::Allow) => Err(format!(
+            "expected allow, but it is refused ({}): {}",
+            refusal.reason,
+            serde_json::to_string(&refusal).unwrap_or_default()
+        )),
+        (Err(refusal), Expect::Deny) => {
+            let rights: Vec<String> = refusal
+                .refused_rights
+                .iter()
+                .map(|r| format!("{}:{}", r.resource, r.operation))
+                .collect();
+            same_set("refused_rights", case.refused_rights.as_deref(), &rights)?;
+            same_set(
+                "refused_services",
+                case.refused_services.as_deref(),
+                &refusal.refused_services,
+            )
+        }
+    }
+}
+
+fn same_set(what: &str, expected: Option<&[String]>, actual: &[String]) -> Result<(), String> {
+    let Some(expected) = expected else {
+        return Ok(());
+    };
+    let mut expected = expected.to_vec();
+    let mut actual = actual.to_vec();
+    expected.sort();
+    actual.sort();
+    if expected == actual {
+        Ok(())
+    } else {
+        Err(format!("{what}: expected {expected:?}, got {actual:?}"))
+    }
+}

@@ -1,0 +1,312 @@
+//! The `writ` command, run as a user would: the dev-mode quickstart end to end, policy tests,
+//! key rotation, and every subcommand's help.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
+
+use crate::helpers::{TestBroker, orders_request};
+
+const WRIT: &str = env!("CARGO_BIN_EXE_writ");
+
+fn writ(dir: &Path, args: &[&str]) -> Output {
+    Command::new(WRIT)
+        .current_dir(dir)
+        .args(args)
+        .env_remove("WRIT_KEY_DIR")
+        .output()
+        .unwrap()
+}
+
+fn writ_stdin(dir: &Path, args: &[&str], input: &str) -> Output {
+    let mut child = Command::new(WRIT)
+        .current_dir(dir)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// A `writ serve --dev` process on a free port, killed on drop.
+struct DevServer {
+    child: Child,
+    url: String,
+}
+
+impl DevServer {
+    fn start(dir: &Path) -> DevServer {
+        let log_path = dir.join("serve.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let child = Command::new(WRIT)
+            .current_dir(dir)
+            .args(["serve", "--dev", "--listen", "127.0.0.1:0"])
+            .env("WRIT_LOG_FORMAT", "json")
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        // Owned by the guard from here on, so the process is killed even if the test panics.
+        let mut server = DevServer {
+            child,
+            url: String::new(),
+        };
+        for _ in 0..200 {
+            let text = std::fs::read_to_string(&log_path).unwrap();
+            let announced = text
+                .lines()
+                .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+                .find(|event| event["fields"]["message"] == "writ is listening");
+            if let Some(event) = announced {
+                server.url = format!("http://{}", event["fields"]["addr"].as_str().unwrap());
+                return server;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "the dev broker did not announce its address:\n{}",
+            std::fs::read_to_string(&log_path).unwrap()
+        );
+    }
+}
+
+impl Drop for DevServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_dev_quickstart_works_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = DevServer::start(dir.path());
+    let keys_url = format!("{}/.well-known/writ-keys", server.url);
+
+    let token = writ(dir.path(), &["dev", "token", "--subject", "demo-agent"]);
+    assert!(token.status.success(), "{token:?}");
+    std::fs::write(dir.path().join("identity.jwt"), &token.stdout).unwrap();
+    let request = writ(
+        dir.path(),
+        &[
+            "request",
+            "--broker",
+            &server.url,
+            "--identity-file",
+            "identity.jwt",
+            "--task",
+            "demo",
+            "--right",
+            "orders/*:read",
+            "--service",
+            "orders-api",
+            "--ttl",
+            "2m",
+        ],
+    );
+    assert!(request.status.success(), "{request:?}");
+    let writ_text = stdout(&request);
+
+    let verify = |writ_text: &str, resource: &str, operation: &str| {
+        writ_stdin(
+            dir.path(),
+            &[
+                "verify",
+                "--keys-url",
+                &keys_url,
+                "--audience",
+                "orders-api",
+                "--resource",
+                resource,
+                "--operation",
+                operation,
+                "-",
+            ],
+            writ_text,
+        )
+    };
+    let granted = verify(&writ_text, "orders/42", "read");
+    assert!(granted.status.success(), "{granted:?}");
+    assert!(stdout(&granted).contains("dev:demo-agent"));
+    let denied = verify(&writ_text, "orders/42", "write");
+    assert_eq!(denied.status.code(), Some(1));
+    assert!(
+        stdout(&denied).contains("not_permitted"),
+        "{}",
+        stdout(&denied)
+    );
+
+    let inspected = writ_stdin(dir.path(), &["inspect", "-"], &writ_text);
+    let text = stdout(&inspected);
+    assert!(text.starts_with("NOT VERIFIED"));
+    assert!(
+        text.contains("\"dev:demo-agent\"")
+            && text.contains("orders-api")
+            && text.contains("read \"orders/\"*"),
+        "{text}"
+    );
+
+    let narrower = writ_stdin(
+        dir.path(),
+        &[
+            "attenuate",
+            "--resource",
+            "orders/7",
+            "--expires-in",
+            "1m",
+            "-",
+        ],
+        &writ_text,
+    );
+    assert!(narrower.status.success(), "{narrower:?}");
+    let narrower = stdout(&narrower);
+    assert!(verify(&narrower, "orders/7", "read").status.success());
+    let refused = verify(&narrower, "orders/42", "read");
+    assert!(
+        stdout(&refused).contains("restricted_by_attenuation"),
+        "{}",
+        stdout(&refused)
+    );
+
+    let rotated = writ(dir.path(), &["keys", "rotate"]);
+    assert!(
+        stdout(&rotated).contains("key 2 is now active"),
+        "{rotated:?}"
+    );
+    let listed = stdout(&writ(dir.path(), &["keys", "list"]));
+    assert!(
+        listed.contains("1\tretired") && listed.contains("2\tactive"),
+        "{listed}"
+    );
+    // The old writ still verifies: key 1 stays published until its writs have expired.
+    assert!(verify(&writ_text, "orders/42", "read").status.success());
+}
+
+#[test]
+fn dev_mode_refuses_to_listen_beyond_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = writ(dir.path(), &["serve", "--dev", "--listen", "0.0.0.0:0"]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("loopback"));
+}
+
+#[test]
+fn serve_without_policies_outside_dev_mode_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = writ(dir.path(), &["serve", "--listen", "127.0.0.1:0"]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("policy_dir is required"));
+}
+
+#[tokio::test]
+async fn a_broker_outside_dev_mode_refuses_dev_identities() {
+    let broker = TestBroker::start().await;
+    let dev = writ::identity::DevIssuer::open_or_init(&broker.key_dir()).unwrap();
+    let token = dev
+        .token("demo-agent", Duration::from_secs(60), SystemTime::now())
+        .unwrap();
+    let response = broker.request(&token, &orders_request()).await;
+    assert_eq!(response.status(), 401);
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["type"], "urn:writ:problem:identity_issuer_unknown");
+    broker.stop().await;
+}
+
+const POLICY: &str = r#"
+[[policy]]
+name = "reader"
+issuer = "kubernetes"
+claims = { "kubernetes.io" = { namespace = "orders" } }
+resources = ["orders/*"]
+operations = ["read"]
+services = ["orders-api"]
+max_ttl = "10m"
+"#;
+
+const TESTS: &str = r#"
+[[case]]
+name = "reads orders"
+issuer = "kubernetes"
+claims = { "kubernetes.io" = { namespace = "orders" } }
+request = { task = "t", rights = [{ resource = "orders/42", operations = ["read"] }], services = ["orders-api"] }
+expect = "allow"
+
+[[case]]
+name = "may not write"
+issuer = "kubernetes"
+claims = { "kubernetes.io" = { namespace = "orders" } }
+request = { task = "t", rights = [{ resource = "orders/42", operations = ["read", "write"] }], services = ["orders-api"] }
+expect = "deny"
+refused_rights = ["orders/42:write"]
+"#;
+
+#[test]
+fn policy_tests_pass_and_fail_with_the_right_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("orders.toml"), POLICY).unwrap();
+    std::fs::write(dir.path().join("orders.test.toml"), TESTS).unwrap();
+    let passing = writ(dir.path(), &["policy", "test", "."]);
+    assert!(passing.status.success(), "{}", stdout(&passing));
+    assert!(stdout(&passing).ends_with("2 passed, 0 failed"));
+
+    std::fs::write(
+        dir.path().join("orders.test.toml"),
+        TESTS.replace("expect = \"allow\"", "expect = \"deny\""),
+    )
+    .unwrap();
+    let failing = writ(dir.path(), &["policy", "test", "."]);
+    assert_eq!(failing.status.code(), Some(1));
+    assert!(
+        stdout(&failing).contains("FAIL ./orders.test.toml :: reads orders"),
+        "{}",
+        stdout(&failing)
+    );
+
+    std::fs::write(
+        dir.path().join("orders.toml"),
+        POLICY.replace("\"10m\"", "\"3h\""),
+    )
+    .unwrap();
+    let invalid = writ(dir.path(), &["policy", "check", "."]);
+    assert_eq!(invalid.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&invalid.stderr).contains("./orders.toml:9:11"),
+        "{invalid:?}"
+    );
+}
+
+#[test]
+fn every_command_has_help() {
+    let dir = tempfile::tempdir().unwrap();
+    for command in [
+        vec!["--help"],
+        vec!["serve", "--help"],
+        vec!["request", "--help"],
+        vec!["inspect", "--help"],
+        vec!["attenuate", "--help"],
+        vec!["verify", "--help"],
+        vec!["keys", "rotate", "--help"],
+        vec!["keys", "list", "--help"],
+        vec!["policy", "test", "--help"],
+        vec!["policy", "check", "--help"],
+        vec!["dev", "token", "--help"],
+    ] {
+        let output = writ(dir.path(), &command);
+        assert!(output.status.success(), "{command:?}");
+        assert!(stdout(&output).contains("Usage: writ"), "{command:?}");
+    }
+}

@@ -1,0 +1,361 @@
+//! Workload identity: every way a token can be wrong is refused with its own stable error.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use writ_testkit::{Alg, IssuerOptions, TestIssuer, claims_base, now_unix};
+
+use crate::helpers::{AUDIENCE, Backend, Setup, TestBroker, client, orders_request};
+
+/// Kubernetes-shaped claims for the `orders` namespace, with `edit` applied.
+fn claims(broker: &TestBroker, edit: impl FnOnce(&mut Value)) -> Value {
+    let mut claims = claims_base(
+        &broker.kubernetes.issuer(),
+        "system:serviceaccount:orders:bot",
+        AUDIENCE,
+        Duration::from_secs(600),
+    );
+    claims["kubernetes.io"] = json!({"namespace": "orders", "serviceaccount": {"name": "bot"}});
+    edit(&mut claims);
+    claims
+}
+
+async fn problem_type(broker: &TestBroker, identity: &str) -> (u16, String) {
+    let response = broker.request(identity, &orders_request()).await;
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap();
+    assert!(body.get("writ").is_none());
+    (
+        status,
+        body["type"]
+            .as_str()
+            .unwrap_or_default()
+            .trim_start_matches("urn:writ:problem:")
+            .to_owned(),
+    )
+}
+
+async fn assert_refused(broker: &TestBroker, identity: &str, code: &str) {
+    assert_eq!(problem_type(broker, identity).await, (401, code.to_owned()));
+}
+
+#[tokio::test]
+async fn kubernetes_rs256_and_es256_tokens_are_accepted() {
+    let broker = TestBroker::start().await;
+    for alg in [Alg::Rs256, Alg::Es256] {
+        let token = broker.kubernetes.kubernetes_token(
+            alg,
+            "orders",
+            "report-bot",
+            AUDIENCE,
+            Duration::from_secs(600),
+        );
+        let writ = broker.issue(&token, &orders_request()).await;
+        assert_eq!(writ["agent"], "k8s:orders/report-bot");
+    }
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn expiry_and_validity_windows_honour_the_configured_skew_only() {
+    let broker = TestBroker::start().await; // skew 30 s
+    let now = now_unix() as i64;
+    let sign = |edit: &dyn Fn(&mut Value)| {
+        broker
+            .kubernetes
+            .sign(Alg::Rs256, &claims(&broker, |c| edit(c)))
+    };
+    assert_refused(
+        &broker,
+        &sign(&|c| c["exp"] = json!(now - 120)),
+        "identity_expired",
+    )
+    .await;
+    assert_refused(
+        &broker,
+        &sign(&|c| c["exp"] = json!(now - 35)),
+        "identity_expired",
+    )
+    .await;
+    assert_refused(
+        &broker,
+        &sign(&|c| c["nbf"] = json!(now + 120)),
+        "identity_not_yet_valid",
+    )
+    .await;
+    assert_refused(
+        &broker,
+        &sign(&|c| c["iat"] = json!(now + 120)),
+        "identity_issued_in_future",
+    )
+    .await;
+    // Within the skew, all three are accepted.
+    for edit in [
+        &(|c: &mut Value| c["exp"] = json!(now - 10)) as &dyn Fn(&mut Value),
+        &|c: &mut Value| c["nbf"] = json!(now + 10),
+        &|c: &mut Value| c["iat"] = json!(now + 10),
+    ] {
+        broker.issue(&sign(edit), &orders_request()).await;
+    }
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn issuer_and_audience_must_match_exactly() {
+    let broker = TestBroker::start().await;
+    let sign = |claims: Value| broker.kubernetes.sign(Alg::Rs256, &claims);
+    let with_slash = format!("{}/", broker.kubernetes.issuer());
+    assert_refused(
+        &broker,
+        &sign(claims(&broker, |c| c["iss"] = json!(with_slash))),
+        "identity_issuer_unknown",
+    )
+    .await;
+    assert_refused(
+        &broker,
+        &sign(claims(&broker, |c| c["aud"] = json!("someone-else"))),
+        "identity_audience_invalid",
+    )
+    .await;
+    assert_refused(
+        &broker,
+        &sign(claims(&broker, |c| {
+            c["aud"] = json!(["writ", "someone-else"])
+        })),
+        "identity_audience_invalid",
+    )
+    .await;
+    assert_refused(
+        &broker,
+        &sign(claims(&broker, |c| {
+            c.as_object_mut().unwrap().remove("aud");
+        })),
+        "identity_audience_invalid",
+    )
+    .await;
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn a_token_from_an_issuer_that_is_not_configured_is_refused() {
+    let broker = TestBroker::start().await;
+    let stranger = TestIssuer::start().await;
+    let token = stranger.kubernetes_token(
+        Alg::Rs256,
+        "orders",
+        "bot",
+        AUDIENCE,
+        Duration::from_secs(600),
+    );
+    assert_refused(&broker, &token, "identity_issuer_unknown").await;
+    assert_eq!(
+        stranger.jwks_fetches() + stranger.discovery_fetches(),
+        0,
+        "never contacted"
+    );
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn forged_algorithms_keys_and_signatures_are_refused() {
+    let broker = TestBroker::start().await;
+    let claims = claims(&broker, |_| {});
+    assert_refused(
+        &broker,
+        &broker.kubernetes.forge_alg_none(&claims),
+        "identity_algorithm_refused",
+    )
+    .await;
+    assert_refused(
+        &broker,
+        &broker.kubernetes.forge_hs256_with_public_key(&claims),
+        "identity_algorithm_refused",
+    )
+    .await;
+    assert_refused(
+        &broker,
+        &broker.kubernetes.forge_unknown_kid(&claims),
+        "identity_key_unknown",
+    )
+    .await;
+    let tampered = TestIssuer::tamper(&broker.kubernetes.sign(Alg::Rs256, &claims));
+    assert_refused(&broker, &tampered, "identity_signature_invalid").await;
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_tokens_and_credentials_are_refused() {
+    let broker = TestBroker::start().await;
+    for garbage in [
+        "garbage",
+        "a.b.c",
+        "eyJhbGciOiJSUzI1NiJ9.e30.",
+        &"x".repeat(20_000),
+    ] {
+        assert_refused(&broker, garbage, "identity_malformed").await;
+    }
+    let url = format!("{}/v1/writs", broker.url);
+    let none = client()
+        .post(&url)
+        .json(&orders_request())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(none.status(), 401);
+    assert_eq!(none.headers()["www-authenticate"], "Bearer");
+    let body: Value = none.json().await.unwrap();
+    assert_eq!(body["type"], "urn:writ:problem:credential_missing");
+    let basic = client()
+        .post(&url)
+        .header("authorization", "Basic dXNlcjpwYXNz")
+        .json(&orders_request())
+        .send()
+        .await
+        .unwrap();
+    let body: Value = basic.json().await.unwrap();
+    assert_eq!(body["type"], "urn:writ:problem:credential_malformed");
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn an_algorithm_off_the_issuers_allow_list_is_refused() {
+    let mut setup = Setup::new(Backend::Sqlite);
+    setup.tweak = Box::new(|config| config.issuers[0].algorithms = vec!["RS256".into()]);
+    let broker = TestBroker::start_with(setup).await;
+    let es256 = broker.kubernetes.kubernetes_token(
+        Alg::Es256,
+        "orders",
+        "bot",
+        AUDIENCE,
+        Duration::from_secs(600),
+    );
+    assert_refused(&broker, &es256, "identity_algorithm_refused").await;
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn keys_are_cached_and_unknown_kids_refetch_at_most_once_per_window() {
+    let broker = TestBroker::start().await;
+    for _ in 0..5 {
+        broker
+            .issue(&broker.orders_identity(), &orders_request())
+            .await;
+    }
+    assert_eq!(
+        broker.kubernetes.jwks_fetches(),
+        1,
+        "one fetch serves many tokens"
+    );
+    let forged = broker
+        .kubernetes
+        .forge_unknown_kid(&claims(&broker, |_| {}));
+    for _ in 0..20 {
+        assert_refused(&broker, &forged, "identity_key_unknown").await;
+    }
+    assert!(
+        broker.kubernetes.jwks_fetches() <= 2,
+        "fetches: {}",
+        broker.kubernetes.jwks_fetches()
+    );
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn a_rotated_issuer_key_is_fetched_on_first_sight() {
+    let mut setup = Setup::new(Backend::Sqlite);
+    setup.tweak =
+        Box::new(|config| config.issuers[0].jwks_min_refetch_interval = Duration::from_millis(1));
+    let broker = TestBroker::start_with(setup).await;
+    broker
+        .issue(&broker.orders_identity(), &orders_request())
+        .await;
+    let before = broker.kubernetes.jwks_fetches();
+    broker.kubernetes.rotate_rsa_key();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    broker
+        .issue(&broker.orders_identity(), &orders_request())
+        .await;
+    assert_eq!(broker.kubernetes.jwks_fetches(), before + 1);
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn a_discovery_document_naming_another_issuer_is_refused() {
+    let impostor = TestIssuer::start_with(IssuerOptions {
+        discovery_issuer_override: Some("https://evil.example".into()),
+        ..IssuerOptions::default()
+    })
+    .await;
+    let issuer = impostor.issuer();
+    let mut setup = Setup::new(Backend::Sqlite);
+    setup.tweak = Box::new(move |config| config.issuers[0].issuer = issuer);
+    let broker = TestBroker::start_with(setup).await;
+    let token = impostor.kubernetes_token(
+        Alg::Rs256,
+        "orders",
+        "bot",
+        AUDIENCE,
+        Duration::from_secs(600),
+    );
+    assert_eq!(
+        problem_type(&broker, &token).await,
+        (503, "identity_issuer_unavailable".into())
+    );
+    assert_eq!(
+        impostor.jwks_fetches(),
+        0,
+        "keys are never read from an impostor's document"
+    );
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn spiffe_style_issuers_by_jwks_url_with_jwt_svid_keys() {
+    let spire = TestIssuer::start_with(IssuerOptions {
+        discovery: false,
+        jwks_use: Some("jwt-svid".into()),
+        ..IssuerOptions::default()
+    })
+    .await;
+    let (issuer, jwks_url) = (spire.issuer(), spire.jwks_url());
+    let mut setup = Setup::new(Backend::Sqlite);
+    setup.policies.push_str(
+        "[[policy]]\nname = \"spiffe\"\nissuer = \"spire\"\nclaims = { sub = \"spiffe://acme.org/ns/orders/*\" }\n\
+         resources = [\"orders/*\"]\noperations = [\"read\"]\nservices = [\"orders-api\"]\nmax_ttl = \"5m\"\n",
+    );
+    setup.tweak = Box::new(move |config| {
+        let mut spire = config.issuers[0].clone();
+        spire.name = "spire".into();
+        spire.issuer = issuer;
+        spire.jwks = Some(writ::config::JwksSource::Url(jwks_url));
+        spire.agent = "{sub}".into();
+        config.issuers.push(spire);
+    });
+    let broker = TestBroker::start_with(setup).await;
+    let svid = spire.sign(
+        Alg::Es256,
+        &claims_base(
+            &spire.issuer(),
+            "spiffe://acme.org/ns/orders/sa/bot",
+            AUDIENCE,
+            Duration::from_secs(300),
+        ),
+    );
+    let writ = broker.issue(&svid, &orders_request()).await;
+    assert_eq!(writ["agent"], "spiffe://acme.org/ns/orders/sa/bot");
+    assert_eq!(writ["policy"], "spiffe");
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn a_claim_the_agent_template_needs_must_be_present() {
+    let broker = TestBroker::start().await;
+    let token = broker.kubernetes.sign(
+        Alg::Rs256,
+        &claims(&broker, |c| {
+            c.as_object_mut().unwrap().remove("kubernetes.io");
+        }),
+    );
+    assert_refused(&broker, &token, "identity_claim_missing").await;
+    broker.stop().await;
+}

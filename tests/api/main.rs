@@ -1,0 +1,9 @@
+//! Broker tests through its public surfaces: HTTP, the CLI and the verifier SDK, against real
+//! identity issuers on loopback and real SQLite and PostgreSQL databases.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod cli;
+mod helpers;
+mod identity;
+mod issue;
+mod storage;

@@ -1,0 +1,123 @@
+//! Storage on both backends: every issued writ is recorded before it is returned; when the record
+//! cannot be written, no writ is returned.
+
+use serde_json::Value;
+
+use crate::helpers::{Backend, TestBroker, client, orders_request};
+use crate::on_both_backends;
+
+async fn issued_writs_are_recorded(backend: Backend) {
+    let broker = TestBroker::start_on(backend).await;
+    let answer = broker
+        .issue(&broker.orders_identity(), &orders_request())
+        .await;
+    let store = writ::store::connect(&broker.database_url).await.unwrap();
+    let record = store
+        .issued_writ(answer["writ_id"].as_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.agent, "k8s:orders/report-bot");
+    assert_eq!(record.task, "nightly report");
+    assert_eq!(record.issuer, "kubernetes");
+    assert_eq!(record.services, vec!["orders-api".to_owned()]);
+    assert_eq!(record.rights[0].resource, "orders/42");
+    assert_eq!(record.expires_at - record.issued_at, 300);
+    assert_eq!(record.root_key_id, 1);
+    assert_eq!(
+        record.revocation_id.len(),
+        128,
+        "hex of an Ed25519 signature"
+    );
+    let writ = answer["writ"].as_str().unwrap();
+    let inspected = writ_verify::inspect(writ).unwrap();
+    assert_eq!(inspected.writ_id.as_deref(), Some(record.writ_id.as_str()));
+    broker.stop().await;
+}
+on_both_backends!(issued_writs_are_recorded);
+
+async fn no_writ_when_the_record_cannot_be_written(backend: Backend) {
+    let broker = TestBroker::start_on(backend).await;
+    broker
+        .issue(&broker.orders_identity(), &orders_request())
+        .await;
+    break_writs_table(&broker.database_url).await;
+    let response = broker
+        .request(&broker.orders_identity(), &orders_request())
+        .await;
+    assert_eq!(response.status(), 503);
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["type"], "urn:writ:problem:storage_unavailable");
+    assert!(problem.get("writ").is_none());
+    assert!(
+        !problem.to_string().contains("writs_gone"),
+        "no database detail leaks"
+    );
+    broker.stop().await;
+}
+on_both_backends!(no_writ_when_the_record_cannot_be_written);
+
+async fn readiness_reflects_storage(backend: Backend) {
+    let broker = TestBroker::start_on(backend).await;
+    let ready = client()
+        .get(format!("{}/readyz", broker.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    let live = client()
+        .get(format!("{}/healthz", broker.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200);
+    broker.stop().await;
+}
+on_both_backends!(readiness_reflects_storage);
+
+#[tokio::test]
+async fn not_ready_when_postgres_is_gone() {
+    let broker = TestBroker::start_on(Backend::Postgres).await;
+    let name = broker.database_url.rsplit('/').next().unwrap().to_owned();
+    use sqlx::Connection;
+    let mut admin = sqlx::PgConnection::connect(crate::helpers::POSTGRES_ADMIN_URL)
+        .await
+        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE {name} WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let ready = client()
+        .get(format!("{}/readyz", broker.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    let problem: Value = ready.json().await.unwrap();
+    assert_eq!(problem["type"], "urn:writ:problem:not_ready");
+    let response = broker
+        .request(&broker.orders_identity(), &orders_request())
+        .await;
+    assert_eq!(response.status(), 503);
+    broker.stop().await;
+}
+
+/// Makes every insert fail, as a full disk or a lost table would, while the database answers.
+async fn break_writs_table(url: &str) {
+    use sqlx::Connection;
+    if url.starts_with("sqlite:") {
+        let mut connection = sqlx::SqliteConnection::connect(url).await.unwrap();
+        sqlx::query("ALTER TABLE writs RENAME TO writs_gone")
+            .execute(&mut connection)
+            .await
+            .unwrap();
+    } else {
+        let mut connection = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::query("ALTER TABLE writs RENAME TO writs_gone")
+            .execute(&mut connection)
+            .await
+            .unwrap();
+    }
+}
