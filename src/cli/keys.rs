@@ -10,6 +10,9 @@ use clap::{Args, Subcommand};
 use super::{CliResult, default_key_dir};
 use crate::keys::KeyDir;
 
+/// The absolute lifetime cap plus the largest clock skew (checked by a test below).
+const DEFAULT_RETAIN: &str = "65m";
+
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
     /// Make a new root key active; the old one stays published until its writs have expired.
@@ -23,8 +26,10 @@ pub struct KeyDirArgs {
     /// The broker's key directory.
     #[arg(long, env = "WRIT_KEY_DIR", default_value_os_t = default_key_dir())]
     key_dir: PathBuf,
-    /// How long a retired key stays published: the broker's max_ttl plus clock skew.
-    #[arg(long, default_value = "16m", value_parser = humantime::parse_duration)]
+    /// How long a retired key stays published. The default outlasts any writ (the absolute
+    /// lifetime cap plus the largest clock skew); it may be lowered to the broker's max_ttl plus
+    /// its clock_skew.
+    #[arg(long, default_value = DEFAULT_RETAIN, value_parser = humantime::parse_duration)]
     retain_for: Duration,
 }
 
@@ -57,5 +62,19 @@ pub fn run(command: KeysCommand) -> CliResult {
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ABSOLUTE_MAX_SKEW, ABSOLUTE_MAX_TTL};
+
+    #[test]
+    fn retired_keys_outlast_every_writ_by_default() {
+        assert_eq!(
+            humantime::parse_duration(DEFAULT_RETAIN).unwrap(),
+            ABSOLUTE_MAX_TTL + ABSOLUTE_MAX_SKEW
+        );
     }
 }

@@ -13,7 +13,20 @@ use writ::app::Application;
 use writ::config::{Config, IssuerConfig};
 use writ_testkit::{Alg, TestIssuer};
 
-pub const POSTGRES_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+/// A PostgreSQL URL where the tests may create databases (`WRIT_TEST_POSTGRES_URL`).
+pub fn postgres_admin_url() -> String {
+    std::env::var("WRIT_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// The URL of database `name` on the same server.
+fn postgres_url(name: &str) -> String {
+    let admin = postgres_admin_url();
+    let base = admin
+        .rsplit_once('/')
+        .map_or(admin.as_str(), |(base, _)| base);
+    format!("{base}/{name}")
+}
 
 /// The broker's audience in test identity tokens.
 pub const AUDIENCE: &str = "writ";
@@ -214,7 +227,7 @@ fn issuer_config(name: &str, issuer: &TestIssuer, agent: &str) -> IssuerConfig {
 /// suite must never be skipped silently.
 async fn fresh_postgres_database() -> String {
     use sqlx::Connection;
-    let mut admin = sqlx::PgConnection::connect(POSTGRES_ADMIN_URL)
+    let mut admin = sqlx::PgConnection::connect(&postgres_admin_url())
         .await
         .expect("PostgreSQL must be reachable on 127.0.0.1:5432 for the PostgreSQL suite");
     let mut bytes = [0u8; 8];
@@ -229,7 +242,7 @@ async fn fresh_postgres_database() -> String {
 
 async fn drop_postgres_database(name: &str) {
     use sqlx::Connection;
-    let mut admin = sqlx::PgConnection::connect(POSTGRES_ADMIN_URL)
+    let mut admin = sqlx::PgConnection::connect(&postgres_admin_url())
         .await
         .unwrap();
     sqlx::query(sqlx::AssertSqlSafe(format!(

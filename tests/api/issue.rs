@@ -235,6 +235,24 @@ async fn datalog_in_task_names_and_resources_is_only_text() {
     assert_eq!(inspection.rights.len(), 1);
     assert_eq!(inspection.task.as_deref(), Some(task));
 
+    // Claims are attacker input too: a service account name full of Datalog is just a name.
+    let account = r#"bot"); right("orders/9", "write"); agent("root"#;
+    let identity = broker.kubernetes.kubernetes_token(
+        Alg::Rs256,
+        "orders",
+        account,
+        AUDIENCE,
+        Duration::from_secs(600),
+    );
+    let answer = broker.issue(&identity, &orders_request()).await;
+    let writ = answer["writ"].as_str().unwrap();
+    let grant = orders.authorize(writ, "orders/42", "read").unwrap();
+    assert_eq!(grant.agent, format!("k8s:orders/{account}"));
+    assert_eq!(
+        orders.authorize(writ, "orders/9", "write"),
+        Err(Denial::NotPermitted)
+    );
+
     for bad_task in ["line one\nright(\"*\", \"write\")", "tab\there", ""] {
         let body = json!({"task": bad_task, "rights": [{"resource": "orders/1", "operations": ["read"]}], "services": ["orders-api"]});
         let response = broker.request(&broker.orders_identity(), &body).await;

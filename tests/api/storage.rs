@@ -80,7 +80,7 @@ async fn not_ready_when_postgres_is_gone() {
     let broker = TestBroker::start_on(Backend::Postgres).await;
     let name = broker.database_url.rsplit('/').next().unwrap().to_owned();
     use sqlx::Connection;
-    let mut admin = sqlx::PgConnection::connect(crate::helpers::POSTGRES_ADMIN_URL)
+    let mut admin = sqlx::PgConnection::connect(&crate::helpers::postgres_admin_url())
         .await
         .unwrap();
     sqlx::query(sqlx::AssertSqlSafe(format!(

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs writ's whole test suite: unit tests, the broker's integration tests on SQLite and
+# PostgreSQL, the verifier SDK's tests and doc tests, the test kit's tests.
+#
+# Needs PostgreSQL on 127.0.0.1:5432 (trust auth), or WRIT_TEST_POSTGRES_URL pointing at a server
+# where the user may create databases. The PostgreSQL suite is never skipped: when the server
+# cannot be reached or started, this script fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export WRIT_TEST_POSTGRES_URL=${WRIT_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+
+postgres_up() { pg_isready -q -d "$WRIT_TEST_POSTGRES_URL" 2>/dev/null; }
+if ! postgres_up; then
+  # A Debian cluster installed but stopped can be started here; anything else is the user's to run.
+  if command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ]; then
+    echo "starting the local PostgreSQL cluster" >&2
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n 1)" main start || true
+    for _ in $(seq 1 20); do postgres_up && break; sleep 0.5; done
+  fi
+fi
+postgres_up || { echo "PostgreSQL is not reachable at $WRIT_TEST_POSTGRES_URL; the PostgreSQL suite cannot run" >&2; exit 1; }
+
+cargo test --workspace "$@"
