@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::time::SystemTime;
 
 use biscuit_auth::Biscuit;
+use biscuit_auth::builder::BiscuitBuilder;
 use biscuit_auth::builder::{Term, date, fact, string};
 
 use crate::keys::SigningKey;
@@ -71,6 +72,28 @@ const AUTHORITY: &str = r#"
 
 const PREFIX_RULE: &str = r#"right($r, {operation}) <- resource($r), $r.starts_with({prefix});"#;
 
+/// Adds `right(resource, operation)` for an exact resource, or the rule deriving it for every
+/// resource under a prefix.
+fn grant(
+    builder: BiscuitBuilder,
+    resource: &ResourcePattern,
+    operation: &str,
+) -> Result<BiscuitBuilder, MintError> {
+    let builder = match (resource.exact(), resource.prefix()) {
+        (Some(exact), _) => builder.fact(fact("right", &[string(exact), string(operation)]))?,
+        (None, Some(prefix)) => builder.code_with_params(
+            PREFIX_RULE,
+            HashMap::from([
+                ("operation".to_owned(), string(operation)),
+                ("prefix".to_owned(), string(prefix)),
+            ]),
+            HashMap::new(),
+        )?,
+        (None, None) => builder,
+    };
+    Ok(builder)
+}
+
 pub fn mint(key: &SigningKey, contents: &WritContents<'_>) -> Result<MintedWrit, MintError> {
     let params = HashMap::from([
         ("version".to_owned(), Term::Integer(FORMAT_VERSION)),
@@ -88,20 +111,7 @@ pub fn mint(key: &SigningKey, contents: &WritContents<'_>) -> Result<MintedWrit,
     }
     for right in contents.rights {
         for operation in &right.operations {
-            builder = match &right.resource {
-                ResourcePattern::Exact(resource) => builder.fact(fact(
-                    "right",
-                    &[string(resource), string(operation.as_str())],
-                ))?,
-                ResourcePattern::Prefix(prefix) => builder.code_with_params(
-                    PREFIX_RULE,
-                    HashMap::from([
-                        ("operation".to_owned(), string(operation.as_str())),
-                        ("prefix".to_owned(), string(prefix)),
-                    ]),
-                    HashMap::new(),
-                )?,
-            };
+            builder = grant(builder, &right.resource, operation.as_str())?;
         }
     }
     let token = builder.build(&key.key_pair)?;

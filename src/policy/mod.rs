@@ -178,7 +178,8 @@ impl Policy {
     }
 
     fn allows(&self, resource: &ResourcePattern, operation: &Operation) -> bool {
-        self.operations.contains(operation) && self.resources.iter().any(|p| p.covers(resource))
+        self.operations.contains(operation)
+            && self.resources.iter().any(|p| pattern::covers(p, resource))
     }
 }
 

@@ -37,7 +37,7 @@ fn check_token(what: &'static str, value: &str, max: usize) -> Result<(), NameEr
 }
 
 /// Rejects what would make a value unprintable or ambiguous in logs and audit records.
-pub(crate) fn check_text(what: &'static str, value: &str, max: usize) -> Result<(), NameError> {
+fn check_text(what: &'static str, value: &str, max: usize) -> Result<(), NameError> {
     let error = |why| {
         Err(NameError {
             what,

@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use super::names::{NameError, Operation, ServiceName, TaskName};
 use super::pattern::ResourcePattern;
+use writ_verify::PatternError;
 
 /// Caps on request size: a request is for one task, not an inventory.
 pub const MAX_RIGHTS: usize = 32;
@@ -51,6 +52,8 @@ pub struct WritRequest {
 pub enum RequestError {
     #[error(transparent)]
     Name(#[from] NameError),
+    #[error("resource: {0}")]
+    Resource(#[from] PatternError),
     #[error("{0}")]
     Shape(String),
 }

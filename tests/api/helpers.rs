@@ -108,10 +108,7 @@ impl TestBroker {
             ),
             Backend::Postgres => {
                 let name = fresh_postgres_database().await;
-                (
-                    format!("postgres://postgres@127.0.0.1:5432/{name}"),
-                    Some(name),
-                )
+                (postgres_url(&name), Some(name))
             }
         };
         let mut config = Config::default_embedded();
@@ -229,7 +226,7 @@ async fn fresh_postgres_database() -> String {
     use sqlx::Connection;
     let mut admin = sqlx::PgConnection::connect(&postgres_admin_url())
         .await
-        .expect("PostgreSQL must be reachable on 127.0.0.1:5432 for the PostgreSQL suite");
+        .expect("PostgreSQL must be reachable (WRIT_TEST_POSTGRES_URL) for the PostgreSQL suite");
     let mut bytes = [0u8; 8];
     getrandom::getrandom(&mut bytes).unwrap();
     let name = format!("writ_test_{}", hex::encode(bytes));
