@@ -453,3 +453,26 @@ async fn tokens_signed_by_the_real_issuer_for_another_issuer_are_refused() {
     assert_eq!(response.status(), 401);
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn private_keys_stay_in_owner_only_files_and_are_never_served() {
+    use std::os::unix::fs::PermissionsExt;
+    let broker = TestBroker::start().await;
+    let keys = client()
+        .get(format!("{}/.well-known/writ-keys", broker.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(keys.headers()["cache-control"], "public, max-age=60");
+    let served = keys.text().await.unwrap();
+    let pem = std::fs::read_to_string(broker.key_dir().join("root-1.pem")).unwrap();
+    let private = writ_verify::biscuit_auth::PrivateKey::from_pem(&pem).unwrap();
+    assert!(!served.contains(&private.to_bytes_hex()));
+    assert!(!served.to_lowercase().contains("private"));
+    for entry in std::fs::read_dir(broker.key_dir()).unwrap() {
+        let entry = entry.unwrap();
+        let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", entry.path().display());
+    }
+    broker.stop().await;
+}
