@@ -37,6 +37,7 @@ pub enum StartError {
 
 pub struct Application {
     listener: TcpListener,
+    request_timeout: Duration,
     state: AppState,
     background: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -79,6 +80,7 @@ impl Application {
         };
         Ok(Application {
             listener,
+            request_timeout: config.request_timeout,
             state: AppState {
                 broker: Arc::new(broker),
             },
@@ -95,7 +97,7 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let app = router(self.state);
+        let app = router(self.state, self.request_timeout);
         let result = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await;

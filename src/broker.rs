@@ -1,6 +1,6 @@
-//! Issuance: the one path by which a writ leaves the broker. Identity first (nothing is said to an
-//! unauthenticated caller beyond "no"), then the request's shape, then policy, then minting, then
-//! the durable record. The writ is returned only after the record is committed; any failure on
+//! Issuance: the one path by which a writ leaves the broker. Identity first (the HTTP layer calls
+//! [`Broker::authenticate`] before it reads the body, so an unauthenticated caller learns nothing
+//! beyond "no"), then the request's shape, then policy, then minting, then the durable record. The writ is returned only after the record is committed; any failure on
 //! the way returns an error and no writ.
 
 use std::sync::Arc;
@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use crate::identity::{IdentityError, IdentityVerifier};
+use crate::identity::{Identity, IdentityError, IdentityVerifier};
 use crate::keys::{KeyRing, Keys, unix};
 use crate::mint::{self, MintError, WritContents};
 use crate::policy::{PolicySet, RawWritRequest, Refusal, RequestError, Subject, WritRequest};
@@ -67,13 +67,22 @@ pub struct IssuedWritResponse {
 }
 
 impl Broker {
+    /// Verifies the caller's workload identity token. Call this before reading anything else the
+    /// caller sent.
+    pub async fn authenticate(&self, identity_token: &str) -> Result<Identity, IssueError> {
+        Ok(self
+            .identities
+            .verify(identity_token, SystemTime::now())
+            .await?)
+    }
+
+    /// Issues a writ to an authenticated identity.
     pub async fn issue(
         &self,
-        identity_token: &str,
+        identity: Identity,
         raw: &RawWritRequest,
     ) -> Result<IssuedWritResponse, IssueError> {
         let now = SystemTime::now();
-        let identity = self.identities.verify(identity_token, now).await?;
         let request = WritRequest::parse(raw)?;
         let subject = Subject {
             issuer: &identity.issuer,

@@ -43,6 +43,10 @@ pub struct Config {
     /// Tolerated clock difference with identity issuers for `exp`, `nbf` and `iat`.
     #[serde(default = "default_clock_skew", with = "humantime_serde")]
     pub clock_skew: Duration,
+    /// A request taking longer than this in all is cut off with `503 timeout` (a slow client or
+    /// a stuck dependency; issuers and the database have shorter timeouts of their own).
+    #[serde(default = "default_request_timeout", with = "humantime_serde")]
+    pub request_timeout: Duration,
     /// Trusted workload identity issuers.
     #[serde(default, rename = "issuer")]
     pub issuers: Vec<IssuerConfig>,
@@ -107,6 +111,7 @@ impl Config {
             dev: false,
             max_ttl: default_max_ttl(),
             clock_skew: default_clock_skew(),
+            request_timeout: default_request_timeout(),
             issuers: Vec::new(),
         }
     }
@@ -136,6 +141,11 @@ impl Config {
                 "clock_skew must be at most {}",
                 humantime::format_duration(ABSOLUTE_MAX_SKEW)
             ));
+        }
+        if self.request_timeout < Duration::from_secs(1)
+            || self.request_timeout > Duration::from_secs(300)
+        {
+            return invalid("request_timeout must be between 1s and 5m".into());
         }
         if self.dev && !self.listen.ip().is_loopback() {
             return invalid(format!(
@@ -173,6 +183,9 @@ fn default_max_ttl() -> Duration {
 }
 fn default_clock_skew() -> Duration {
     Duration::from_secs(30)
+}
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(15)
 }
 fn default_algorithms() -> Vec<String> {
     vec!["RS256".into(), "ES256".into()]

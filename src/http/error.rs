@@ -24,6 +24,7 @@ pub enum ApiError {
     MethodNotAllowed,
     StorageUnavailable,
     NotReady(String),
+    Timeout,
     Internal,
 }
 
@@ -123,6 +124,12 @@ impl ApiError {
                 "not_ready",
                 "Not ready",
                 detail.clone(),
+            ),
+            Timeout => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                "Timeout",
+                "the request took too long and was cut off; retry later".into(),
             ),
             Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,

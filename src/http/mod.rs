@@ -9,11 +9,13 @@ mod writs;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::BoxError;
 use axum::Router;
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
 use axum::routing::{get, post};
-use tower_http::timeout::TimeoutLayer;
+use tower::ServiceBuilder;
+use tower::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
@@ -28,7 +30,7 @@ pub struct AppState {
     pub broker: Arc<Broker>,
 }
 
-pub fn router(state: AppState) -> Router {
+pub fn router(state: AppState, request_timeout: Duration) -> Router {
     Router::new()
         .route("/v1/writs", post(writs::issue))
         .route("/.well-known/writ-keys", get(keys::key_set))
@@ -41,9 +43,12 @@ pub fn router(state: AppState) -> Router {
         // never headers, which carry credentials); the timeout bounds a slow client or issuer;
         // the body limit stops reading oversized bodies (handlers answer 413 problem+json).
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            Duration::from_secs(15),
-        ))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(|_: BoxError| async {
+                    ApiError::Timeout
+                }))
+                .layer(TimeoutLayer::new(request_timeout)),
+        )
         .layer(TraceLayer::new_for_http())
 }

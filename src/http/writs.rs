@@ -9,6 +9,7 @@ use axum::response::IntoResponse;
 
 use super::AppState;
 use super::error::ApiError;
+use crate::broker::IssueError;
 use crate::policy::RawWritRequest;
 
 pub async fn issue(
@@ -16,7 +17,12 @@ pub async fn issue(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let identity_token = bearer(&headers)?;
+    // Authenticate before looking at the body: an unauthenticated caller learns only "no".
+    let identity = state
+        .broker
+        .authenticate(bearer(&headers)?)
+        .await
+        .inspect_err(log_refusal)?;
     require_json(&headers)?;
     let body = body.map_err(|rejection| match rejection.status() {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
@@ -26,16 +32,18 @@ pub async fn issue(
         .map_err(|e| ApiError::InvalidRequest(format!("body: {e}")))?;
     let issued = state
         .broker
-        .issue(identity_token, &request)
+        .issue(identity, &request)
         .await
-        .inspect_err(|error| {
-            tracing::info!(code = error.code(), "writ refused");
-        })?;
+        .inspect_err(log_refusal)?;
     Ok((
         StatusCode::CREATED,
         [(header::CACHE_CONTROL, "no-store")],
         Json(issued),
     ))
+}
+
+fn log_refusal(error: &IssueError) {
+    tracing::info!(code = error.code(), "writ refused");
 }
 
 /// The token of an `Authorization: Bearer` header.

@@ -195,6 +195,16 @@ async fn malformed_tokens_and_credentials_are_refused() {
         assert_refused(&broker, garbage, "identity_malformed").await;
     }
     let url = format!("{}/v1/writs", broker.url);
+    // Identity comes first: an unauthenticated caller learns nothing about its body.
+    let unauthenticated = client()
+        .post(&url)
+        .bearer_auth("garbage")
+        .header("content-type", "text/plain")
+        .body(r#"{"admin": true}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthenticated.status(), 401);
     let none = client()
         .post(&url)
         .json(&orders_request())

@@ -3,7 +3,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod cli;
+mod examples;
 mod helpers;
 mod identity;
 mod issue;
+mod openapi;
 mod storage;
