@@ -24,6 +24,8 @@ pub struct TrustedIssuer {
     pub issuer: IssuerUrl,
     pub audience: String,
     pub algorithms: Vec<CoreJwsSigningAlgorithm>,
+    /// The same, as JOSE names (`RS256`), to check a token's header before any parsing.
+    algorithm_names: Vec<String>,
     pub agent: AgentTemplate,
     pub skew: Duration,
     pub min_refetch_interval: Duration,
@@ -62,6 +64,7 @@ impl TrustedIssuer {
             issuer,
             audience: settings.audience,
             algorithms,
+            algorithm_names: settings.algorithms,
             agent,
             skew: settings.skew,
             min_refetch_interval: settings.min_refetch_interval,
@@ -74,9 +77,7 @@ impl TrustedIssuer {
     }
 
     pub fn accepts_algorithm(&self, alg: &str) -> bool {
-        self.algorithms
-            .iter()
-            .any(|allowed| serde_plain_name(allowed).as_deref() == Some(alg))
+        self.algorithm_names.iter().any(|allowed| allowed == alg)
     }
 
     /// Verifies signature, issuer, audience and times; returns nothing on success (the caller
@@ -196,13 +197,6 @@ fn parse_algorithms(
             Ok(alg)
         })
         .collect()
-}
-
-fn serde_plain_name(alg: &CoreJwsSigningAlgorithm) -> Option<String> {
-    match serde_json::to_value(alg) {
-        Ok(serde_json::Value::String(name)) => Some(name),
-        _ => None,
-    }
 }
 
 #[cfg(test)]
