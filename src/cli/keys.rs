@@ -16,7 +16,7 @@ const DEFAULT_RETAIN: &str = "65m";
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
     /// Make a new root key active; the old one stays published until its writs have expired.
-    Rotate(KeyDirArgs),
+    Rotate(RotateArgs),
     /// List the root keys and their publication windows.
     List(KeyDirArgs),
 }
@@ -26,6 +26,12 @@ pub struct KeyDirArgs {
     /// The broker's key directory.
     #[arg(long, env = "WRIT_KEY_DIR", default_value_os_t = default_key_dir())]
     key_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    #[command(flatten)]
+    dir: KeyDirArgs,
     /// How long a retired key stays published. The default outlasts any writ (the absolute
     /// lifetime cap plus the largest clock skew); it may be lowered to the broker's max_ttl plus
     /// its clock_skew.
@@ -36,7 +42,7 @@ pub struct KeyDirArgs {
 pub fn run(command: KeysCommand) -> CliResult {
     match command {
         KeysCommand::Rotate(args) => {
-            let dir = KeyDir::open(&args.key_dir).map_err(|e| e.to_string())?;
+            let dir = KeyDir::open(&args.dir.key_dir).map_err(|e| e.to_string())?;
             let record = dir
                 .rotate(args.retain_for, SystemTime::now())
                 .map_err(|e| e.to_string())?;

@@ -17,7 +17,7 @@ pub struct ServeArgs {
     #[arg(long, env = "WRIT_CONFIG")]
     config: Option<PathBuf>,
     /// Development mode: SQLite and keys under ./writ-data, a built-in identity issuer, loopback only.
-    #[arg(long, env = "WRIT_DEV")]
+    #[arg(long, env = "WRIT_DEV", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
     dev: bool,
     /// Address to listen on [default: 127.0.0.1:8080].
     #[arg(long, env = "WRIT_LISTEN")]
@@ -82,7 +82,7 @@ fn print_first_steps(addr: SocketAddr) {
         "\nwrit (dev mode) is listening on http://{addr}\n\
          Get a first writ from another terminal:\n  \
          writ dev token --subject demo-agent > identity.jwt\n  \
-         writ request --identity-file identity.jwt --task demo --right 'orders/42:read' --service orders-api > writ.txt\n  \
+         writ request --broker http://{addr} --identity-file identity.jwt --task demo --right 'orders/42:read' --service orders-api > writ.txt\n  \
          writ verify --keys-url http://{addr}/.well-known/writ-keys --audience orders-api --resource orders/42 --operation read - < writ.txt\n\
          (from a checkout, `cargo run --` stands for `writ`)\n"
     );

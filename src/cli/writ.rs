@@ -101,7 +101,7 @@ fn describe(inspection: &Inspection, now: SystemTime) -> String {
     for right in &inspection.rights {
         let resource = match &right.resource {
             RightResource::Exact(resource) => format!("{resource:?}"),
-            RightResource::Prefix(prefix) => format!("{prefix:?}*"),
+            RightResource::Prefix(prefix) => format!("{:?}", format!("{prefix}*")),
         };
         line(&mut out, "right", format!("{} {resource}", right.operation));
     }

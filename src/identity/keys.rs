@@ -22,6 +22,8 @@ pub enum KeyFetchError {
     Http { url: String, message: String },
     #[error("{url}: {message}")]
     Document { url: String, message: String },
+    #[error("cannot read {path}: {message}")]
+    File { path: String, message: String },
 }
 
 /// Where to get keys: a JWKS location, or discovery on the issuer URL.
@@ -130,8 +132,8 @@ async fn get_json(client: &reqwest::Client, url: &str) -> Result<Value, KeyFetch
 
 fn read_file(path: &Path) -> Result<CoreJsonWebKeySet, KeyFetchError> {
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| KeyFetchError::Http {
-        url: name.clone(),
+    let text = std::fs::read_to_string(path).map_err(|e| KeyFetchError::File {
+        path: name.clone(),
         message: e.to_string(),
     })?;
     let value = serde_json::from_str(&text).map_err(|e| KeyFetchError::Document {

@@ -98,10 +98,22 @@ impl Refusal {
 impl PolicySet {
     /// Loads every `*.toml` policy file (not `*.test.toml`) in `dir`, in name order.
     pub fn load_dir(dir: &Path, max_ttl: Duration) -> Result<PolicySet, PolicyError> {
-        let mut policies = Vec::new();
+        let mut policies: Vec<Policy> = Vec::new();
         for path in policy_files(dir, false)? {
             let text = std::fs::read_to_string(&path).map_err(|e| PolicyError::io(&path, e))?;
-            policies.extend(file::parse(&path, &text, max_ttl)?);
+            for policy in file::parse(&path, &text, max_ttl)? {
+                // Names identify policies in answers and records: one name, one policy.
+                if let Some(first) = policies.iter().find(|p| p.name == policy.name) {
+                    return Err(PolicyError {
+                        location: policy.origin,
+                        message: format!(
+                            "policy {:?} is already defined at {}",
+                            policy.name, first.origin
+                        ),
+                    });
+                }
+                policies.push(policy);
+            }
         }
         Ok(PolicySet { policies })
     }

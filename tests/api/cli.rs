@@ -156,7 +156,7 @@ fn the_dev_quickstart_works_end_to_end() {
     assert!(
         text.contains("\"dev:demo-agent\"")
             && text.contains("orders-api")
-            && text.contains("read \"orders/\"*"),
+            && text.contains("read \"orders/*\""),
         "{text}"
     );
 
@@ -202,6 +202,19 @@ fn dev_mode_refuses_to_listen_beyond_loopback() {
     let output = writ(dir.path(), &["serve", "--dev", "--listen", "0.0.0.0:0"]);
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("loopback"));
+}
+
+#[test]
+fn dev_mode_can_be_set_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(WRIT)
+        .current_dir(dir.path())
+        .args(["serve", "--listen", "0.0.0.0:0"])
+        .env("WRIT_DEV", "1")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("dev mode"));
 }
 
 #[test]
