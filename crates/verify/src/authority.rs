@@ -1,19 +1,28 @@
-//! Reading the trusted values of a writ (version, id, agent, task, expiry, services).
+//! Reading the trusted values of a verified writ (version, id, agent, task, expiry, services).
 //!
-//! They are read with `query` over rules scoped `trusting authority`, which sees only the
-//! broker-signed authority block and the verifier's own facts. Never `query_all`: that also
-//! returns facts a holder appended in later blocks, so a forged `agent("evil")` would come back.
+//! They come from the authority block alone: the block the broker signed with its root key.
+//! Nothing a holder appended can reach them (the pitfall is `query_all`, which returns facts of
+//! every block, so a forged `agent("evil")` would come back).
+//!
+//! The block's facts are decoded straight from its protobuf terms: the bytes whose signature was
+//! just verified, decoded by the same `prost` schema biscuit-auth uses. A Datalog `query` over
+//! `trusting authority` reads the same facts but costs about three times as much, which alone
+//! would put a first-sight verification more than 10% above plain biscuit-auth.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use biscuit_auth::Authorizer;
-use biscuit_auth::builder::Rule;
-use biscuit_auth::error::Token;
+use biscuit_auth::Biscuit;
+use biscuit_auth::datalog::SymbolTable;
+use biscuit_auth::format::schema::{self, term::Content};
+use prost::Message;
 
 use crate::Denial;
 
 /// The only writ format version this crate understands.
 pub(crate) const WRIT_VERSION: i64 = 1;
+
+/// Symbol ids below this refer to biscuit's default symbols (Biscuit v3 format).
+const FIRST_BLOCK_SYMBOL: u64 = 1024;
 
 /// Trusted values of one writ, read once at first sight and cached with it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,59 +34,109 @@ pub(crate) struct AuthorityValues {
     pub(crate) services: Vec<String>,
 }
 
-/// The queries, parsed once when the verifier is built.
-#[derive(Clone, Debug)]
-pub(crate) struct Queries {
-    version: Rule,
-    values: Rule,
-    services: Rule,
+/// Reads the values of a writ whose signatures verified. Anything other than exactly one
+/// `writ(1)`, `writ_id`, `agent`, `task` and `expires_at` of the expected types is not a v1 writ.
+pub(crate) fn read(token: &Biscuit) -> Result<AuthorityValues, Denial> {
+    let container = token.container().to_proto();
+    let block = schema::Block::decode(container.authority.block.as_slice())
+        .map_err(|_| unsupported("the authority block cannot be decoded"))?;
+    let defaults = SymbolTable::new();
+    let symbol = |id: u64| -> Option<&str> {
+        if id < FIRST_BLOCK_SYMBOL {
+            defaults.get_symbol(id)
+        } else {
+            let index = usize::try_from(id - FIRST_BLOCK_SYMBOL).ok()?;
+            block.symbols.get(index).map(String::as_str)
+        }
+    };
+    let string = |term: &schema::Term| match term.content {
+        Some(Content::String(id)) => symbol(id).map(str::to_owned),
+        _ => None,
+    };
+
+    let mut found = Found::default();
+    for fact in &block.facts {
+        let terms = fact.predicate.terms.as_slice();
+        let Some(name) = symbol(fact.predicate.name) else {
+            return Err(unsupported("an authority fact names an unknown symbol"));
+        };
+        let wrong_shape = || unsupported("an authority value has the wrong type");
+        match name {
+            "writ" => match terms {
+                [
+                    schema::Term {
+                        content: Some(Content::Integer(version)),
+                    },
+                ] => found.versions.push(*version),
+                _ => return Err(wrong_shape()),
+            },
+            "writ_id" | "agent" | "task" | "service" => {
+                let [term] = terms else {
+                    return Err(wrong_shape());
+                };
+                let value = string(term).ok_or_else(wrong_shape)?;
+                match name {
+                    "writ_id" => found.writ_ids.push(value),
+                    "agent" => found.agents.push(value),
+                    "task" => found.tasks.push(value),
+                    _ => found.services.push(value),
+                }
+            }
+            "expires_at" => match terms {
+                [
+                    schema::Term {
+                        content: Some(Content::Date(secs)),
+                    },
+                ] => found.expiries.push(UNIX_EPOCH + Duration::from_secs(*secs)),
+                _ => return Err(wrong_shape()),
+            },
+            _ => {}
+        }
+    }
+    found.into_values()
 }
 
-impl Queries {
-    pub(crate) fn new() -> Result<Queries, Token> {
-        // Constant text: nothing here comes from a token or a request.
-        Ok(Queries {
-            version: "q($v) <- writ($v) trusting authority".try_into()?,
-            values: "q($id, $agent, $task, $exp) <- writ_id($id), agent($agent), task($task), \
-                     expires_at($exp) trusting authority"
-                .try_into()?,
-            services: "q($s) <- service($s) trusting authority".try_into()?,
-        })
-    }
+#[derive(Default)]
+struct Found {
+    versions: Vec<i64>,
+    writ_ids: Vec<String>,
+    agents: Vec<String>,
+    tasks: Vec<String>,
+    expiries: Vec<SystemTime>,
+    services: Vec<String>,
+}
 
-    /// Reads the values from an authorizer built on the writ (its world already run or not).
-    pub(crate) fn read(&self, authorizer: &mut Authorizer) -> Result<AuthorityValues, Denial> {
-        let versions: Vec<(i64,)> = authorizer
-            .query(self.version.clone())
-            .map_err(query_denial)?;
-        match versions.as_slice() {
-            [(WRIT_VERSION,)] => {}
+impl Found {
+    fn into_values(self) -> Result<AuthorityValues, Denial> {
+        match self.versions.as_slice() {
+            [WRIT_VERSION] => {}
             [] => return Err(unsupported("no writ(..) version fact")),
             _ => return Err(unsupported("the writ version is not 1")),
         }
-        let mut values: Vec<(String, String, String, SystemTime)> = authorizer
-            .query(self.values.clone())
-            .map_err(query_denial)?;
-        // The product of the four facts: exactly one row means each appears exactly once.
-        let (writ_id, agent, task, expires_at) = match values.len() {
-            1 => values.remove(0),
-            0 => return Err(unsupported("writ_id, agent, task or expires_at is missing")),
-            _ => {
-                return Err(unsupported(
-                    "writ_id, agent, task or expires_at is repeated",
-                ));
-            }
-        };
-        let services: Vec<(String,)> = authorizer
-            .query(self.services.clone())
-            .map_err(query_denial)?;
         Ok(AuthorityValues {
-            writ_id,
-            agent,
-            task,
-            expires_at,
-            services: services.into_iter().map(|(s,)| s).collect(),
+            writ_id: exactly_one(self.writ_ids, "no writ_id(..)", "writ_id(..) is repeated")?,
+            agent: exactly_one(self.agents, "no agent(..)", "agent(..) is repeated")?,
+            task: exactly_one(self.tasks, "no task(..)", "task(..) is repeated")?,
+            expires_at: exactly_one(
+                self.expiries,
+                "no expires_at(..)",
+                "expires_at(..) is repeated",
+            )?,
+            // Possibly empty: a valid writ that no verifier accepts (wrong audience everywhere).
+            services: self.services,
         })
+    }
+}
+
+fn exactly_one<T>(
+    mut values: Vec<T>,
+    missing: &'static str,
+    repeated: &'static str,
+) -> Result<T, Denial> {
+    match values.len() {
+        1 => Ok(values.remove(0)),
+        0 => Err(unsupported(missing)),
+        _ => Err(unsupported(repeated)),
     }
 }
 
@@ -85,13 +144,73 @@ fn unsupported(reason: &'static str) -> Denial {
     Denial::UnsupportedFormat { reason }
 }
 
-fn query_denial(error: Token) -> Denial {
-    match error {
-        Token::RunLimit(_) => Denial::LimitsExceeded {
-            limit: "Datalog run limits",
-        },
-        // A value of the wrong type, e.g. writ("1") or expires_at("tomorrow").
-        Token::ConversionError(_) => unsupported("an authority value has the wrong type"),
-        _ => unsupported("the authority values cannot be read"),
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use biscuit_auth::KeyPair;
+
+    fn token(code: &str) -> Biscuit {
+        let root = KeyPair::new();
+        Biscuit::builder().code(code).unwrap().build(&root).unwrap()
+    }
+
+    const GOOD: &str = r#"writ(1); writ_id("wr_1"); agent("a"); task("t");
+        expires_at(2030-01-01T00:00:00Z); service("s1"); service("s2");"#;
+
+    #[test]
+    fn reads_the_values() {
+        let values = read(&token(GOOD)).unwrap();
+        assert_eq!(values.writ_id, "wr_1");
+        assert_eq!(values.agent, "a");
+        assert_eq!(values.task, "t");
+        assert_eq!(values.services, ["s1", "s2"]);
+        assert_eq!(
+            values.expires_at,
+            humantime::parse_rfc3339("2030-01-01T00:00:00Z").unwrap()
+        );
+    }
+
+    #[test]
+    fn later_blocks_are_never_read() {
+        let root = KeyPair::new();
+        let base = Biscuit::builder().code(GOOD).unwrap().build(&root).unwrap();
+        let forged = base
+            .append(
+                biscuit_auth::builder::BlockBuilder::new()
+                    .code(r#"agent("evil"); writ_id("x"); writ(1); service("other");"#)
+                    .unwrap(),
+            )
+            .unwrap();
+        assert_eq!(read(&forged).unwrap(), read(&base).unwrap());
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_v1_writ() {
+        let cases = [
+            GOOD.replace("writ(1)", "writ(2)"),
+            GOOD.replace("writ(1);", ""),
+            GOOD.replace("writ(1)", "writ(\"1\")"),
+            GOOD.replace("writ(1);", "writ(1); writ(2);"),
+            GOOD.replace("agent(\"a\");", ""),
+            GOOD.replace("agent(\"a\");", "agent(\"a\"); agent(\"b\");"),
+            GOOD.replace("task(\"t\")", "task(\"t\", \"u\")"),
+            GOOD.replace("expires_at(2030-01-01T00:00:00Z)", "expires_at(\"soon\")"),
+            GOOD.replace("service(\"s1\")", "service(1)"),
+        ];
+        for code in cases {
+            assert!(
+                matches!(read(&token(&code)), Err(Denial::UnsupportedFormat { .. })),
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_writ_without_services_reads_but_names_no_audience() {
+        let code = GOOD
+            .replace("service(\"s1\");", "")
+            .replace("service(\"s2\");", "");
+        assert!(read(&token(&code)).unwrap().services.is_empty());
     }
 }

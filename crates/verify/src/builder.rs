@@ -10,14 +10,15 @@ use std::time::Duration;
 use biscuit_auth::{AuthorizerLimits, PublicKey};
 
 use crate::Verifier;
-use crate::authority::Queries;
 use crate::cache::SignatureCache;
 use crate::key_source::{KeySource, spawn_scheduled_refresh};
 use crate::keys::{KeySetError, KeyTable, TrustedKey};
-use crate::verifier::base_authorizer;
+use crate::request::base_authorizer;
 
 /// Default signature cache capacity (writs).
 pub const DEFAULT_CACHE_CAPACITY: usize = 10_000;
+/// Default signature cache budget, in bytes of writ text (parsed tokens take a few times more).
+pub const DEFAULT_CACHE_BYTES: usize = 16 * 1024 * 1024;
 /// Default interval of the scheduled key set refresh.
 pub const DEFAULT_KEY_REFRESH: Duration = Duration::from_secs(300);
 /// Default minimum time between two fetches triggered by unknown key ids.
@@ -48,6 +49,7 @@ pub struct VerifierBuilder {
     unknown_key_refetch: Duration,
     http_timeout: Duration,
     cache_capacity: usize,
+    cache_bytes: usize,
     limits: AuthorizerLimits,
     max_writ_bytes: usize,
     max_attenuation_depth: usize,
@@ -75,6 +77,9 @@ pub enum BuildError {
     /// Two static keys share an id.
     #[error("key id {0} is given twice")]
     DuplicateKid(u32),
+    /// The key refresh interval is zero.
+    #[error("the key refresh interval must be longer than zero")]
+    ZeroRefreshInterval,
     /// A remote key set needs a Tokio runtime (for the HTTP client and refreshes).
     #[error("a remote key set must be built inside a Tokio runtime")]
     NoRuntime,
@@ -99,6 +104,7 @@ impl VerifierBuilder {
             unknown_key_refetch: DEFAULT_UNKNOWN_KEY_REFETCH,
             http_timeout: Duration::from_secs(10),
             cache_capacity: DEFAULT_CACHE_CAPACITY,
+            cache_bytes: DEFAULT_CACHE_BYTES,
             limits: default_run_limits(),
             max_writ_bytes: DEFAULT_MAX_WRIT_BYTES,
             max_attenuation_depth: DEFAULT_MAX_ATTENUATION_DEPTH,
@@ -125,7 +131,8 @@ impl VerifierBuilder {
     }
 
     /// Minimum time between two key set fetches triggered by unknown key ids (default 10 s), so
-    /// tokens with made-up key ids cannot make the verifier hammer the broker.
+    /// tokens with made-up key ids cannot make the verifier hammer the broker. Zero disables the
+    /// limit (tests only).
     pub fn unknown_key_refetch_interval(mut self, window: Duration) -> Self {
         self.unknown_key_refetch = window;
         self
@@ -140,6 +147,13 @@ impl VerifierBuilder {
     /// How many verified writs to remember (default 10 000); 0 disables the signature cache.
     pub fn signature_cache_capacity(mut self, capacity: usize) -> Self {
         self.cache_capacity = capacity;
+        self
+    }
+
+    /// Most bytes of writ text the signature cache holds (default 16 MiB); oldest writs leave
+    /// first. Bounds memory even when a holder mints many distinct writs by attenuation.
+    pub fn signature_cache_bytes(mut self, max_bytes: usize) -> Self {
+        self.cache_bytes = max_bytes;
         self
     }
 
@@ -172,6 +186,9 @@ impl VerifierBuilder {
             (Some(_), Some(_)) => return Err(BuildError::ConflictingKeySources),
             (Some(keys), None) => (Arc::new(KeySource::fixed(static_table(keys)?)), None),
             (None, Some(url)) => {
+                if self.key_refresh.is_zero() {
+                    return Err(BuildError::ZeroRefreshInterval);
+                }
                 let runtime =
                     tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
                 let client = reqwest::Client::builder()
@@ -191,13 +208,11 @@ impl VerifierBuilder {
         };
         let base = base_authorizer(&self.service, self.limits.clone())
             .map_err(|e| BuildError::Internal(e.to_string()))?;
-        let queries = Queries::new().map_err(|e| BuildError::Internal(e.to_string()))?;
         Ok(Verifier {
             service: self.service,
             keys,
-            cache: SignatureCache::new(self.cache_capacity),
+            cache: SignatureCache::new(self.cache_capacity, self.cache_bytes),
             base,
-            queries,
             limits: self.limits,
             max_writ_bytes: self.max_writ_bytes,
             max_attenuation_depth: self.max_attenuation_depth,

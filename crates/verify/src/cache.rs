@@ -5,6 +5,10 @@
 //! verified token so a repeat pays only for Datalog authorization, which still runs on every
 //! request. It must never hold anything unverified, and never outlive the writ: entries leave at
 //! the writ's expiry, or oldest first when the cache is full. One short mutex section per call.
+//!
+//! "Full" counts entries and bytes of writ text: any holder can mint endless distinct valid
+//! writs by attenuating its own, each up to the size limit, so an entry count alone would let
+//! one agent fill memory.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -14,6 +18,7 @@ use std::time::SystemTime;
 #[derive(Debug)]
 pub(crate) struct SignatureCache<V> {
     capacity: usize,
+    max_bytes: usize,
     inner: Mutex<Inner<V>>,
 }
 
@@ -25,6 +30,8 @@ struct Inner<V> {
     /// Expiry order, for dropping entries whose writ is no longer valid.
     by_expiry: BTreeSet<(SystemTime, u64)>,
     next_seq: u64,
+    /// Sum of the cached writs' lengths.
+    bytes: usize,
 }
 
 #[derive(Debug)]
@@ -35,15 +42,18 @@ struct Slot<V> {
 }
 
 impl<V> SignatureCache<V> {
-    /// A cache holding at most `capacity` writs; 0 disables caching.
-    pub(crate) fn new(capacity: usize) -> Self {
+    /// A cache holding at most `capacity` writs totalling at most `max_bytes` bytes of writ
+    /// text; a capacity of 0 disables caching.
+    pub(crate) fn new(capacity: usize, max_bytes: usize) -> Self {
         SignatureCache {
             capacity,
+            max_bytes,
             inner: Mutex::new(Inner {
                 map: HashMap::new(),
                 by_age: BTreeMap::new(),
                 by_expiry: BTreeSet::new(),
                 next_seq: 0,
+                bytes: 0,
             }),
         }
     }
@@ -77,7 +87,7 @@ impl<V> SignatureCache<V> {
         value: Arc<V>,
         now: SystemTime,
     ) {
-        if self.capacity == 0 || now > expires_at {
+        if self.capacity == 0 || now > expires_at || writ.len() > self.max_bytes {
             return;
         }
         // Allocated before taking the lock to keep the critical section short.
@@ -87,7 +97,7 @@ impl<V> SignatureCache<V> {
             return; // another request verified the same writ concurrently
         }
         inner.drop_expired(now);
-        while inner.map.len() >= self.capacity {
+        while inner.map.len() >= self.capacity || inner.bytes + writ.len() > self.max_bytes {
             let Some((_, oldest)) = inner.by_age.pop_first() else {
                 break;
             };
@@ -95,6 +105,7 @@ impl<V> SignatureCache<V> {
         }
         let seq = inner.next_seq;
         inner.next_seq += 1;
+        inner.bytes += writ.len();
         inner.by_age.insert(seq, Arc::clone(&key));
         inner.by_expiry.insert((expires_at, seq));
         inner.map.insert(
@@ -120,6 +131,7 @@ impl<V> SignatureCache<V> {
 impl<V> Inner<V> {
     fn remove(&mut self, writ: &str) {
         if let Some(slot) = self.map.remove(writ) {
+            self.bytes -= writ.len();
             self.by_age.remove(&slot.seq);
             self.by_expiry.remove(&(slot.expires_at, slot.seq));
         }
@@ -132,6 +144,7 @@ impl<V> Inner<V> {
             }
             self.by_expiry.pop_first();
             if let Some(key) = self.by_age.remove(&seq) {
+                self.bytes -= key.len();
                 self.map.remove(&key);
             }
         }
@@ -150,7 +163,7 @@ mod tests {
 
     #[test]
     fn returns_what_was_inserted_until_expiry() {
-        let cache = SignatureCache::new(4);
+        let cache = SignatureCache::new(4, 1024);
         cache.insert("a", at(10), Arc::new(1), at(0));
         assert_eq!(cache.get("a", at(5)).as_deref(), Some(&1));
         assert_eq!(cache.get("a", at(10)).as_deref(), Some(&1));
@@ -160,7 +173,7 @@ mod tests {
 
     #[test]
     fn bounded_and_oldest_first() {
-        let cache = SignatureCache::new(2);
+        let cache = SignatureCache::new(2, 1024);
         cache.insert("a", at(100), Arc::new(1), at(0));
         cache.insert("b", at(100), Arc::new(2), at(0));
         cache.insert("c", at(100), Arc::new(3), at(0));
@@ -172,7 +185,7 @@ mod tests {
 
     #[test]
     fn expired_entries_leave_before_live_ones() {
-        let cache = SignatureCache::new(2);
+        let cache = SignatureCache::new(2, 1024);
         cache.insert("old-but-live", at(100), Arc::new(1), at(0));
         cache.insert("short", at(5), Arc::new(2), at(0));
         cache.insert("new", at(100), Arc::new(3), at(6));
@@ -183,18 +196,38 @@ mod tests {
 
     #[test]
     fn capacity_zero_disables_and_expired_values_are_not_stored() {
-        let off = SignatureCache::new(0);
+        let off = SignatureCache::new(0, 1024);
         off.insert("a", at(100), Arc::new(1), at(0));
         assert_eq!(off.get("a", at(0)), None);
 
-        let cache = SignatureCache::new(2);
+        let cache = SignatureCache::new(2, 1024);
         cache.insert("a", at(1), Arc::new(1), at(2));
         assert_eq!(cache.len(), 0);
     }
 
     #[test]
+    fn bounded_by_bytes_too() {
+        let cache = SignatureCache::new(100, 10);
+        cache.insert("aaaa", at(100), Arc::new(1), at(0));
+        cache.insert("bbbb", at(100), Arc::new(2), at(0));
+        cache.insert("cccc", at(100), Arc::new(3), at(0));
+        assert_eq!(cache.len(), 2, "12 bytes do not fit in 10");
+        assert_eq!(cache.get("aaaa", at(1)), None);
+        cache.insert("x".repeat(11).as_str(), at(100), Arc::new(4), at(0));
+        assert_eq!(
+            cache.len(),
+            2,
+            "a writ larger than the budget is not cached"
+        );
+        cache.remove("bbbb");
+        cache.remove("cccc");
+        cache.insert("0123456789", at(100), Arc::new(5), at(0));
+        assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
     fn remove_forgets() {
-        let cache = SignatureCache::new(2);
+        let cache = SignatureCache::new(2, 1024);
         cache.insert("a", at(100), Arc::new(1), at(0));
         cache.remove("a");
         assert_eq!(cache.get("a", at(0)), None);

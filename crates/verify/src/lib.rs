@@ -67,9 +67,11 @@
 //!
 //! # Trade-offs
 //! - **Signature cache.** A verified writ is remembered by its exact text until it expires
-//!   (bounded, oldest first when full), so a repeat request skips the signature checks that are
-//!   most of the cost. Datalog authorization still runs on every request. The cache holds only
-//!   verified writs; one whose key leaves the key set stops working at once.
+//!   (bounded in entries and bytes, oldest first when full), so a repeat request skips the
+//!   signature checks that are most of the cost. Datalog authorization still runs on every
+//!   request. The cache holds only verified writs; one whose key leaves the key set stops
+//!   working at once. A holder can flood it with attenuations of its own writ: that costs
+//!   cache hits (speed), never memory beyond the bound or correctness.
 //! - **Key refresh.** A remote key set is refreshed every 5 minutes and when a writ names an
 //!   unknown key id, at most once per 10 s so made-up key ids cannot turn the verifier against
 //!   the broker. [`Verifier::authorize`] never waits on the network (it starts the fetch and
@@ -77,6 +79,8 @@
 //! - **Run limits.** biscuit-auth's defaults (1 ms) refuse valid writs on a busy machine; the
 //!   verifier sets its own ([`default_run_limits`]), on the authorizer builder because
 //!   biscuit-auth 6.0.0 ignores limits passed later.
+//! - **Trusted values** (writ id, agent, task, expiry, services) are read from the facts of the
+//!   signed authority block only, never from blocks a holder appended.
 //! - **Reasons.** The refusal reason is refined from the broker-signed values (expired, wrong
 //!   audience, restricted by an attenuation block) but biscuit's verdict always decides.
 //! - **Not yet:** revocation. [`Denial::Revoked`] is reserved for the revocation view to come.
@@ -94,14 +98,17 @@ mod key_source;
 mod keys;
 mod layer;
 mod problem;
+mod refusal;
+mod request;
 mod resource_pattern;
 mod service;
 mod verifier;
 
 pub use attenuate::{AttenuateError, Attenuation, attenuate};
 pub use builder::{
-    BuildError, DEFAULT_CACHE_CAPACITY, DEFAULT_KEY_REFRESH, DEFAULT_MAX_ATTENUATION_DEPTH,
-    DEFAULT_MAX_WRIT_BYTES, DEFAULT_UNKNOWN_KEY_REFETCH, VerifierBuilder, default_run_limits,
+    BuildError, DEFAULT_CACHE_BYTES, DEFAULT_CACHE_CAPACITY, DEFAULT_KEY_REFRESH,
+    DEFAULT_MAX_ATTENUATION_DEPTH, DEFAULT_MAX_WRIT_BYTES, DEFAULT_UNKNOWN_KEY_REFETCH,
+    VerifierBuilder, default_run_limits,
 };
 pub use denial::Denial;
 #[cfg(feature = "axum")]

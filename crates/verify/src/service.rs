@@ -78,13 +78,14 @@ where
             };
             match decision {
                 Ok(grant) => {
-                    tracing::debug!(writ_id = %grant.writ_id, agent = %grant.agent, %resource,
-                        %operation, "writ granted");
+                    // Debug formatting escapes request-controlled text in logs.
+                    tracing::debug!(writ_id = ?grant.writ_id, agent = ?grant.agent, ?resource,
+                        ?operation, "writ granted");
                     parts.extensions.insert::<Grant>(grant);
                     inner.call(Request::from_parts(parts, body)).await
                 }
                 Err(denial) => {
-                    tracing::info!(code = denial.code(), %resource, %operation, "writ refused");
+                    tracing::info!(code = denial.code(), ?resource, ?operation, "writ refused");
                     Ok(denial.problem_response())
                 }
             }

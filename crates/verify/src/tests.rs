@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use biscuit_auth::{AuthorizerLimits, Biscuit, KeyPair};
 
-use crate::verifier::RequestFacts;
+use crate::request::RequestFacts;
 use crate::{Denial, Verifier};
 
 fn writ(root: &KeyPair) -> Biscuit {

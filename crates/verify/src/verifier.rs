@@ -1,26 +1,25 @@
 //! The verifier: signature, then Datalog authorization of one request, then the grant.
 //!
-//! Order of a decision: size and shape limits, signature (or the signature cache), the request
-//! authorizer run, trusted values, and finally biscuit's verdict. Denial reasons are refined with
+//! Order of a decision: size and shape limits, signatures and trusted values (or the signature
+//! cache), the request authorizer run, and finally biscuit's verdict. Denial reasons are refined with
 //! the trusted values (expired, wrong audience, restricted), but biscuit's verdict is the last
 //! word: nothing here turns a biscuit refusal into a grant.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use biscuit_auth::builder::{Fact, Term};
-use biscuit_auth::error::{FailedCheck, Format, Logic, Token};
-use biscuit_auth::{Authorizer, AuthorizerBuilder, AuthorizerLimits, Biscuit, PublicKey};
-use biscuit_auth::{UnverifiedBiscuit, builder::Policy};
+use biscuit_auth::error::Token;
+use biscuit_auth::{
+    Authorizer, AuthorizerBuilder, AuthorizerLimits, Biscuit, PublicKey, UnverifiedBiscuit,
+};
 
-use crate::authority::{AuthorityValues, Queries};
+use crate::authority::{self, AuthorityValues};
 use crate::cache::SignatureCache;
 use crate::key_source::KeySource;
 use crate::keys::Lookup;
+use crate::refusal::{self, decode_denial, signature_denial};
+use crate::request::RequestFacts;
 use crate::{Denial, Grant, VerifierBuilder};
-
-/// The one policy of every writ verifier.
-pub(crate) const POLICY: &str = "allow if resource($r), operation($op), right($r, $op)";
 
 /// Verifies writs for one service. Build it once (see [`Verifier::builder`]), share it behind an
 /// `Arc`, and call [`authorize`](Verifier::authorize) per request.
@@ -31,7 +30,6 @@ pub struct Verifier {
     pub(crate) cache: SignatureCache<VerifiedWrit>,
     /// Limits, policy and `audience(service)`, prepared once; cloned per request.
     pub(crate) base: AuthorizerBuilder,
-    pub(crate) queries: Queries,
     pub(crate) limits: AuthorizerLimits,
     pub(crate) max_writ_bytes: usize,
     pub(crate) max_attenuation_depth: usize,
@@ -167,21 +165,25 @@ impl Verifier {
         }
         let facts = RequestFacts::new(resource, operation, now_secs);
 
-        if let Some(cached) = self.cached(writ, now) {
-            let verdict = self.request_authorizer(&cached.token, facts)?.authorize();
-            return self.conclude(&cached, verdict, now_secs);
-        }
+        let verified = match self.cached(writ, now) {
+            Some(cached) => cached,
+            None => self.verify(writ, now, on_unknown)?,
+        };
+        // Datalog runs for every request, cached or not.
+        let verdict = self.request_authorizer(&verified.token, facts)?.authorize();
+        self.conclude(&verified, verdict, now_secs)
+    }
 
+    /// Verifies `writ` (signatures, then the v1 values) and caches the result: what is cached is
+    /// "signatures verified, a v1 writ", true whatever a request asks.
+    fn verify(
+        &self,
+        writ: &str,
+        now: SystemTime,
+        on_unknown: OnUnknownKey,
+    ) -> Result<Arc<VerifiedWrit>, Denial> {
         let (token, root_key_id, key) = self.verify_signatures(writ, now, on_unknown)?;
-        let mut authorizer = self.request_authorizer(&token, facts)?;
-        let verdict = authorizer.authorize();
-        if let Err(error) = &verdict {
-            // Without a completed Datalog run the trusted values cannot be read.
-            if let Some(denial) = run_failure(error) {
-                return Err(denial);
-            }
-        }
-        let values = self.queries.read(&mut authorizer)?;
+        let values = authority::read(&token)?;
         let verified = Arc::new(VerifiedWrit {
             token,
             root_key_id,
@@ -190,7 +192,7 @@ impl Verifier {
         });
         self.cache
             .insert(writ, verified.values.expires_at, Arc::clone(&verified), now);
-        self.conclude(&verified, verdict, now_secs)
+        Ok(verified)
     }
 
     /// The cached verification of `writ`, if its key is still trusted with the same bytes.
@@ -269,7 +271,7 @@ impl Verifier {
             })
     }
 
-    /// Turns biscuit's verdict into the answer, refining the reason for a refusal.
+    /// Turns biscuit's verdict into the answer.
     fn conclude(
         &self,
         verified: &VerifiedWrit,
@@ -292,36 +294,12 @@ impl Verifier {
             }
             Err(error) => error,
         };
-        if let Some(denial) = run_failure(&error) {
-            return Err(denial);
-        }
-        let values = &verified.values;
-        let expires_secs = values
-            .expires_at
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        // The same comparisons the authority block's checks make, to name the reason.
-        if now_secs > expires_secs {
-            return Err(Denial::Expired {
-                expired_at: values.expires_at,
-            });
-        }
-        if !values.services.contains(&self.service) {
-            return Err(Denial::WrongAudience);
-        }
-        if let Token::FailedLogic(
-            Logic::Unauthorized { checks, .. } | Logic::NoMatchingPolicy { checks },
-        ) = &error
-        {
-            let attenuation_block = checks.iter().find_map(|check| match check {
-                FailedCheck::Block(block) if block.block_id > 0 => Some(block.block_id),
-                _ => None,
-            });
-            if let Some(block) = attenuation_block {
-                return Err(Denial::RestrictedByAttenuation { block: Some(block) });
-            }
-        }
-        Err(Denial::NotPermitted)
+        Err(refusal::explain(
+            &error,
+            &verified.values,
+            &self.service,
+            now_secs,
+        ))
     }
 }
 
@@ -330,86 +308,5 @@ impl Drop for Verifier {
         if let Some(refresher) = &self.refresher {
             refresher.abort();
         }
-    }
-}
-
-/// The facts describing one request, built as terms (never by formatting Datalog text).
-pub(crate) struct RequestFacts {
-    time: Fact,
-    resource: Fact,
-    operation: Fact,
-}
-
-impl RequestFacts {
-    pub(crate) fn new(resource: &str, operation: &str, now_secs: u64) -> RequestFacts {
-        RequestFacts {
-            time: Fact::new("time".to_owned(), vec![Term::Date(now_secs)]),
-            resource: Fact::new("resource".to_owned(), vec![Term::Str(resource.to_owned())]),
-            operation: Fact::new(
-                "operation".to_owned(),
-                vec![Term::Str(operation.to_owned())],
-            ),
-        }
-    }
-}
-
-/// Builds the per-verifier part of every request authorizer.
-pub(crate) fn base_authorizer(
-    service: &str,
-    limits: AuthorizerLimits,
-) -> Result<AuthorizerBuilder, Token> {
-    let policy: Policy = POLICY.try_into()?;
-    AuthorizerBuilder::new()
-        // biscuit-auth 6.0.0 ignores limits given to `authorize_with_limits` while generating
-        // facts (#311); only limits set on the builder apply to the whole run.
-        .set_limits(limits)
-        .fact(Fact::new(
-            "audience".to_owned(),
-            vec![Term::Str(service.to_owned())],
-        ))?
-        .policy(policy)
-}
-
-/// Denials that end a decision before any trusted value can be read: the Datalog run itself
-/// failed.
-fn run_failure(error: &Token) -> Option<Denial> {
-    match error {
-        Token::RunLimit(_) => Some(Denial::LimitsExceeded {
-            limit: "Datalog run limits",
-        }),
-        // An expression that cannot be evaluated; the broker's authority block uses only
-        // well-typed comparisons, so this comes from an appended block.
-        Token::Execution(_) => Some(Denial::RestrictedByAttenuation { block: None }),
-        Token::FailedLogic(_) => None,
-        _ => Some(Denial::Internal {
-            reason: "authorization could not be evaluated",
-        }),
-    }
-}
-
-fn decode_denial(error: Token) -> Denial {
-    match error {
-        Token::Base64(_) => Denial::Malformed {
-            reason: "not URL-safe base64",
-        },
-        Token::Format(Format::Version { .. }) => Denial::UnsupportedFormat {
-            reason: "unsupported block format version",
-        },
-        _ => Denial::Malformed {
-            reason: "not a Biscuit token",
-        },
-    }
-}
-
-fn signature_denial(error: Format) -> Denial {
-    match error {
-        Format::Signature(_)
-        | Format::SealedSignature
-        | Format::InvalidSignatureSize(_)
-        | Format::SignatureDeserializationError(_)
-        | Format::BlockSignatureDeserializationError(_) => Denial::InvalidSignature,
-        _ => Denial::Malformed {
-            reason: "not a Biscuit token",
-        },
     }
 }

@@ -423,3 +423,16 @@ proptest! {
         }
     }
 }
+
+#[tokio::test]
+async fn appended_checks_that_cannot_evaluate_refuse() {
+    let root = KeyPair::new();
+    let orders = verifier("orders-api", &root).await;
+    let writ = mint(&root, &WritSpec::default());
+    let broken = append_raw(&writ, r#"check if resource($r), $r + 1 > 0;"#);
+    let result = orders.authorize_at(&broken, "orders/42", "read", now());
+    assert_eq!(
+        result.map_err(|d| d.code()),
+        Err("restricted_by_attenuation")
+    );
+}

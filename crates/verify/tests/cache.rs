@@ -172,3 +172,33 @@ async fn invalid_writs_are_never_cached() {
     );
     assert_eq!(verifier.cached_writs(), 0);
 }
+
+#[tokio::test]
+async fn cache_is_bounded_in_bytes_against_attenuation_floods() {
+    let root = KeyPair::new();
+    let writ = mint(&root, &WritSpec::default());
+    // Every attenuation of one writ is a distinct valid writ; two fit in the budget.
+    let budget = 2 * writ.len() + 2 * 400;
+    let verifier = Verifier::builder("orders-api")
+        .static_keys([(KID, root.public())])
+        .signature_cache_bytes(budget)
+        .build()
+        .await
+        .unwrap();
+    for _ in 0..10 {
+        let variant = writ_verify::attenuate(
+            &writ,
+            &writ_verify::Attenuation {
+                operations: Some(vec!["read".into()]),
+                ..writ_verify::Attenuation::default()
+            },
+        )
+        .unwrap();
+        assert!(
+            verifier
+                .authorize_at(&variant, "orders/42", "read", now())
+                .is_ok()
+        );
+    }
+    assert!(verifier.cached_writs() <= 2, "{}", verifier.cached_writs());
+}
