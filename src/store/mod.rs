@@ -7,6 +7,7 @@
 
 mod postgres;
 mod sqlite;
+mod sqlite_writer;
 
 use std::sync::Arc;
 
@@ -52,6 +53,8 @@ pub enum StoreError {
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("a writ with id {0} is already recorded")]
     Duplicate(String),
+    #[error("the database writer has stopped")]
+    WriterStopped,
     #[error("stored record is corrupt: {0}")]
     Corrupt(String),
 }

@@ -1,5 +1,6 @@
 //! The embedded default: one SQLite file in WAL mode with `synchronous = FULL`, so a committed
-//! issuance record survives a power cut.
+//! issuance record survives a power cut. Records are written by one writer task that commits
+//! concurrent requests together (see [`writer`](super::sqlite_writer)).
 
 use std::path::Path;
 use std::str::FromStr;
@@ -12,10 +13,12 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 
-use super::{IssuedWrit, Store, StoreError, decode_json, encode_json, map_insert_error};
+use super::sqlite_writer::Writer;
+use super::{IssuedWrit, Store, StoreError, decode_json};
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    writer: Writer,
 }
 
 impl SqliteStore {
@@ -36,32 +39,15 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(SqliteStore { pool })
+        let writer = Writer::start(pool.clone());
+        Ok(SqliteStore { pool, writer })
     }
 }
 
 #[async_trait]
 impl Store for SqliteStore {
     async fn record_issued(&self, writ: &IssuedWrit) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO writs (writ_id, agent, task, issuer, subject, rights, services, root_key_id, \
-             revocation_id, issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&writ.writ_id)
-        .bind(&writ.agent)
-        .bind(&writ.task)
-        .bind(&writ.issuer)
-        .bind(&writ.subject)
-        .bind(encode_json(&writ.rights)?)
-        .bind(encode_json(&writ.services)?)
-        .bind(i64::from(writ.root_key_id))
-        .bind(&writ.revocation_id)
-        .bind(writ.issued_at)
-        .bind(writ.expires_at)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| map_insert_error(e, &writ.writ_id))?;
-        Ok(())
+        self.writer.record(writ).await
     }
 
     async fn issued_writ(&self, writ_id: &str) -> Result<Option<IssuedWrit>, StoreError> {

@@ -1,6 +1,7 @@
 //! Storage on both backends: every issued writ is recorded before it is returned; when the record
 //! cannot be written, no writ is returned.
 
+use futures_util::future::join_all;
 use serde_json::Value;
 
 use crate::helpers::{Backend, TestBroker, client, orders_request};
@@ -121,3 +122,57 @@ async fn break_writs_table(url: &str) {
             .unwrap();
     }
 }
+
+async fn concurrent_issuance_records_every_writ(backend: Backend) {
+    let broker = TestBroker::start_on(backend).await;
+    let identity = broker.orders_identity();
+    let body = orders_request();
+    let requests = (0..40).map(|_| broker.issue(&identity, &body));
+    let answers = join_all(requests).await;
+    let store = writ::store::connect(&broker.database_url).await.unwrap();
+    for answer in &answers {
+        let id = answer["writ_id"].as_str().unwrap();
+        assert!(
+            store.issued_writ(id).await.unwrap().is_some(),
+            "{id} recorded"
+        );
+    }
+    broker.stop().await;
+}
+on_both_backends!(concurrent_issuance_records_every_writ);
+
+/// One record that cannot be written (a duplicate id) fails alone, even when it is committed in
+/// the same batch as others.
+async fn a_failing_record_does_not_fail_its_neighbours(backend: Backend) {
+    let broker = TestBroker::start_on(backend).await;
+    let store = std::sync::Arc::new(writ::store::connect(&broker.database_url).await.unwrap());
+    let record = |id: usize| writ::store::IssuedWrit {
+        writ_id: format!("wr_{id:032}"),
+        agent: "a".into(),
+        task: "t".into(),
+        issuer: "kubernetes".into(),
+        subject: "s".into(),
+        rights: vec![],
+        services: vec!["orders-api".into()],
+        root_key_id: 1,
+        revocation_id: format!("{id:0128}"),
+        issued_at: 0,
+        expires_at: 60,
+    };
+    store.record_issued(&record(0)).await.unwrap();
+    let attempts = (0..30).map(|id| {
+        let store = std::sync::Arc::clone(&store);
+        let writ = record(id);
+        tokio::spawn(async move { store.record_issued(&writ).await })
+    });
+    let results = join_all(attempts).await;
+    for (id, result) in results.into_iter().enumerate() {
+        match (id, result.unwrap()) {
+            (0, Err(writ::store::StoreError::Duplicate(_))) => {}
+            (0, other) => panic!("the duplicate was not refused: {other:?}"),
+            (_, result) => assert!(result.is_ok(), "{id}: {result:?}"),
+        }
+    }
+    broker.stop().await;
+}
+on_both_backends!(a_failing_record_does_not_fail_its_neighbours);
