@@ -94,6 +94,32 @@ fn decode_json<T: for<'de> Deserialize<'de>>(text: &str) -> Result<T, StoreError
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+/// Reads an issued-writ row; the two backends name and type the columns alike.
+fn from_row<'r, R>(row: &'r R) -> Result<IssuedWrit, StoreError>
+where
+    R: sqlx::Row,
+    &'r str: sqlx::ColumnIndex<R>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let text = |column: &'r str| row.try_get::<String, _>(column);
+    let number = |column: &'r str| row.try_get::<i64, _>(column);
+    Ok(IssuedWrit {
+        writ_id: text("writ_id")?,
+        agent: text("agent")?,
+        task: text("task")?,
+        issuer: text("issuer")?,
+        subject: text("subject")?,
+        rights: decode_json(&text("rights")?)?,
+        services: decode_json(&text("services")?)?,
+        root_key_id: u32::try_from(number("root_key_id")?)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        revocation_id: text("revocation_id")?,
+        issued_at: number("issued_at")?,
+        expires_at: number("expires_at")?,
+    })
+}
+
 fn map_insert_error(error: sqlx::Error, writ_id: &str) -> StoreError {
     match &error {
         sqlx::Error::Database(db) if db.is_unique_violation() => {

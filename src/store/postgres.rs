@@ -3,10 +3,9 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::Row;
-use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgPool, PgPoolOptions};
 
-use super::{IssuedWrit, Store, StoreError, decode_json, encode_json, map_insert_error};
+use super::{IssuedWrit, Store, StoreError, encode_json, from_row, map_insert_error};
 
 pub struct PostgresStore {
     pool: PgPool,
@@ -60,21 +59,4 @@ impl Store for PostgresStore {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
-}
-
-fn from_row(row: &PgRow) -> Result<IssuedWrit, StoreError> {
-    let root_key_id: i64 = row.try_get("root_key_id")?;
-    Ok(IssuedWrit {
-        writ_id: row.try_get("writ_id")?,
-        agent: row.try_get("agent")?,
-        task: row.try_get("task")?,
-        issuer: row.try_get("issuer")?,
-        subject: row.try_get("subject")?,
-        rights: decode_json(row.try_get("rights")?)?,
-        services: decode_json(row.try_get("services")?)?,
-        root_key_id: u32::try_from(root_key_id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        revocation_id: row.try_get("revocation_id")?,
-        issued_at: row.try_get("issued_at")?,
-        expires_at: row.try_get("expires_at")?,
-    })
 }

@@ -7,14 +7,12 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::Row;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
 use super::sqlite_writer::Writer;
-use super::{IssuedWrit, Store, StoreError, decode_json};
+use super::{IssuedWrit, Store, StoreError, from_row};
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -62,21 +60,4 @@ impl Store for SqliteStore {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
-}
-
-fn from_row(row: &SqliteRow) -> Result<IssuedWrit, StoreError> {
-    let root_key_id: i64 = row.try_get("root_key_id")?;
-    Ok(IssuedWrit {
-        writ_id: row.try_get("writ_id")?,
-        agent: row.try_get("agent")?,
-        task: row.try_get("task")?,
-        issuer: row.try_get("issuer")?,
-        subject: row.try_get("subject")?,
-        rights: decode_json(row.try_get("rights")?)?,
-        services: decode_json(row.try_get("services")?)?,
-        root_key_id: u32::try_from(root_key_id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        revocation_id: row.try_get("revocation_id")?,
-        issued_at: row.try_get("issued_at")?,
-        expires_at: row.try_get("expires_at")?,
-    })
 }
