@@ -158,6 +158,25 @@ impl TestBroker {
         )
     }
 
+    /// Kubernetes-shaped claims for the `orders` namespace, with `edit` applied.
+    pub fn orders_claims(&self, edit: impl FnOnce(&mut Value)) -> Value {
+        let mut claims = writ_testkit::claims_base(
+            &self.kubernetes.issuer(),
+            "system:serviceaccount:orders:bot",
+            AUDIENCE,
+            Duration::from_secs(600),
+        );
+        claims["kubernetes.io"] = json!({"namespace": "orders", "serviceaccount": {"name": "bot"}});
+        edit(&mut claims);
+        claims
+    }
+
+    /// Drops the broker's PostgreSQL database under its feet (the broker keeps running).
+    pub async fn drop_postgres_database(&self) {
+        let name = self.postgres_db.as_deref().expect("a PostgreSQL broker");
+        drop_postgres_database(name).await;
+    }
+
     pub async fn request(&self, identity: &str, body: &Value) -> reqwest::Response {
         client()
             .post(format!("{}/v1/writs", self.url))

@@ -7,19 +7,6 @@ use writ_testkit::{Alg, IssuerOptions, TestIssuer, claims_base, now_unix};
 
 use crate::helpers::{AUDIENCE, Backend, Setup, TestBroker, client, orders_request};
 
-/// Kubernetes-shaped claims for the `orders` namespace, with `edit` applied.
-fn claims(broker: &TestBroker, edit: impl FnOnce(&mut Value)) -> Value {
-    let mut claims = claims_base(
-        &broker.kubernetes.issuer(),
-        "system:serviceaccount:orders:bot",
-        AUDIENCE,
-        Duration::from_secs(600),
-    );
-    claims["kubernetes.io"] = json!({"namespace": "orders", "serviceaccount": {"name": "bot"}});
-    edit(&mut claims);
-    claims
-}
-
 async fn problem_type(broker: &TestBroker, identity: &str) -> (u16, String) {
     let response = broker.request(identity, &orders_request()).await;
     let status = response.status().as_u16();
@@ -63,7 +50,7 @@ async fn expiry_and_validity_windows_honour_the_configured_skew_only() {
     let sign = |edit: &dyn Fn(&mut Value)| {
         broker
             .kubernetes
-            .sign(Alg::Rs256, &claims(&broker, |c| edit(c)))
+            .sign(Alg::Rs256, &broker.orders_claims(|c| edit(c)))
     };
     assert_refused(
         &broker,
@@ -107,27 +94,25 @@ async fn issuer_and_audience_must_match_exactly() {
     let with_slash = format!("{}/", broker.kubernetes.issuer());
     assert_refused(
         &broker,
-        &sign(claims(&broker, |c| c["iss"] = json!(with_slash))),
+        &sign(broker.orders_claims(|c| c["iss"] = json!(with_slash))),
         "identity_issuer_unknown",
     )
     .await;
     assert_refused(
         &broker,
-        &sign(claims(&broker, |c| c["aud"] = json!("someone-else"))),
+        &sign(broker.orders_claims(|c| c["aud"] = json!("someone-else"))),
         "identity_audience_invalid",
     )
     .await;
     assert_refused(
         &broker,
-        &sign(claims(&broker, |c| {
-            c["aud"] = json!(["writ", "someone-else"])
-        })),
+        &sign(broker.orders_claims(|c| c["aud"] = json!(["writ", "someone-else"]))),
         "identity_audience_invalid",
     )
     .await;
     assert_refused(
         &broker,
-        &sign(claims(&broker, |c| {
+        &sign(broker.orders_claims(|c| {
             c.as_object_mut().unwrap().remove("aud");
         })),
         "identity_audience_invalid",
@@ -159,7 +144,7 @@ async fn a_token_from_an_issuer_that_is_not_configured_is_refused() {
 #[tokio::test]
 async fn forged_algorithms_keys_and_signatures_are_refused() {
     let broker = TestBroker::start().await;
-    let claims = claims(&broker, |_| {});
+    let claims = broker.orders_claims(|_| {});
     assert_refused(
         &broker,
         &broker.kubernetes.forge_alg_none(&claims),
@@ -258,7 +243,7 @@ async fn keys_are_cached_and_unknown_kids_refetch_at_most_once_per_window() {
     );
     let forged = broker
         .kubernetes
-        .forge_unknown_kid(&claims(&broker, |_| {}));
+        .forge_unknown_kid(&broker.orders_claims(|_| {}));
     for _ in 0..20 {
         assert_refused(&broker, &forged, "identity_key_unknown").await;
     }
@@ -362,7 +347,7 @@ async fn a_claim_the_agent_template_needs_must_be_present() {
     let broker = TestBroker::start().await;
     let token = broker.kubernetes.sign(
         Alg::Rs256,
-        &claims(&broker, |c| {
+        &broker.orders_claims(|c| {
             c.as_object_mut().unwrap().remove("kubernetes.io");
         }),
     );

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use writ::http::ApiError;
 use writ::identity::IdentityError;
 use writ::policy::{Refusal, RefusedRight, RefusedTtl};
-use writ_testkit::{Alg, IssuerOptions, TestIssuer, claims_base, now_unix};
+use writ_testkit::{Alg, IssuerOptions, TestIssuer, now_unix};
 
 use crate::helpers::{AUDIENCE, Backend, Setup, TestBroker, client, orders_request};
 
@@ -473,19 +473,6 @@ async fn documented_operations_are_served_and_other_methods_refused() {
 
 // ---- Responses --------------------------------------------------------------------------------
 
-/// Kubernetes-shaped claims for the `orders` namespace, with `edit` applied.
-fn orders_claims(broker: &TestBroker, edit: impl FnOnce(&mut Value)) -> Value {
-    let mut claims = claims_base(
-        &broker.kubernetes.issuer(),
-        "system:serviceaccount:orders:bot",
-        AUDIENCE,
-        Duration::from_secs(600),
-    );
-    claims["kubernetes.io"] = json!({"namespace": "orders", "serviceaccount": {"name": "bot"}});
-    edit(&mut claims);
-    claims
-}
-
 /// Provokes every documented status for real (on PostgreSQL, so that storage can be broken
 /// underneath the broker) and checks each answer against the document.
 #[tokio::test]
@@ -547,7 +534,7 @@ async fn every_documented_response_is_answered_as_documented() {
     let sign = |edit: &dyn Fn(&mut Value)| {
         broker
             .kubernetes
-            .sign(Alg::Rs256, &orders_claims(&broker, |c| edit(c)))
+            .sign(Alg::Rs256, &broker.orders_claims(|c| edit(c)))
     };
     let stranger = TestIssuer::start().await;
     let unauthenticated = [
@@ -576,7 +563,7 @@ async fn every_documented_response_is_answered_as_documented() {
                 "Bearer {}",
                 broker
                     .kubernetes
-                    .forge_alg_none(&orders_claims(&broker, |_| {}))
+                    .forge_alg_none(&broker.orders_claims(|_| {}))
             )),
             "identity_algorithm_refused",
         ),
@@ -585,7 +572,7 @@ async fn every_documented_response_is_answered_as_documented() {
                 "Bearer {}",
                 broker
                     .kubernetes
-                    .forge_unknown_kid(&orders_claims(&broker, |_| {}))
+                    .forge_unknown_kid(&broker.orders_claims(|_| {}))
             )),
             "identity_key_unknown",
         ),
@@ -730,19 +717,7 @@ async fn every_documented_response_is_answered_as_documented() {
         .await;
 
     // 503 not_ready: the database itself is gone.
-    {
-        use sqlx::Connection;
-        let name = broker.database_url.rsplit('/').next().unwrap().to_owned();
-        let mut admin = sqlx::PgConnection::connect(&crate::helpers::postgres_admin_url())
-            .await
-            .unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE {name} WITH (FORCE)"
-        )))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    }
+    broker.drop_postgres_database().await;
     for method in ["GET", "HEAD"] {
         let (status, body) = probe.send(method, "/readyz", Request::default()).await;
         assert_eq!(status, 503, "{method} /readyz");

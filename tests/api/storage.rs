@@ -79,17 +79,7 @@ on_both_backends!(readiness_reflects_storage);
 #[tokio::test]
 async fn not_ready_when_postgres_is_gone() {
     let broker = TestBroker::start_on(Backend::Postgres).await;
-    let name = broker.database_url.rsplit('/').next().unwrap().to_owned();
-    use sqlx::Connection;
-    let mut admin = sqlx::PgConnection::connect(&crate::helpers::postgres_admin_url())
-        .await
-        .unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE {name} WITH (FORCE)"
-    )))
-    .execute(&mut admin)
-    .await
-    .unwrap();
+    broker.drop_postgres_database().await;
     let ready = client()
         .get(format!("{}/readyz", broker.url))
         .send()
