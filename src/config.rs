@@ -242,6 +242,23 @@ mod tests {
     }
 
     #[test]
+    fn skew_and_request_timeout_are_bounded() {
+        for text in [
+            "dev = true\nclock_skew = \"10m\"",
+            "dev = true\nrequest_timeout = \"0s\"",
+            "dev = true\nrequest_timeout = \"1h\"",
+        ] {
+            assert!(parse(text).unwrap().validate().is_err(), "{text}");
+        }
+        assert!(
+            parse("dev = true\nrequest_timeout = \"30s\"")
+                .unwrap()
+                .validate()
+                .is_ok()
+        );
+    }
+
+    #[test]
     fn reserved_issuer_name_is_refused() {
         let config = parse(
             "dev = true\n[[issuer]]\nname = \"writ-dev\"\nissuer = \"https://x\"\naudience = \"writ\"\nagent = \"{sub}\"",

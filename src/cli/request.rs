@@ -41,7 +41,12 @@ pub async fn run(args: RequestArgs) -> CliResult {
     let identity = read_identity(&args)?;
     let body = request_body(&args)?;
     let url = format!("{}/v1/writs", args.broker.trim_end_matches('/'));
-    let response = reqwest::Client::new()
+    // The identity token is a credential: it goes to the broker named, never to a redirect target.
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| e.to_string())?;
+    let response = client
         .post(&url)
         .bearer_auth(identity.trim())
         .json(&body)

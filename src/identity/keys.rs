@@ -189,6 +189,17 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_key_file_says_so() {
+        let error = read_file(Path::new("/nonexistent/bundle.json")).unwrap_err();
+        assert!(matches!(error, KeyFetchError::File { .. }), "{error}");
+        assert!(
+            error
+                .to_string()
+                .starts_with("cannot read /nonexistent/bundle.json")
+        );
+    }
+
+    #[test]
     fn discovery_must_name_the_configured_issuer() {
         let document = json!({"issuer": "https://evil", "jwks_uri": "https://evil/jwks"});
         assert!(discovered_jwks_uri("u", "https://good", &document).is_err());

@@ -55,11 +55,15 @@ struct Manifest {
     keys: Vec<KeyRecord>,
 }
 
+/// Which manifest was read: inode and nanosecond mtime. The manifest is always replaced by a
+/// rename, so a new version has a new inode, and two rotations within a second still differ.
+type ManifestVersion = (u64, i64, i64);
+
 /// A key directory on disk.
 #[derive(Debug)]
 pub struct KeyDir {
     path: PathBuf,
-    loaded_mtime: Mutex<Option<SystemTime>>,
+    loaded_version: Mutex<Option<ManifestVersion>>,
 }
 
 impl KeyDir {
@@ -67,7 +71,7 @@ impl KeyDir {
     pub fn open_or_init(path: &Path) -> Result<KeyDir, KeyError> {
         let dir = KeyDir {
             path: path.to_owned(),
-            loaded_mtime: Mutex::new(None),
+            loaded_version: Mutex::new(None),
         };
         if !dir.manifest_path().exists() {
             create_private_dir(path).map_err(|e| dir.io(e))?;
@@ -85,7 +89,7 @@ impl KeyDir {
     pub fn open(path: &Path) -> Result<KeyDir, KeyError> {
         let dir = KeyDir {
             path: path.to_owned(),
-            loaded_mtime: Mutex::new(None),
+            loaded_version: Mutex::new(None),
         };
         if !dir.manifest_path().exists() {
             return Err(KeyError::Invalid(format!(
@@ -101,7 +105,7 @@ impl KeyDir {
     }
 
     pub fn load(&self) -> Result<KeyRing, KeyError> {
-        let mtime = self.manifest_mtime()?;
+        let version = self.manifest_version()?;
         let manifest = self.read_manifest()?;
         let record = manifest
             .keys
@@ -111,8 +115,8 @@ impl KeyDir {
                 KeyError::Invalid(format!("active key {} has no record", manifest.active))
             })?;
         let key_pair = self.read_private(record)?;
-        if let Ok(mut slot) = self.loaded_mtime.lock() {
-            *slot = Some(mtime);
+        if let Ok(mut slot) = self.loaded_version.lock() {
+            *slot = Some(version);
         }
         Ok(KeyRing {
             active: SigningKey {
@@ -124,8 +128,8 @@ impl KeyDir {
     }
 
     pub(super) fn changed_since_load(&self) -> bool {
-        let current = self.manifest_mtime().ok();
-        let loaded = self.loaded_mtime.lock().ok().and_then(|slot| *slot);
+        let current = self.manifest_version().ok();
+        let loaded = self.loaded_version.lock().ok().and_then(|slot| *slot);
         current != loaded
     }
 
@@ -223,15 +227,9 @@ impl KeyDir {
         fs::rename(&temp, self.manifest_path()).map_err(|e| self.io(e))
     }
 
-    fn manifest_mtime(&self) -> Result<SystemTime, KeyError> {
+    fn manifest_version(&self) -> Result<ManifestVersion, KeyError> {
         let metadata = fs::metadata(self.manifest_path()).map_err(|e| self.io(e))?;
-        // Nanosecond mtime plus inode: two rotations within one second still count as changes.
-        Ok(UNIX_EPOCH
-            + Duration::new(
-                metadata.mtime().max(0) as u64,
-                metadata.mtime_nsec().max(0) as u32,
-            )
-            + Duration::from_nanos(metadata.ino() % 1000))
+        Ok((metadata.ino(), metadata.mtime(), metadata.mtime_nsec()))
     }
 
     fn manifest_path(&self) -> PathBuf {

@@ -13,48 +13,48 @@ pub struct NameError {
     pub why: &'static str,
 }
 
-fn check_token(what: &'static str, value: &str, max: usize) -> Result<(), NameError> {
-    let error = |why| {
-        Err(NameError {
+/// The checks every name shares (not empty, not too long), then the kind's own `refuse` rule,
+/// which answers why a value is refused, if it is.
+fn check(
+    what: &'static str,
+    value: &str,
+    max: usize,
+    refuse: fn(&str) -> Option<&'static str>,
+) -> Result<(), NameError> {
+    let why = if value.is_empty() {
+        Some("it is empty")
+    } else if value.len() > max {
+        Some("it is too long")
+    } else {
+        refuse(value)
+    };
+    match why {
+        None => Ok(()),
+        Some(why) => Err(NameError {
             what,
             value: value.chars().take(64).collect(),
             why,
-        })
-    };
-    if value.is_empty() {
-        return error("it is empty");
+        }),
     }
-    if value.len() > max {
-        return error("it is too long");
-    }
-    if !value
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-    {
-        return error("only letters, digits, '_', '-' and '.' are allowed");
-    }
-    Ok(())
+}
+
+fn check_token(what: &'static str, value: &str, max: usize) -> Result<(), NameError> {
+    check(what, value, max, |value| {
+        let token = value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+        (!token).then_some("only letters, digits, '_', '-' and '.' are allowed")
+    })
 }
 
 /// Rejects what would make a value unprintable or ambiguous in logs and audit records.
 fn check_text(what: &'static str, value: &str, max: usize) -> Result<(), NameError> {
-    let error = |why| {
-        Err(NameError {
-            what,
-            value: value.chars().take(64).collect(),
-            why,
-        })
-    };
-    if value.is_empty() {
-        return error("it is empty");
-    }
-    if value.len() > max {
-        return error("it is too long");
-    }
-    if value.chars().any(char::is_control) {
-        return error("control characters (such as newlines) are not allowed");
-    }
-    Ok(())
+    check(what, value, max, |value| {
+        value
+            .chars()
+            .any(char::is_control)
+            .then_some("control characters (such as newlines) are not allowed")
+    })
 }
 
 macro_rules! name_type {

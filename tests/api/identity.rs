@@ -200,6 +200,20 @@ async fn malformed_tokens_and_credentials_are_refused() {
     assert_eq!(none.headers()["www-authenticate"], "Bearer");
     let body: Value = none.json().await.unwrap();
     assert_eq!(body["type"], "urn:writ:problem:credential_missing");
+    for empty in ["Bearer ", "Bearer    ", "bearer"] {
+        let response = client()
+            .post(&url)
+            .header("authorization", empty)
+            .json(&orders_request())
+            .send()
+            .await
+            .unwrap();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(
+            body["type"], "urn:writ:problem:credential_malformed",
+            "{empty:?}"
+        );
+    }
     let basic = client()
         .post(&url)
         .header("authorization", "Basic dXNlcjpwYXNz")
