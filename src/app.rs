@@ -14,7 +14,9 @@ use crate::http::{AppState, router};
 use crate::identity::{DevIssuer, IdentityVerifier};
 use crate::keys::{KeyDir, Keys};
 use crate::policy::{DEV_POLICY, PolicySet};
+use crate::revocation::Registry;
 use crate::store;
+use crate::store::Store;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -39,6 +41,7 @@ pub struct Application {
     listener: TcpListener,
     request_timeout: Duration,
     state: AppState,
+    shutting_down: tokio::sync::watch::Sender<bool>,
     background: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -63,6 +66,8 @@ impl Application {
         check_policy_issuers(&policies, &identities)?;
         let keys = Arc::new(Keys::open(KeyDir::open_or_init(&config.key_dir)?)?);
         let store = store::connect(&config.database_url).await?;
+        let revocations = Registry::new();
+        revocations.catch_up(&store).await?;
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -72,17 +77,28 @@ impl Application {
                 })?;
         let mut background = identities.spawn_refresh();
         background.push(keys.watch(Duration::from_secs(1)));
+        background.push(revocations.spawn_sync(store.clone(), config.revocation_poll));
+        background.push(spawn_checkpoints(
+            store.clone(),
+            Arc::clone(&keys),
+            config.audit_checkpoint_interval,
+        ));
         let broker = Broker {
             identities,
             policies,
             keys,
             store,
+            revocations,
         };
+        let (shutting_down, shutdown) = tokio::sync::watch::channel(false);
         Ok(Application {
+            shutting_down,
             listener,
             request_timeout: config.request_timeout,
             state: AppState {
                 broker: Arc::new(broker),
+                revocation_heartbeat: config.revocation_heartbeat,
+                shutdown,
             },
             background,
         })
@@ -98,6 +114,11 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let app = router(self.state, self.request_timeout);
+        let shutting_down = self.shutting_down;
+        let shutdown = async move {
+            shutdown.await;
+            shutting_down.send_replace(true);
+        };
         let result = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await;
@@ -106,6 +127,41 @@ impl Application {
         }
         result
     }
+}
+
+/// Signs the audit chain's head every `every`, when it moved, so an outside party holding a
+/// checkpoint can later prove the log was not rewritten or truncated.
+fn spawn_checkpoints(
+    store: Store,
+    keys: Arc<Keys>,
+    every: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        let mut signed_up_to = 0;
+        loop {
+            tick.tick().await;
+            match checkpoint(&store, &keys, signed_up_to).await {
+                Ok(seq) => signed_up_to = seq,
+                Err(error) => tracing::warn!(%error, "audit checkpoint not written"),
+            }
+        }
+    })
+}
+
+async fn checkpoint(store: &Store, keys: &Keys, signed_up_to: u64) -> Result<u64, String> {
+    let (seq, hash) = store.audit_head().await.map_err(|e| e.to_string())?;
+    if seq <= signed_up_to {
+        return Ok(signed_up_to);
+    }
+    let now = crate::broker::now_ms(std::time::SystemTime::now());
+    let signed = crate::audit::Checkpoint::sign(&keys.current().active, seq, hash, now)
+        .map_err(|e| e.to_string())?;
+    store
+        .record_checkpoint(&signed)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(seq)
 }
 
 fn load_policies(config: &Config) -> Result<PolicySet, StartError> {

@@ -15,6 +15,10 @@ pub const ABSOLUTE_MAX_TTL: Duration = Duration::from_secs(60 * 60);
 /// The largest clock skew tolerated on workload tokens.
 pub const ABSOLUTE_MAX_SKEW: Duration = Duration::from_secs(5 * 60);
 
+/// The longest any writ can be honoured: the lifetime cap plus the largest skew a verifier may
+/// allow. A task or agent revocation is served this long after its cut-off.
+pub const WRIT_LIFETIME_BOUND: Duration = Duration::from_secs(65 * 60);
+
 /// The name of the development identity issuer, trusted only in dev mode.
 pub const DEV_ISSUER_NAME: &str = "writ-dev";
 
@@ -47,6 +51,20 @@ pub struct Config {
     /// a stuck dependency; issuers and the database have shorter timeouts of their own).
     #[serde(default = "default_request_timeout", with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// How often the revocation view is re-read from the database even without a
+    /// notification (PostgreSQL notifies replicas at once; this catches a lost notification).
+    #[serde(default = "default_revocation_poll", with = "humantime_serde")]
+    pub revocation_poll: Duration,
+    /// How often the revocation stream sends a heartbeat, which is what keeps a verifier's view
+    /// fresh while nothing is revoked: keep it well under verifiers' staleness bound.
+    #[serde(default = "default_revocation_heartbeat", with = "humantime_serde")]
+    pub revocation_heartbeat: Duration,
+    /// How often the audit chain's head is signed into a checkpoint (when it moved).
+    #[serde(
+        default = "default_audit_checkpoint_interval",
+        with = "humantime_serde"
+    )]
+    pub audit_checkpoint_interval: Duration,
     /// Trusted workload identity issuers.
     #[serde(default, rename = "issuer")]
     pub issuers: Vec<IssuerConfig>,
@@ -112,6 +130,9 @@ impl Config {
             max_ttl: default_max_ttl(),
             clock_skew: default_clock_skew(),
             request_timeout: default_request_timeout(),
+            revocation_poll: default_revocation_poll(),
+            revocation_heartbeat: default_revocation_heartbeat(),
+            audit_checkpoint_interval: default_audit_checkpoint_interval(),
             issuers: Vec::new(),
         }
     }
@@ -146,6 +167,28 @@ impl Config {
             || self.request_timeout > Duration::from_secs(300)
         {
             return invalid("request_timeout must be between 1s and 5m".into());
+        }
+        let within = |value: Duration, low: Duration, high: Duration| low <= value && value <= high;
+        if !within(
+            self.revocation_poll,
+            Duration::from_millis(100),
+            Duration::from_secs(60),
+        ) {
+            return invalid("revocation_poll must be between 100ms and 1m".into());
+        }
+        if !within(
+            self.revocation_heartbeat,
+            Duration::from_millis(100),
+            Duration::from_secs(60),
+        ) {
+            return invalid("revocation_heartbeat must be between 100ms and 1m".into());
+        }
+        if !within(
+            self.audit_checkpoint_interval,
+            Duration::from_secs(1),
+            Duration::from_secs(86_400),
+        ) {
+            return invalid("audit_checkpoint_interval must be between 1s and 24h".into());
         }
         if self.dev && !self.listen.ip().is_loopback() {
             return invalid(format!(
@@ -186,6 +229,15 @@ fn default_clock_skew() -> Duration {
 }
 fn default_request_timeout() -> Duration {
     Duration::from_secs(15)
+}
+fn default_revocation_poll() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_revocation_heartbeat() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_audit_checkpoint_interval() -> Duration {
+    Duration::from_secs(60)
 }
 fn default_algorithms() -> Vec<String> {
     vec!["RS256".into(), "ES256".into()]

@@ -17,7 +17,9 @@
 //!
 //! Domain modules know nothing of HTTP or SQL.
 
+pub mod admin;
 pub mod app;
+pub mod audit;
 pub mod broker;
 pub mod cli;
 pub mod config;
@@ -26,4 +28,5 @@ pub mod identity;
 pub mod keys;
 pub mod mint;
 pub mod policy;
+pub mod revocation;
 pub mod store;

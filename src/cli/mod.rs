@@ -1,6 +1,8 @@
 //! The `writ` command: the broker (`serve`), the agent side (`request`, `attenuate`, `inspect`),
-//! the verifier side (`verify`), and operators' tools (`keys`, `policy`, `dev`).
+//! the verifier side (`verify`), and operators' tools (`keys`, `policy`, `admin`, `audit`, `dev`).
 
+mod admin;
+mod audit;
 mod dev;
 mod keys;
 mod policy;
@@ -39,6 +41,12 @@ enum Command {
     /// Manage the broker's root keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Admin credentials and admin calls: bootstrap, revoke, lift, grant.
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
+    /// Verify the audit log's hash chain and signed checkpoints.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Check and test policy files.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
@@ -57,6 +65,8 @@ impl Cli {
             Command::Verify(args) => writ::verify(args).await,
             Command::Keys(command) => keys::run(command),
             Command::Policy(command) => policy::run(command),
+            Command::Admin(command) => admin::run(command).await,
+            Command::Audit(command) => audit::run(command).await,
             Command::Dev(command) => dev::run(command),
         };
         match result {

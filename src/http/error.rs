@@ -7,9 +7,11 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::broker::IssueError;
+use crate::admin::CredentialError;
+use crate::broker::{AdminCallError, IssueError};
 use crate::identity::IdentityError;
 use crate::policy::Refusal;
+use crate::revocation::RevocationError;
 
 #[derive(Debug)]
 pub enum ApiError {
@@ -20,6 +22,8 @@ pub enum ApiError {
     UnsupportedMediaType,
     PayloadTooLarge,
     Refused(Refusal),
+    Suspended,
+    Admin(AdminCallError),
     NotFound,
     MethodNotAllowed,
     StorageUnavailable,
@@ -34,6 +38,7 @@ impl From<IssueError> for ApiError {
             IssueError::Identity(error) => ApiError::Identity(error),
             IssueError::Request(error) => ApiError::InvalidRequest(error.to_string()),
             IssueError::Refused(refusal) => ApiError::Refused(refusal),
+            IssueError::Suspended => ApiError::Suspended,
             IssueError::Storage(error) => {
                 tracing::error!(%error, "issuance record could not be stored; no writ returned");
                 ApiError::StorageUnavailable
@@ -46,10 +51,32 @@ impl From<IssueError> for ApiError {
     }
 }
 
+impl From<AdminCallError> for ApiError {
+    fn from(error: AdminCallError) -> Self {
+        match error {
+            AdminCallError::InvalidRequest(detail) => ApiError::InvalidRequest(detail),
+            AdminCallError::Storage(error)
+            | AdminCallError::Revocation(RevocationError::Storage(error)) => {
+                tracing::error!(%error, "admin call could not be recorded");
+                ApiError::Admin(AdminCallError::Storage(error))
+            }
+            error => ApiError::Admin(error),
+        }
+    }
+}
+
 impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str, &'static str, String) {
         use ApiError::*;
         match self {
+            Suspended => (
+                StatusCode::FORBIDDEN,
+                "agent_suspended",
+                "Agent suspended",
+                "an admin suspended this agent; no writ is issued to it until the suspension is lifted"
+                    .into(),
+            ),
+            Admin(error) => admin_parts(error),
             MissingCredential => (
                 StatusCode::UNAUTHORIZED,
                 "credential_missing",
@@ -139,6 +166,44 @@ impl ApiError {
             ),
         }
     }
+}
+
+fn admin_parts(error: &AdminCallError) -> (StatusCode, &'static str, &'static str, String) {
+    let status = match error {
+        AdminCallError::Credential(CredentialError::RoleMissing { .. }) => StatusCode::FORBIDDEN,
+        AdminCallError::Credential(_) | AdminCallError::CredentialRevoked => {
+            StatusCode::UNAUTHORIZED
+        }
+        AdminCallError::Revocation(
+            RevocationError::UnknownWrit | RevocationError::NotSuspended,
+        ) => StatusCode::NOT_FOUND,
+        AdminCallError::Revocation(RevocationError::Storage(_)) | AdminCallError::Storage(_) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        AdminCallError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+        AdminCallError::Mint(
+            crate::admin::AdminError::Build(_) | crate::admin::AdminError::Random,
+        ) => StatusCode::INTERNAL_SERVER_ERROR,
+        AdminCallError::Mint(_) => StatusCode::BAD_REQUEST,
+    };
+    let title = match status {
+        StatusCode::UNAUTHORIZED => "Admin credential refused",
+        StatusCode::FORBIDDEN => "Role missing",
+        StatusCode::NOT_FOUND => "Not found",
+        StatusCode::SERVICE_UNAVAILABLE => "Storage unavailable",
+        StatusCode::BAD_REQUEST => "Invalid request",
+        _ => "Internal error",
+    };
+    let detail = match error {
+        AdminCallError::Revocation(RevocationError::Storage(_)) | AdminCallError::Storage(_) => {
+            "the change could not be recorded, so it was not made; retry later".to_owned()
+        }
+        AdminCallError::Mint(
+            crate::admin::AdminError::Build(_) | crate::admin::AdminError::Random,
+        ) => "the broker failed; the cause is in its log".to_owned(),
+        error => error.to_string(),
+    };
+    (status, error.code(), title, detail)
 }
 
 fn refusal_detail(refusal: &Refusal) -> String {

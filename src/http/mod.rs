@@ -1,9 +1,14 @@
 //! The HTTP surface (axum only): routes, the middleware stack, and the mapping of errors to
 //! problem+json. Handlers are thin: they extract, call the domain, and map the result.
 
+mod admin;
+mod admin_writs;
+mod audit;
+mod body;
 mod error;
 mod health;
 mod keys;
+mod revocations;
 mod writs;
 
 use std::sync::Arc;
@@ -28,11 +33,25 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub broker: Arc<Broker>,
+    /// How often the revocation stream sends a heartbeat.
+    pub revocation_heartbeat: Duration,
+    /// Turns true when the broker starts shutting down: long-lived streams end, so the
+    /// graceful shutdown does not wait on them forever.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 pub fn router(state: AppState, request_timeout: Duration) -> Router {
     Router::new()
         .route("/v1/writs", post(writs::issue))
+        .route(
+            "/v1/revocations",
+            post(revocations::revoke).get(revocations::feed),
+        )
+        .route("/v1/revocations/stream", get(revocations::stream))
+        .route("/v1/suspensions/lift", post(revocations::lift))
+        .route("/v1/admin/writs", post(admin_writs::issue))
+        .route("/v1/audit", get(audit::events))
+        .route("/v1/audit/checkpoints", get(audit::checkpoints))
         .route("/.well-known/writ-keys", get(keys::key_set))
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))

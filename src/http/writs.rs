@@ -8,6 +8,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 
 use super::AppState;
+use super::body::json_body;
 use super::error::ApiError;
 use crate::broker::IssueError;
 use crate::policy::RawWritRequest;
@@ -23,13 +24,7 @@ pub async fn issue(
         .authenticate(bearer(&headers)?)
         .await
         .inspect_err(log_refusal)?;
-    require_json(&headers)?;
-    let body = body.map_err(|rejection| match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
-        _ => ApiError::InvalidRequest("the body could not be read".into()),
-    })?;
-    let request: RawWritRequest = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::InvalidRequest(format!("body: {e}")))?;
+    let request: RawWritRequest = json_body(&headers, body)?;
     let issued = state
         .broker
         .issue(identity, &request)
@@ -58,17 +53,4 @@ pub fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
         return Err(ApiError::MalformedCredential);
     }
     Ok(token)
-}
-
-fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let essence = content_type.split(';').next().unwrap_or_default().trim();
-    if essence.eq_ignore_ascii_case("application/json") {
-        Ok(())
-    } else {
-        Err(ApiError::UnsupportedMediaType)
-    }
 }

@@ -57,9 +57,14 @@ pub struct MintedWrit {
 
 /// A fresh writ id: `wr_` and 128 random bits in hex.
 pub fn new_writ_id() -> Result<String, MintError> {
+    random_id("wr_")
+}
+
+/// `prefix` and 128 random bits in hex: ids that cannot be guessed or collide.
+pub fn random_id(prefix: &str) -> Result<String, MintError> {
     let mut bytes = [0u8; 16];
     getrandom::getrandom(&mut bytes).map_err(|_| MintError::Random)?;
-    Ok(format!("wr_{}", hex::encode(bytes)))
+    Ok(format!("{prefix}{}", hex::encode(bytes)))
 }
 
 const AUTHORITY: &str = r#"

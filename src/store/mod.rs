@@ -2,20 +2,32 @@
 //! the embedded default (one file, one broker); PostgreSQL serves several broker replicas. The
 //! backend is chosen by the URL scheme at start; each has its own migrations under `migrations/`.
 //!
-//! Durability is the contract: `record_issued` returns only once the record is committed, and the
-//! broker returns a writ only after that.
+//! Every write appends to the audit chain, and every write transaction first takes the chain's
+//! lock (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: a transaction-scoped advisory lock), reads the
+//! chain head and links its events to it. So there is one chain however many replicas write,
+//! an issuance record and its audit event commit together or not at all, and revocation
+//! sequence numbers are assigned in commit order (a feed reader never skips one).
+//!
+//! The logic is written once here against [`backend::Transaction`]; the backends supply the
+//! statements.
 
+mod backend;
 mod postgres;
+mod rows;
 mod sqlite;
-mod sqlite_writer;
+mod statements;
+mod writer;
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-pub use postgres::PostgresStore;
-pub use sqlite::SqliteStore;
+use crate::audit::{AuditEvent, ChainHash, ChainedEvent, Checkpoint};
+use crate::revocation::{
+    Lift, Revocation, RevocationError, RevocationOutcome, RevocationRequest, Target, unix_seconds,
+};
+use backend::{Backend, Transaction};
+use writer::Writer;
 
 /// One right as it was granted: a resource pattern and the operations on it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +55,35 @@ pub struct IssuedWrit {
     pub expires_at: i64,
 }
 
+/// The durable record of an admin writ (never the token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedAdminWrit {
+    pub writ_id: String,
+    pub principal: String,
+    pub roles: Vec<String>,
+    pub issued_by: String,
+    pub root_key_id: u32,
+    pub revocation_id: String,
+    pub issued_at: i64,
+    pub expires_at: i64,
+}
+
+/// Which audit events to read. Every filter is optional; results are in chain order.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// Only events after this chain position (the pagination cursor).
+    pub after: u64,
+    pub limit: u32,
+    pub agent: Option<String>,
+    pub task: Option<String>,
+    pub writ_id: Option<String>,
+    pub action: Option<String>,
+    /// Unix milliseconds, inclusive.
+    pub since_ms: Option<i64>,
+    /// Unix milliseconds, exclusive.
+    pub until_ms: Option<i64>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("unsupported database URL (expected sqlite:// or postgres://)")]
@@ -65,66 +106,239 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
-#[async_trait]
-pub trait Store: Send + Sync {
-    /// Records an issued writ durably. Returns only after the commit.
-    async fn record_issued(&self, writ: &IssuedWrit) -> Result<(), StoreError>;
-    /// Reads one issued writ's record.
-    async fn issued_writ(&self, writ_id: &str) -> Result<Option<IssuedWrit>, StoreError>;
-    /// Checks the database answers (for readiness).
-    async fn ping(&self) -> Result<(), StoreError>;
+/// The broker's storage: one handle, cheap to share.
+#[derive(Clone)]
+pub struct Store {
+    backend: Arc<dyn Backend>,
+    writer: Arc<Writer>,
 }
 
 /// Connects to the database named by `url` and applies pending migrations.
-pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
-    if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::connect(url).await?))
+pub async fn connect(url: &str) -> Result<Store, StoreError> {
+    let backend: Arc<dyn Backend> = if url.starts_with("sqlite:") {
+        Arc::new(sqlite::SqliteBackend::connect(url).await?)
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PostgresStore::connect(url).await?))
+        Arc::new(postgres::PostgresBackend::connect(url).await?)
     } else {
-        Err(StoreError::UnsupportedUrl)
+        return Err(StoreError::UnsupportedUrl);
+    };
+    let writer = Arc::new(Writer::start(Arc::clone(&backend)));
+    Ok(Store { backend, writer })
+}
+
+impl Store {
+    /// Records an issued writ and its audit event in one transaction. Returns only after the
+    /// commit: no record, no event, no writ.
+    pub async fn record_issued(
+        &self,
+        writ: &IssuedWrit,
+        event: AuditEvent,
+    ) -> Result<u64, StoreError> {
+        self.writer.commit(Some(writ.clone()), event).await
     }
-}
 
-fn encode_json<T: Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
+    /// Appends one audit event; returns its chain position after the commit.
+    pub async fn append_audit(&self, event: AuditEvent) -> Result<u64, StoreError> {
+        self.writer.commit(None, event).await
+    }
 
-fn decode_json<T: for<'de> Deserialize<'de>>(text: &str) -> Result<T, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
+    /// Reads one issued writ's record.
+    pub async fn issued_writ(&self, writ_id: &str) -> Result<Option<IssuedWrit>, StoreError> {
+        self.backend.begin_read().await?.writ(writ_id).await
+    }
 
-/// Reads an issued-writ row; the two backends name and type the columns alike.
-fn from_row<'r, R>(row: &'r R) -> Result<IssuedWrit, StoreError>
-where
-    R: sqlx::Row,
-    &'r str: sqlx::ColumnIndex<R>,
-    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
-    let text = |column: &'r str| row.try_get::<String, _>(column);
-    let number = |column: &'r str| row.try_get::<i64, _>(column);
-    Ok(IssuedWrit {
-        writ_id: text("writ_id")?,
-        agent: text("agent")?,
-        task: text("task")?,
-        issuer: text("issuer")?,
-        subject: text("subject")?,
-        rights: decode_json(&text("rights")?)?,
-        services: decode_json(&text("services")?)?,
-        root_key_id: u32::try_from(number("root_key_id")?)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        revocation_id: text("revocation_id")?,
-        issued_at: number("issued_at")?,
-        expires_at: number("expires_at")?,
-    })
-}
+    /// Records an admin writ and its audit event in one transaction.
+    pub async fn record_admin_writ(
+        &self,
+        writ: &IssuedAdminWrit,
+        event: AuditEvent,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.backend.begin_write().await?;
+        tx.insert_admin_writ(writ).await?;
+        let seq = append(tx.as_mut(), event).await?;
+        tx.commit().await?;
+        Ok(seq)
+    }
 
-fn map_insert_error(error: sqlx::Error, writ_id: &str) -> StoreError {
-    match &error {
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            StoreError::Duplicate(writ_id.to_owned())
+    /// Revokes a writ, a task or an agent, idempotently, with its audit event in the same
+    /// transaction (`event` is built from the outcome).
+    ///
+    /// - A writ is revoked once; asking again returns the same entry.
+    /// - A task or agent: the latest entry is returned when it already covers every writ of the
+    ///   target issued so far (for an agent: while it is suspended); otherwise a new entry cuts
+    ///   off at `now`. Revoking an agent suspends it (the entry is open-ended).
+    pub async fn revoke(
+        &self,
+        request: &RevocationRequest,
+        new_id: String,
+        event: impl FnOnce(&RevocationOutcome) -> AuditEvent + Send,
+    ) -> Result<RevocationOutcome, RevocationError> {
+        let now = unix_seconds(request.now);
+        let mut tx = self.backend.begin_write().await?;
+        let outcome = match existing_revocation(tx.as_mut(), &request.target).await? {
+            Some(revocation) => RevocationOutcome {
+                live_writs: tx.count_live(&request.target, now).await?,
+                revocation,
+                created: false,
+            },
+            None => {
+                let revocation = new_revocation(tx.as_mut(), request, new_id).await?;
+                tx.put_revocation(&revocation).await?;
+                RevocationOutcome {
+                    live_writs: tx.count_live(&request.target, now).await?,
+                    revocation,
+                    created: true,
+                }
+            }
+        };
+        append(tx.as_mut(), event(&outcome)).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// Lifts an agent's suspension: its open entry is closed at `lift.at`, so writs issued while
+    /// it was suspended stay revoked and new ones are valid.
+    pub async fn lift_suspension(
+        &self,
+        agent: &str,
+        lift: Lift,
+        writ_lifetime: i64,
+        event: impl FnOnce(&Revocation) -> AuditEvent + Send,
+    ) -> Result<Revocation, RevocationError> {
+        let mut tx = self.backend.begin_write().await?;
+        let target = Target::Agent(agent.to_owned());
+        let Some(mut revocation) = tx.latest_revocation(&target).await? else {
+            return Err(RevocationError::NotSuspended);
+        };
+        if !revocation.is_suspension() {
+            return Err(RevocationError::NotSuspended);
         }
-        _ => StoreError::Unavailable(error),
+        revocation.seq = tx.revocation_head().await? + 1;
+        revocation.issued_until = Some(lift.at);
+        revocation.expires_at = Some(lift.at.saturating_add(writ_lifetime));
+        revocation.lifted = Some(lift);
+        tx.put_revocation(&revocation).await?;
+        append(tx.as_mut(), event(&revocation)).await?;
+        tx.commit().await?;
+        Ok(revocation)
     }
+
+    /// Revocation entries with `seq > after`, in order (expired ones included; the caller
+    /// filters by its clock).
+    pub async fn revocations_after(
+        &self,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<Revocation>, StoreError> {
+        self.backend
+            .begin_read()
+            .await?
+            .revocations_after(after, limit)
+            .await
+    }
+
+    /// Audit events matching `query`, in chain order.
+    pub async fn audit_events(&self, query: &AuditQuery) -> Result<Vec<ChainedEvent>, StoreError> {
+        self.backend.begin_read().await?.audit_events(query).await
+    }
+
+    /// The chain's last position and hash (`(0, GENESIS)` for an empty log).
+    pub async fn audit_head(&self) -> Result<(u64, ChainHash), StoreError> {
+        self.backend.begin_read().await?.audit_head().await
+    }
+
+    pub async fn record_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
+        let mut tx = self.backend.begin_read().await?;
+        tx.insert_checkpoint(checkpoint).await?;
+        tx.commit().await
+    }
+
+    /// Signed checkpoints, oldest first.
+    pub async fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
+        self.backend.begin_read().await?.checkpoints().await
+    }
+
+    /// Checks the database answers (for readiness).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.backend.ping().await
+    }
+
+    /// Wakes `notify` whenever another process commits a revocation (PostgreSQL
+    /// LISTEN/NOTIFY); SQLite has no such channel and returns `None`.
+    pub fn watch_revocations(&self) -> Option<tokio::sync::mpsc::Receiver<()>> {
+        self.backend.watch_revocations()
+    }
+}
+
+/// Appends `event` to the chain inside `tx` (which holds the chain lock).
+async fn append(tx: &mut dyn Transaction, event: AuditEvent) -> Result<u64, StoreError> {
+    let (head, prev_hash) = tx.audit_head().await?;
+    let seq = head + 1;
+    let hash = crate::audit::link(&prev_hash, seq, &event);
+    tx.insert_audit(&ChainedEvent {
+        seq,
+        event,
+        prev_hash,
+        hash,
+    })
+    .await?;
+    Ok(seq)
+}
+
+/// The entry already in force for `target`, if a new one would change nothing.
+async fn existing_revocation(
+    tx: &mut dyn Transaction,
+    target: &Target,
+) -> Result<Option<Revocation>, RevocationError> {
+    if let Target::Writ(writ_id) = target
+        && tx.writ_revocation_id(writ_id).await?.is_none()
+    {
+        return Err(RevocationError::UnknownWrit);
+    }
+    let Some(latest) = tx.latest_revocation(target).await? else {
+        return Ok(None);
+    };
+    let covers_everything = match (target, latest.issued_until) {
+        (Target::Writ(_), _) | (Target::Agent(_), None) => true,
+        // A lifted suspension no longer stops issuance: revoking the agent again suspends it anew.
+        (Target::Agent(_), Some(_)) => false,
+        (Target::Task(_), None) => true,
+        (Target::Task(_), Some(cut_off)) => tx
+            .newest_issue(target)
+            .await?
+            .is_none_or(|newest| newest <= cut_off),
+    };
+    Ok(covers_everything.then_some(latest))
+}
+
+async fn new_revocation(
+    tx: &mut dyn Transaction,
+    request: &RevocationRequest,
+    id: String,
+) -> Result<Revocation, RevocationError> {
+    let now = unix_seconds(request.now);
+    let lifetime = request.writ_lifetime.as_secs() as i64;
+    let (revocation_id, issued_until, expires_at) = match &request.target {
+        Target::Writ(writ_id) => {
+            let (revocation_id, expires_at) = tx
+                .writ_revocation_id(writ_id)
+                .await?
+                .ok_or(RevocationError::UnknownWrit)?;
+            (Some(revocation_id), None, Some(expires_at))
+        }
+        Target::Task(_) => (None, Some(now), Some(now.saturating_add(lifetime))),
+        Target::Agent(_) => (None, None, None),
+    };
+    Ok(Revocation {
+        id,
+        seq: tx.revocation_head().await? + 1,
+        target: request.target.clone(),
+        revocation_id,
+        issued_until,
+        expires_at,
+        reason: request.reason.clone(),
+        revoked_by: request.by.clone(),
+        revoked_at: now,
+        lifted: None,
+    })
 }

@@ -1,26 +1,28 @@
 //! The embedded default: one SQLite file in WAL mode with `synchronous = FULL`, so a committed
-//! issuance record survives a power cut. Records are written by one writer task that commits
-//! concurrent requests together (see [`writer`](super::sqlite_writer)).
+//! record survives a power cut. Write transactions start with `BEGIN IMMEDIATE`, which takes
+//! SQLite's single write lock up front: that is the audit chain's lock, also across processes
+//! (a `writ admin bootstrap` run beside the broker).
 
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sqlx::Sqlite;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use super::sqlite_writer::Writer;
-use super::{IssuedWrit, Store, StoreError, from_row};
+use super::StoreError;
+use super::backend::{Backend, Transaction};
+use super::statements::Tx;
 
-pub struct SqliteStore {
+pub(super) struct SqliteBackend {
     pool: SqlitePool,
-    writer: Writer,
 }
 
-impl SqliteStore {
-    pub async fn connect(url: &str) -> Result<SqliteStore, StoreError> {
+impl SqliteBackend {
+    pub(super) async fn connect(url: &str) -> Result<SqliteBackend, StoreError> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -37,27 +39,32 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        let writer = Writer::start(pool.clone());
-        Ok(SqliteStore { pool, writer })
+        Ok(SqliteBackend { pool })
     }
 }
 
 #[async_trait]
-impl Store for SqliteStore {
-    async fn record_issued(&self, writ: &IssuedWrit) -> Result<(), StoreError> {
-        self.writer.record(writ).await
+impl Backend for SqliteBackend {
+    async fn begin_write(&self) -> Result<Box<dyn Transaction>, StoreError> {
+        Ok(Box::new(Tx::<Sqlite> {
+            inner: self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            announce_revocation: None,
+        }))
     }
 
-    async fn issued_writ(&self, writ_id: &str) -> Result<Option<IssuedWrit>, StoreError> {
-        let row = sqlx::query("SELECT * FROM writs WHERE writ_id = ?")
-            .bind(writ_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|row| from_row(&row)).transpose()
+    async fn begin_read(&self) -> Result<Box<dyn Transaction>, StoreError> {
+        Ok(Box::new(Tx::<Sqlite> {
+            inner: self.pool.begin().await?,
+            announce_revocation: None,
+        }))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    fn watch_revocations(&self) -> Option<tokio::sync::mpsc::Receiver<()>> {
+        None
     }
 }

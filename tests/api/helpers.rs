@@ -20,7 +20,7 @@ pub fn postgres_admin_url() -> String {
 }
 
 /// The URL of database `name` on the same server.
-fn postgres_url(name: &str) -> String {
+pub fn postgres_url(name: &str) -> String {
     let admin = postgres_admin_url();
     let base = admin
         .rsplit_once('/')
@@ -147,6 +147,50 @@ impl TestBroker {
         self.data.path().join("keys")
     }
 
+    /// An admin writ with `roles`, made as `writ admin bootstrap` makes one.
+    pub async fn admin_token(&self, principal: &str, roles: &[&str]) -> String {
+        let ring = writ::keys::KeyDir::open(&self.key_dir())
+            .unwrap()
+            .load()
+            .unwrap();
+        let store = writ::store::connect(&self.database_url).await.unwrap();
+        let roles = roles.iter().map(|role| role.parse().unwrap()).collect();
+        let principal = writ::admin::Principal::parse(principal).unwrap();
+        writ::broker::issue_admin_writ(
+            &ring,
+            &store,
+            &principal,
+            &roles,
+            std::time::Duration::from_secs(600),
+            "test",
+            writ::audit::actions::ADMIN_BOOTSTRAP,
+        )
+        .await
+        .unwrap()
+        .token
+    }
+
+    /// POSTs JSON to an admin route with `token`.
+    pub async fn admin_post(&self, path: &str, token: &str, body: &Value) -> reqwest::Response {
+        client()
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// GETs an admin route with `token`.
+    pub async fn admin_get(&self, path_and_query: &str, token: &str) -> reqwest::Response {
+        client()
+            .get(format!("{}{path_and_query}", self.url))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// A Kubernetes identity in the `orders` namespace (allowed to read orders).
     pub fn orders_identity(&self) -> String {
         self.kubernetes.kubernetes_token(
@@ -241,7 +285,7 @@ fn issuer_config(name: &str, issuer: &TestIssuer, agent: &str) -> IssuerConfig {
 
 /// Creates an empty database. Fails the test when PostgreSQL is unreachable: the PostgreSQL
 /// suite must never be skipped silently.
-async fn fresh_postgres_database() -> String {
+pub async fn fresh_postgres_database() -> String {
     use sqlx::Connection;
     let mut admin = sqlx::PgConnection::connect(&postgres_admin_url())
         .await

@@ -149,11 +149,14 @@ async fn a_failing_record_does_not_fail_its_neighbours(backend: Backend) {
         issued_at: 0,
         expires_at: 60,
     };
-    store.record_issued(&record(0)).await.unwrap();
+    let event =
+        || writ::audit::AuditEvent::new("writ.issued", writ::audit::Outcome::Success, "test");
+    store.record_issued(&record(0), event()).await.unwrap();
     let attempts = (0..30).map(|id| {
         let store = std::sync::Arc::clone(&store);
         let writ = record(id);
-        tokio::spawn(async move { store.record_issued(&writ).await })
+        let event = event();
+        tokio::spawn(async move { store.record_issued(&writ, event).await })
     });
     let results = join_all(attempts).await;
     for (id, result) in results.into_iter().enumerate() {

@@ -1,4 +1,5 @@
-//! Reading the trusted values of a verified writ (version, id, agent, task, expiry, services).
+//! Reading the trusted values of a verified writ (version, id, agent, task, issue and expiry
+//! times, services).
 //!
 //! They come from the authority block alone: the block the broker signed with its root key.
 //! Nothing a holder appended can reach them (the pitfall is `query_all`, which returns facts of
@@ -30,12 +31,15 @@ pub(crate) struct AuthorityValues {
     pub(crate) writ_id: String,
     pub(crate) agent: String,
     pub(crate) task: String,
+    /// When the broker issued the writ: what agent and task revocations are measured against.
+    pub(crate) issued_at: SystemTime,
     pub(crate) expires_at: SystemTime,
     pub(crate) services: Vec<String>,
 }
 
 /// Reads the values of a writ whose signatures verified. Anything other than exactly one
-/// `writ(1)`, `writ_id`, `agent`, `task` and `expires_at` of the expected types is not a v1 writ.
+/// `writ(1)`, `writ_id`, `agent`, `task`, `issued_at` and `expires_at` of the expected types is
+/// not a v1 writ.
 pub(crate) fn read(token: &Biscuit) -> Result<AuthorityValues, Denial> {
     let container = token.container().to_proto();
     let block = schema::Block::decode(container.authority.block.as_slice())
@@ -82,14 +86,21 @@ pub(crate) fn read(token: &Biscuit) -> Result<AuthorityValues, Denial> {
                     _ => found.services.push(value),
                 }
             }
-            "expires_at" => match terms {
-                [
+            "issued_at" | "expires_at" => {
+                let [
                     schema::Term {
                         content: Some(Content::Date(secs)),
                     },
-                ] => found.expiries.push(UNIX_EPOCH + Duration::from_secs(*secs)),
-                _ => return Err(wrong_shape()),
-            },
+                ] = terms
+                else {
+                    return Err(wrong_shape());
+                };
+                let at = UNIX_EPOCH + Duration::from_secs(*secs);
+                match name {
+                    "issued_at" => found.issued.push(at),
+                    _ => found.expiries.push(at),
+                }
+            }
             _ => {}
         }
     }
@@ -102,6 +113,7 @@ struct Found {
     writ_ids: Vec<String>,
     agents: Vec<String>,
     tasks: Vec<String>,
+    issued: Vec<SystemTime>,
     expiries: Vec<SystemTime>,
     services: Vec<String>,
 }
@@ -117,6 +129,7 @@ impl Found {
             writ_id: exactly_one(self.writ_ids, "no writ_id(..)", "writ_id(..) is repeated")?,
             agent: exactly_one(self.agents, "no agent(..)", "agent(..) is repeated")?,
             task: exactly_one(self.tasks, "no task(..)", "task(..) is repeated")?,
+            issued_at: exactly_one(self.issued, "no issued_at(..)", "issued_at(..) is repeated")?,
             expires_at: exactly_one(
                 self.expiries,
                 "no expires_at(..)",
@@ -156,7 +169,8 @@ mod tests {
     }
 
     const GOOD: &str = r#"writ(1); writ_id("wr_1"); agent("a"); task("t");
-        expires_at(2030-01-01T00:00:00Z); service("s1"); service("s2");"#;
+        issued_at(2029-12-31T23:45:00Z); expires_at(2030-01-01T00:00:00Z);
+        service("s1"); service("s2");"#;
 
     #[test]
     fn reads_the_values() {
@@ -165,6 +179,10 @@ mod tests {
         assert_eq!(values.agent, "a");
         assert_eq!(values.task, "t");
         assert_eq!(values.services, ["s1", "s2"]);
+        assert_eq!(
+            values.issued_at,
+            humantime::parse_rfc3339("2029-12-31T23:45:00Z").unwrap()
+        );
         assert_eq!(
             values.expires_at,
             humantime::parse_rfc3339("2030-01-01T00:00:00Z").unwrap()
@@ -196,6 +214,12 @@ mod tests {
             GOOD.replace("agent(\"a\");", "agent(\"a\"); agent(\"b\");"),
             GOOD.replace("task(\"t\")", "task(\"t\", \"u\")"),
             GOOD.replace("expires_at(2030-01-01T00:00:00Z)", "expires_at(\"soon\")"),
+            GOOD.replace("issued_at(2029-12-31T23:45:00Z);", ""),
+            GOOD.replace("issued_at(2029-12-31T23:45:00Z)", "issued_at(1)"),
+            GOOD.replace(
+                "issued_at(2029-12-31T23:45:00Z);",
+                "issued_at(2029-12-31T23:45:00Z); issued_at(2029-12-31T23:46:00Z);",
+            ),
             GOOD.replace("service(\"s1\")", "service(1)"),
         ];
         for code in cases {

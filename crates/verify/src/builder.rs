@@ -1,4 +1,5 @@
-//! Configuring a [`Verifier`]: its service name, where keys come from, the cache and limits.
+//! Configuring a [`Verifier`]: its service name, where keys come from, the revocation feed, the
+//! cache and limits.
 //!
 //! Defaults are chosen to be safe under load: biscuit-auth's own run limits (1 ms) refuse valid
 //! writs on a busy machine, so the verifier always sets its own.
@@ -14,6 +15,7 @@ use crate::cache::SignatureCache;
 use crate::key_source::{KeySource, spawn_scheduled_refresh};
 use crate::keys::{KeySetError, KeyTable, TrustedKey};
 use crate::request::base_authorizer;
+use crate::revocation::{RevocationSettings, RevocationSyncError, RevocationView, Revocations};
 
 /// Default signature cache capacity (writs).
 pub const DEFAULT_CACHE_CAPACITY: usize = 10_000;
@@ -27,6 +29,13 @@ pub const DEFAULT_UNKNOWN_KEY_REFETCH: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_WRIT_BYTES: usize = 32 * 1024;
 /// Default largest number of attenuation blocks.
 pub const DEFAULT_MAX_ATTENUATION_DEPTH: usize = 16;
+/// Default bound on the age of the revocation view, past which every writ is refused.
+pub const DEFAULT_MAX_REVOCATION_STALENESS: Duration = Duration::from_secs(15);
+/// Longest revocation staleness bound accepted: a day (writs live minutes; a longer bound would
+/// mean revocation is not enforced at all).
+pub const MAX_REVOCATION_STALENESS: Duration = Duration::from_secs(24 * 60 * 60);
+/// Default interval between polls of the revocation feed while its stream is down.
+pub const DEFAULT_REVOCATION_POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Default Datalog run limits: room for writs with many rights, and a time bound generous enough
 /// that a loaded 2-core machine does not refuse valid writs (biscuit's default is 1 ms).
@@ -53,6 +62,10 @@ pub struct VerifierBuilder {
     limits: AuthorizerLimits,
     max_writ_bytes: usize,
     max_attenuation_depth: usize,
+    revocation_feed: Option<String>,
+    revocations: Option<RevocationView>,
+    max_revocation_staleness: Duration,
+    revocation_poll_interval: Duration,
 }
 
 /// Why a verifier could not be built.
@@ -89,6 +102,24 @@ pub enum BuildError {
     /// The key set could not be fetched or read at build.
     #[error(transparent)]
     KeySet(#[from] KeySetError),
+    /// The revocation staleness bound is zero or longer than [`MAX_REVOCATION_STALENESS`].
+    #[error("the revocation staleness bound must be longer than zero and at most a day")]
+    RevocationStaleness,
+    /// The revocation poll interval is zero, or not shorter than the staleness bound (polling
+    /// could then never keep the view fresh).
+    #[error(
+        "the revocation poll interval must be longer than zero and shorter than the staleness bound"
+    )]
+    RevocationPollInterval,
+    /// Both a revocation feed and a static revocation view were given.
+    #[error("give either a revocation feed or a static revocation view, not both")]
+    ConflictingRevocationSources,
+    /// The revocation feed URL is not an http(s) base URL.
+    #[error("the revocation feed URL is not usable: {0}")]
+    InvalidRevocationFeed(String),
+    /// The revocation feed could not be read at build.
+    #[error("reading the revocation feed failed: {0}")]
+    RevocationFeed(RevocationSyncError),
     /// The verifier's own Datalog did not parse (a bug).
     #[error("internal Datalog error: {0}")]
     Internal(String),
@@ -108,6 +139,10 @@ impl VerifierBuilder {
             limits: default_run_limits(),
             max_writ_bytes: DEFAULT_MAX_WRIT_BYTES,
             max_attenuation_depth: DEFAULT_MAX_ATTENUATION_DEPTH,
+            revocation_feed: None,
+            revocations: None,
+            max_revocation_staleness: DEFAULT_MAX_REVOCATION_STALENESS,
+            revocation_poll_interval: DEFAULT_REVOCATION_POLL_INTERVAL,
         }
     }
 
@@ -121,6 +156,46 @@ impl VerifierBuilder {
     /// refreshed on a schedule and, rate-limited, when a writ names an unknown key id.
     pub fn key_set_url(mut self, url: impl Into<String>) -> Self {
         self.key_set_url = Some(url.into());
+        self
+    }
+
+    /// Follows the broker's revocation feed at `base_url` (the broker's base URL; the verifier
+    /// reads `{base_url}/v1/revocations` and `{base_url}/v1/revocations/stream`). The feed is
+    /// read at build, then followed in the background: a revoked writ is refused with
+    /// [`Denial::Revoked`](crate::Denial::Revoked), and while the view is older than
+    /// [`max_revocation_staleness`](Self::max_revocation_staleness) every writ is refused with
+    /// [`Denial::RevocationViewStale`](crate::Denial::RevocationViewStale).
+    pub fn revocation_feed(mut self, base_url: impl Into<String>) -> Self {
+        self.revocation_feed = Some(base_url.into());
+        self
+    }
+
+    /// Uses `view` as a static revocation view: consulted on every request, never updated, its
+    /// age not enforced (tests, or a service that learns revocations another way). Exclusive
+    /// with [`revocation_feed`](Self::revocation_feed).
+    pub fn revocations(mut self, view: RevocationView) -> Self {
+        self.revocations = Some(view);
+        self
+    }
+
+    /// Longest time the revocation view may go without being confirmed complete by the feed
+    /// before every writ is refused (default 15 s; above zero, at most
+    /// [`MAX_REVOCATION_STALENESS`], and well above twice the broker's heartbeat interval of
+    /// about 2 s, or the stream is taken for silent and polling takes over).
+    ///
+    /// The trade-off: a short bound stops every service when the broker is unreachable; a long
+    /// one lets a revoked writ be honoured that long by a verifier cut off from the broker but
+    /// not from its callers.
+    pub fn max_revocation_staleness(mut self, bound: Duration) -> Self {
+        self.max_revocation_staleness = bound;
+        self
+    }
+
+    /// Interval between polls of the revocation feed while its stream is down (default 1 s;
+    /// above zero and below the staleness bound). The stream is retried meanwhile, with a backoff
+    /// starting at this interval and capped at 30 s.
+    pub fn revocation_poll_interval(mut self, every: Duration) -> Self {
+        self.revocation_poll_interval = every;
         self
     }
 
@@ -138,7 +213,8 @@ impl VerifierBuilder {
         self
     }
 
-    /// Timeout of one key set request (default 10 s).
+    /// Timeout of one key set request, and of connecting to the revocation feed (default 10 s;
+    /// a revocation poll is also bounded by the staleness bound).
     pub fn http_timeout(mut self, timeout: Duration) -> Self {
         self.http_timeout = timeout;
         self
@@ -176,11 +252,20 @@ impl VerifierBuilder {
     }
 
     /// Builds the verifier; with a key set URL this fetches the key set first and starts the
-    /// scheduled refresh on the current Tokio runtime.
+    /// scheduled refresh on the current Tokio runtime; with a revocation feed it reads the feed
+    /// and starts following it there.
     pub async fn build(self) -> Result<Verifier, BuildError> {
         if self.service.is_empty() {
             return Err(BuildError::EmptyServiceName);
         }
+        let revocation_settings = RevocationSettings {
+            feed_url: self.revocation_feed,
+            view: self.revocations,
+            max_staleness: self.max_revocation_staleness,
+            poll_interval: self.revocation_poll_interval,
+            http_timeout: self.http_timeout,
+        };
+        revocation_settings.validate()?;
         let (keys, refresher) = match (self.static_keys, self.key_set_url) {
             (None, None) => return Err(BuildError::NoKeySource),
             (Some(_), Some(_)) => return Err(BuildError::ConflictingKeySources),
@@ -208,6 +293,7 @@ impl VerifierBuilder {
         };
         let base = base_authorizer(&self.service, self.limits.clone())
             .map_err(|e| BuildError::Internal(e.to_string()))?;
+        let revocations = Revocations::start(revocation_settings).await?;
         Ok(Verifier {
             service: self.service,
             keys,
@@ -217,6 +303,7 @@ impl VerifierBuilder {
             max_writ_bytes: self.max_writ_bytes,
             max_attenuation_depth: self.max_attenuation_depth,
             refresher,
+            revocations,
         })
     }
 }

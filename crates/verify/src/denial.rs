@@ -5,7 +5,7 @@
 //! its `Display` may be shown to the caller without echoing attacker-chosen strings.
 
 use std::fmt;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// The reason a writ does not authorize a request.
 ///
@@ -66,9 +66,19 @@ pub enum Denial {
         /// Which limit, in fixed words.
         limit: &'static str,
     },
-    /// Reserved for the revocation view (coming; not produced yet): the writ, its task or its
-    /// agent was revoked. Code `revoked`.
+    /// The writ, its task or its agent was revoked (the verifier's revocation view names it).
+    /// Code `revoked`.
     Revoked,
+    /// The verifier follows the broker's revocation feed, but its view of revocations was never
+    /// confirmed or is older than its bound, so it cannot tell whether the writ was revoked:
+    /// every writ is refused until the feed is reachable again (fail closed). The writ itself
+    /// may be fine, hence HTTP 503. Code `revocation_view_stale`.
+    RevocationViewStale {
+        /// Time since the view was last confirmed complete; `None` if it never was.
+        age: Option<Duration>,
+        /// The configured bound (`max_revocation_staleness`).
+        max_staleness: Duration,
+    },
     /// The verifier itself failed (a bug or an impossible input such as a time before 1970); the
     /// request is refused. Code `internal`.
     Internal {
@@ -93,19 +103,22 @@ impl Denial {
             Denial::RestrictedByAttenuation { .. } => "restricted_by_attenuation",
             Denial::LimitsExceeded { .. } => "limits_exceeded",
             Denial::Revoked => "revoked",
+            Denial::RevocationViewStale { .. } => "revocation_view_stale",
             Denial::Internal { .. } => "internal",
         }
     }
 
     /// The HTTP status a service should answer: 401 when the credential itself is unusable
     /// (missing, malformed, unverifiable, expired, revoked), 403 when it is valid but does not
-    /// permit this request, 500 when the verifier failed.
+    /// permit this request, 500 when the verifier failed, 503 when it cannot decide for now
+    /// (its revocation view is stale).
     pub fn http_status(&self) -> u16 {
         match self {
             Denial::WrongAudience
             | Denial::NotPermitted
             | Denial::RestrictedByAttenuation { .. } => 403,
             Denial::Internal { .. } => 500,
+            Denial::RevocationViewStale { .. } => 503,
             _ => 401,
         }
     }
@@ -125,6 +138,7 @@ impl Denial {
             Denial::RestrictedByAttenuation { .. } => "Restricted by attenuation",
             Denial::LimitsExceeded { .. } => "Writ exceeds verifier limits",
             Denial::Revoked => "Writ revoked",
+            Denial::RevocationViewStale { .. } => "Revocation status unknown",
             Denial::Internal { .. } => "Verifier failure",
         }
     }
@@ -160,12 +174,35 @@ impl fmt::Display for Denial {
             }
             Denial::LimitsExceeded { limit } => write!(f, "the writ exceeds a limit: {limit}"),
             Denial::Revoked => f.write_str("the writ was revoked"),
+            Denial::RevocationViewStale {
+                age: Some(age),
+                max_staleness,
+            } => write!(
+                f,
+                "the revocation view is {} old (bound {}): the broker's feed is unreachable",
+                whole_millis(*age),
+                whole_millis(*max_staleness)
+            ),
+            Denial::RevocationViewStale {
+                age: None,
+                max_staleness,
+            } => write!(
+                f,
+                "the revocation view was never confirmed by the broker's feed (bound {})",
+                whole_millis(*max_staleness)
+            ),
             Denial::Internal { reason } => write!(f, "verifier failure: {reason}"),
         }
     }
 }
 
 impl std::error::Error for Denial {}
+
+/// A duration printed to the millisecond ("1s 200ms"), not to the nanosecond.
+fn whole_millis(duration: Duration) -> humantime::FormattedDuration {
+    let millis = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+    humantime::format_duration(Duration::from_millis(millis))
+}
 
 #[cfg(test)]
 mod tests {
@@ -188,6 +225,10 @@ mod tests {
             Denial::RestrictedByAttenuation { block: Some(1) },
             Denial::LimitsExceeded { limit: "x" },
             Denial::Revoked,
+            Denial::RevocationViewStale {
+                age: None,
+                max_staleness: Duration::from_secs(15),
+            },
             Denial::Internal { reason: "x" },
         ];
         let mut codes: Vec<_> = all.iter().map(Denial::code).collect();
@@ -216,6 +257,15 @@ mod tests {
         assert_eq!(
             Denial::RestrictedByAttenuation { block: None }.http_status(),
             403
+        );
+        let stale = Denial::RevocationViewStale {
+            age: Some(Duration::from_millis(20_400)),
+            max_staleness: Duration::from_secs(15),
+        };
+        assert_eq!(stale.http_status(), 503);
+        assert_eq!(
+            stale.to_string(),
+            "the revocation view is 20s 400ms old (bound 15s): the broker's feed is unreachable"
         );
     }
 }

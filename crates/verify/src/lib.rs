@@ -14,6 +14,11 @@
 //! - [`WritLayer`] / [`WritService`]: tower middleware reading `Authorization: Bearer`, with
 //!   problem+json refusals; with feature `axum`, the `WritGrant` extractor.
 //! - [`attenuate`] narrows a writ offline; [`inspect`] decodes one for display (unverified).
+//! - Revocation ([`VerifierBuilder::revocation_feed`]): the verifier keeps a [`RevocationView`]
+//!   of the broker's live revocations, by writ (its id, or the revocation id of any of its
+//!   blocks, so revoking a writ revokes every attenuation of it), by agent and by task (writs
+//!   issued up to a cutoff; a suspended agent loses every writ), and refuses matching writs with
+//!   [`Denial::Revoked`]. [`Verifier::revocation_status`] reports the view's age and cursor.
 //!
 //! ```
 //! use std::collections::HashMap;
@@ -79,11 +84,22 @@
 //! - **Run limits.** biscuit-auth's defaults (1 ms) refuse valid writs on a busy machine; the
 //!   verifier sets its own ([`default_run_limits`]), on the authorizer builder because
 //!   biscuit-auth 6.0.0 ignores limits passed later.
-//! - **Trusted values** (writ id, agent, task, expiry, services) are read from the facts of the
-//!   signed authority block only, never from blocks a holder appended.
+//! - **Trusted values** (writ id, agent, task, issue and expiry times, services) are read from
+//!   the facts of the signed authority block only, never from blocks a holder appended.
 //! - **Reasons.** The refusal reason is refined from the broker-signed values (expired, wrong
 //!   audience, restricted by an attenuation block) but biscuit's verdict always decides.
-//! - **Not yet:** revocation. [`Denial::Revoked`] is reserved for the revocation view to come.
+//! - **Revocation staleness.** The revocation view is an offline copy: the verifier follows the
+//!   broker's event stream (polling while it is down) and the view counts as fresh for a bound
+//!   after the feed last confirmed it complete (default 15 s, [`max_revocation_staleness`]).
+//!   Past the bound every writ is refused with [`Denial::RevocationViewStale`] (fail closed).
+//!   A short bound means a broker outage soon stops every service that needs writs; a long one
+//!   means that a verifier cut off from the broker, but not from its callers, may honour a
+//!   revoked writ for that long. The view is consulted on every request, signature-cache hits
+//!   included, and is bounded in entries ([`revocation::DEFAULT_MAX_REVOCATION_ENTRIES`]) and
+//!   in what it reads from the network; a feed it cannot read or hold leaves it stale, never
+//!   silently incomplete.
+//!
+//! [`max_revocation_staleness`]: VerifierBuilder::max_revocation_staleness
 
 mod attenuate;
 mod authority;
@@ -101,13 +117,15 @@ mod problem;
 mod refusal;
 mod request;
 mod resource_pattern;
+pub mod revocation;
 mod service;
 mod verifier;
 
 pub use attenuate::{AttenuateError, Attenuation, attenuate};
 pub use builder::{
     BuildError, DEFAULT_CACHE_BYTES, DEFAULT_CACHE_CAPACITY, DEFAULT_KEY_REFRESH,
-    DEFAULT_MAX_ATTENUATION_DEPTH, DEFAULT_MAX_WRIT_BYTES, DEFAULT_UNKNOWN_KEY_REFETCH,
+    DEFAULT_MAX_ATTENUATION_DEPTH, DEFAULT_MAX_REVOCATION_STALENESS, DEFAULT_MAX_WRIT_BYTES,
+    DEFAULT_REVOCATION_POLL_INTERVAL, DEFAULT_UNKNOWN_KEY_REFETCH, MAX_REVOCATION_STALENESS,
     VerifierBuilder, default_run_limits,
 };
 pub use denial::Denial;
@@ -118,6 +136,7 @@ pub use inspect::{InspectError, InspectedRight, Inspection, RightResource, inspe
 pub use keys::{KeySetDocument, KeySetError, PublishedKey};
 pub use layer::WritLayer;
 pub use resource_pattern::{MAX_RESOURCE_LEN, PatternError, ResourcePattern};
+pub use revocation::{RevocationStatus, RevocationSyncError, RevocationView, WritIdentity};
 pub use service::WritService;
 pub use verifier::Verifier;
 

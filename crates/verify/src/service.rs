@@ -13,8 +13,8 @@ use tower::Service;
 use crate::{Denial, Grant, Verifier};
 
 /// The service made by [`WritLayer`](crate::WritLayer). On a grant the inner service sees the
-/// request with a [`Grant`] extension; on a denial it is not called, and the answer is 401 or 403
-/// with a problem+json body.
+/// request with a [`Grant`] extension; on a denial it is not called, and the answer is 401, 403 or
+/// 503 with a problem+json body.
 #[derive(Clone)]
 pub struct WritService<S, F> {
     inner: S,

@@ -1,9 +1,10 @@
 //! The verifier: signature, then Datalog authorization of one request, then the grant.
 //!
 //! Order of a decision: size and shape limits, signatures and trusted values (or the signature
-//! cache), the request authorizer run, and finally biscuit's verdict. Denial reasons are refined with
-//! the trusted values (expired, wrong audience, restricted), but biscuit's verdict is the last
-//! word: nothing here turns a biscuit refusal into a grant.
+//! cache), the revocation view (when configured; on cache hits too), the request authorizer run,
+//! and finally biscuit's verdict. Denial reasons are refined with the trusted values (expired,
+//! wrong audience, restricted), but biscuit's verdict is the last word: nothing here turns a
+//! biscuit refusal into a grant.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -19,6 +20,7 @@ use crate::key_source::KeySource;
 use crate::keys::Lookup;
 use crate::refusal::{self, decode_denial, signature_denial};
 use crate::request::RequestFacts;
+use crate::revocation::{RevocationStatus, RevocationSyncError, Revocations, WritIdentity};
 use crate::{Denial, Grant, VerifierBuilder};
 
 /// Verifies writs for one service. Build it once (see [`Verifier::builder`]), share it behind an
@@ -34,6 +36,8 @@ pub struct Verifier {
     pub(crate) max_writ_bytes: usize,
     pub(crate) max_attenuation_depth: usize,
     pub(crate) refresher: Option<tokio::task::AbortHandle>,
+    /// The revocation view and its sync task, when configured (the task stops with it).
+    pub(crate) revocations: Option<Revocations>,
 }
 
 /// A writ whose signatures verified, with its trusted values: what the cache holds.
@@ -43,6 +47,20 @@ pub(crate) struct VerifiedWrit {
     root_key_id: u32,
     key: PublicKey,
     values: AuthorityValues,
+    /// Every block's revocation id, lowercase hex; empty when the verifier has no revocations.
+    revocation_ids: Vec<String>,
+}
+
+impl VerifiedWrit {
+    fn identity(&self) -> WritIdentity<'_> {
+        WritIdentity {
+            writ_id: &self.values.writ_id,
+            agent: &self.values.agent,
+            task: &self.values.task,
+            issued_at: self.values.issued_at,
+            revocation_ids: &self.revocation_ids,
+        }
+    }
 }
 
 /// Whether a synchronous call that meets an unknown key id starts a background key fetch.
@@ -79,6 +97,25 @@ impl Verifier {
         self.keys.refresh().await
     }
 
+    /// The state of the revocation view, or `None` when the verifier has none (no feed and no
+    /// static view).
+    pub fn revocation_status(&self) -> Option<RevocationStatus> {
+        self.revocations
+            .as_ref()
+            .map(|revocations| revocations.state.status())
+    }
+
+    /// Polls the revocation feed once now: reads every page after the view's cursor (or, if the
+    /// view is stale, rebuilds it from the start of the feed) and confirms the view when done.
+    /// No-op without a feed. The background sync makes this unnecessary in normal operation; it
+    /// serves tests and tools.
+    pub async fn sync_revocations_now(&self) -> Result<(), RevocationSyncError> {
+        match &self.revocations {
+            Some(revocations) => revocations.sync_now().await,
+            None => Ok(()),
+        }
+    }
+
     /// Decides whether `writ` allows `operation` on `resource` now (by the system clock).
     ///
     /// Never blocks on I/O. With a remote key set, an unknown key id starts a background fetch
@@ -90,6 +127,8 @@ impl Verifier {
     }
 
     /// As [`authorize`](Verifier::authorize), at the time `now` (tests, replaying a decision).
+    /// The revocation view is consulted as it is now, and its age measured now: `now` moves
+    /// only the writ's clock.
     pub fn authorize_at(
         &self,
         writ: &str,
@@ -169,6 +208,11 @@ impl Verifier {
             Some(cached) => cached,
             None => self.verify(writ, now, on_unknown)?,
         };
+        // Revocation is checked for every request, cached or not, and before Datalog: a revoked
+        // writ is refused as revoked whatever it asks.
+        if let Some(revocations) = &self.revocations {
+            revocations.state.check(&verified.identity())?;
+        }
         // Datalog runs for every request, cached or not.
         let verdict = self.request_authorizer(&verified.token, facts)?.authorize();
         self.conclude(&verified, verdict, now_secs)
@@ -184,11 +228,21 @@ impl Verifier {
     ) -> Result<Arc<VerifiedWrit>, Denial> {
         let (token, root_key_id, key) = self.verify_signatures(writ, now, on_unknown)?;
         let values = authority::read(&token)?;
+        let revocation_ids = if self.revocations.is_some() {
+            token
+                .revocation_identifiers()
+                .iter()
+                .map(hex::encode)
+                .collect()
+        } else {
+            Vec::new()
+        };
         let verified = Arc::new(VerifiedWrit {
             token,
             root_key_id,
             key,
             values,
+            revocation_ids,
         });
         self.cache
             .insert(writ, verified.values.expires_at, Arc::clone(&verified), now);
@@ -278,8 +332,6 @@ impl Verifier {
         verdict: Result<usize, Token>,
         now_secs: u64,
     ) -> Result<Grant, Denial> {
-        // Revocation (coming): the revocation view will be consulted here, before any grant, by
-        // writ id and by the token's revocation ids; a view older than its bound will deny all.
         let error = match verdict {
             Ok(_) => {
                 let values = &verified.values;

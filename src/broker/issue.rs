@@ -1,32 +1,30 @@
 //! Issuance: the one path by which a writ leaves the broker. Identity first (the HTTP layer calls
 //! [`Broker::authenticate`] before it reads the body, so an unauthenticated caller learns nothing
-//! beyond "no"), then the request's shape, then policy, then minting, then the durable record. The writ is returned only after the record is committed; any failure on
-//! the way returns an error and no writ.
+//! beyond "no"), then suspension, the request's shape, policy, minting, and finally the durable
+//! record together with its audit event. The writ is returned only after both are committed;
+//! any failure on the way returns an error and no writ, and is itself audited.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
+use serde_json::json;
 
-use crate::identity::{Identity, IdentityError, IdentityVerifier};
-use crate::keys::{KeyRing, Keys, unix};
+use super::{Broker, event};
+use crate::audit::{AuditEvent, Outcome, actions};
+use crate::identity::{Identity, IdentityError};
+use crate::keys::{KeyRing, unix};
 use crate::mint::{self, MintError, WritContents};
-use crate::policy::{PolicySet, RawWritRequest, Refusal, RequestError, Subject, WritRequest};
-use crate::store::{IssuedWrit, RightRecord, Store, StoreError};
-
-/// Everything issuance needs, shared by every request.
-pub struct Broker {
-    pub identities: IdentityVerifier,
-    pub policies: PolicySet,
-    pub keys: Arc<Keys>,
-    pub store: Arc<dyn Store>,
-}
+use crate::policy::{RawWritRequest, Refusal, RequestError, Subject, WritRequest};
+use crate::store::{IssuedWrit, RightRecord, StoreError};
 
 /// Why no writ was issued.
 #[derive(Debug, thiserror::Error)]
 pub enum IssueError {
     #[error(transparent)]
     Identity(#[from] IdentityError),
+    #[error("the agent is suspended")]
+    Suspended,
     #[error("invalid request: {0}")]
     Request(#[from] RequestError),
     #[error("refused by policy")]
@@ -42,6 +40,7 @@ impl IssueError {
     pub fn code(&self) -> &'static str {
         match self {
             IssueError::Identity(error) => error.code(),
+            IssueError::Suspended => "agent_suspended",
             IssueError::Request(_) => "invalid_request",
             IssueError::Refused(_) => "policy_refused",
             IssueError::Mint(_) => "mint_failed",
@@ -68,12 +67,23 @@ pub struct IssuedWritResponse {
 
 impl Broker {
     /// Verifies the caller's workload identity token. Call this before reading anything else the
-    /// caller sent.
+    /// caller sent. A refusal is audited (with its code, never the token).
     pub async fn authenticate(&self, identity_token: &str) -> Result<Identity, IssueError> {
-        Ok(self
-            .identities
-            .verify(identity_token, SystemTime::now())
-            .await?)
+        let now = SystemTime::now();
+        match self.identities.verify(identity_token, now).await {
+            Ok(identity) => Ok(identity),
+            Err(error) => {
+                let mut refused = event(
+                    actions::IDENTITY_REFUSED,
+                    Outcome::Refused,
+                    "anonymous",
+                    now,
+                );
+                refused.reason = Some(error.code().to_owned());
+                self.audit_best_effort(refused).await;
+                Err(error.into())
+            }
+        }
     }
 
     /// Issues a writ to an authenticated identity.
@@ -83,6 +93,23 @@ impl Broker {
         raw: &RawWritRequest,
     ) -> Result<IssuedWritResponse, IssueError> {
         let now = SystemTime::now();
+        let result = self.try_issue(&identity, raw, now).await;
+        if let Err(error) = &result {
+            self.audit_best_effort(refusal_event(&identity, raw, error, now))
+                .await;
+        }
+        result
+    }
+
+    async fn try_issue(
+        &self,
+        identity: &Identity,
+        raw: &RawWritRequest,
+        now: SystemTime,
+    ) -> Result<IssuedWritResponse, IssueError> {
+        if self.revocations.is_suspended(&identity.agent) {
+            return Err(IssueError::Suspended);
+        }
         let request = WritRequest::parse(raw)?;
         let subject = Subject {
             issuer: &identity.issuer,
@@ -131,7 +158,8 @@ impl Broker {
             issued_at: unix(issued_at) as i64,
             expires_at: unix(expires_at) as i64,
         };
-        self.store.record_issued(&record).await?;
+        let issued_event = issued_event(&record, &approval.policy, approval.ttl, now);
+        self.store.record_issued(&record, issued_event).await?;
         tracing::info!(
             writ_id = %writ_id, agent = ?identity.agent, task = ?record.task,
             policy = %approval.policy, ttl = approval.ttl.as_secs(), kid = minted.root_key_id,
@@ -141,7 +169,7 @@ impl Broker {
             writ: minted.token,
             writ_id,
             root_key_id: minted.root_key_id,
-            agent: identity.agent,
+            agent: identity.agent.clone(),
             task: record.task,
             issued_at: humantime::format_rfc3339_seconds(issued_at).to_string(),
             expires_at: humantime::format_rfc3339_seconds(expires_at).to_string(),
@@ -151,4 +179,49 @@ impl Broker {
             policy: approval.policy,
         })
     }
+}
+
+fn issued_event(record: &IssuedWrit, policy: &str, ttl: Duration, now: SystemTime) -> AuditEvent {
+    let mut issued = event(actions::WRIT_ISSUED, Outcome::Success, &record.agent, now);
+    issued.writ_id = Some(record.writ_id.clone());
+    issued.task = Some(record.task.clone());
+    issued.agent = Some(record.agent.clone());
+    issued.details = json!({
+        "issuer": record.issuer,
+        "subject": record.subject,
+        "policy": policy,
+        "rights": record.rights,
+        "services": record.services,
+        "ttl": ttl.as_secs(),
+        "root_key_id": record.root_key_id,
+        "expires_at": record.expires_at,
+    })
+    .to_string();
+    issued
+}
+
+/// The audit event of a refused issuance: the accepted identity, what was asked (the task only
+/// when it is a valid name) and why it was refused.
+fn refusal_event(
+    identity: &Identity,
+    raw: &RawWritRequest,
+    error: &IssueError,
+    now: SystemTime,
+) -> AuditEvent {
+    let outcome = match error {
+        IssueError::Mint(_) | IssueError::Storage(_) => Outcome::Failed,
+        _ => Outcome::Refused,
+    };
+    let mut refused = event(actions::WRIT_REFUSED, outcome, &identity.agent, now);
+    refused.agent = Some(identity.agent.clone());
+    refused.task = crate::policy::TaskName::parse(&raw.task)
+        .ok()
+        .map(|task| task.to_string());
+    refused.reason = Some(error.code().to_owned());
+    let mut details = json!({ "issuer": identity.issuer, "subject": identity.subject });
+    if let IssueError::Refused(refusal) = error {
+        details["refusal"] = json!(refusal);
+    }
+    refused.details = details.to_string();
+    refused
 }

@@ -1,0 +1,410 @@
+//! What admins, auditors and operators do, each call authenticated with an admin writ, checked
+//! for its role, and audited whether it succeeds or not.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, SystemTime};
+
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{Broker, event};
+use crate::admin::{
+    AdminCredential, AdminError, CredentialError, MintedAdminWrit, Principal, Role,
+    mint_admin_writ, verify_admin_writ,
+};
+use crate::audit::{AuditEvent, ChainedEvent, Checkpoint, Outcome, actions};
+use crate::config::WRIT_LIFETIME_BOUND;
+use crate::keys::unix;
+use crate::policy::TaskName;
+use crate::revocation::{
+    Lift, Revocation, RevocationError, RevocationOutcome, RevocationRequest, Target,
+    new_revocation_id, unix_seconds,
+};
+use crate::store::{AuditQuery, IssuedAdminWrit, StoreError};
+
+/// The longest revocation reason accepted.
+pub const MAX_REASON_LEN: usize = 500;
+/// The longest agent identity accepted in a request.
+pub const MAX_AGENT_LEN: usize = 512;
+
+/// Why an admin call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminCallError {
+    #[error(transparent)]
+    Credential(#[from] CredentialError),
+    #[error("this admin credential has been revoked")]
+    CredentialRevoked,
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    #[error(transparent)]
+    Revocation(#[from] RevocationError),
+    #[error(transparent)]
+    Mint(#[from] AdminError),
+    #[error(transparent)]
+    Storage(#[from] StoreError),
+}
+
+impl AdminCallError {
+    /// A stable code for logs and audit records.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AdminCallError::Credential(error) => error.code(),
+            AdminCallError::CredentialRevoked => "admin_credential_revoked",
+            AdminCallError::InvalidRequest(_) => "invalid_request",
+            AdminCallError::Revocation(RevocationError::UnknownWrit) => "writ_unknown",
+            AdminCallError::Revocation(RevocationError::NotSuspended) => "agent_not_suspended",
+            AdminCallError::Revocation(RevocationError::Storage(_))
+            | AdminCallError::Storage(_) => "storage_unavailable",
+            AdminCallError::Mint(AdminError::Build(_) | AdminError::Random) => "mint_failed",
+            AdminCallError::Mint(_) => "invalid_request",
+        }
+    }
+}
+
+/// `POST /v1/revocations`: exactly one of `writ_id`, `task`, `agent`, and a reason.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeRequest {
+    #[serde(default)]
+    pub writ_id: Option<String>,
+    #[serde(default)]
+    pub task: Option<String>,
+    #[serde(default)]
+    pub agent: Option<String>,
+    pub reason: String,
+}
+
+impl Broker {
+    /// Verifies an admin writ and its role. A refusal is audited.
+    pub async fn authorize_admin(
+        &self,
+        token: &str,
+        role: Role,
+        action: &str,
+    ) -> Result<AdminCredential, AdminCallError> {
+        let now = SystemTime::now();
+        let result = self.check_admin(token, role, now);
+        if let Err(error) = &result {
+            let actor = match error {
+                AdminCallError::Credential(CredentialError::RoleMissing { .. }) => {
+                    // The credential verified; only the role was missing, so name who it was.
+                    verify_admin_writ(&self.keys.current(), token, now)
+                        .map(|credential| credential.principal.to_string())
+                        .unwrap_or_else(|_| "anonymous".to_owned())
+                }
+                _ => "anonymous".to_owned(),
+            };
+            let mut refused = event(actions::ADMIN_REFUSED, Outcome::Refused, &actor, now);
+            refused.reason = Some(error.code().to_owned());
+            refused.details =
+                json!({ "action": action, "required_role": role.as_str() }).to_string();
+            self.audit_best_effort(refused).await;
+        }
+        result
+    }
+
+    fn check_admin(
+        &self,
+        token: &str,
+        role: Role,
+        now: SystemTime,
+    ) -> Result<AdminCredential, AdminCallError> {
+        let credential = verify_admin_writ(&self.keys.current(), token, now)?;
+        if self
+            .revocations
+            .revokes_writ(&credential.writ_id, &credential.revocation_ids)
+        {
+            return Err(AdminCallError::CredentialRevoked);
+        }
+        credential.require(role)?;
+        Ok(credential)
+    }
+
+    /// Revokes a writ, a task or an agent (which also suspends it), and makes the local view
+    /// serve it at once.
+    pub async fn revoke(
+        &self,
+        admin: &AdminCredential,
+        request: &RevokeRequest,
+    ) -> Result<RevocationOutcome, AdminCallError> {
+        let now = SystemTime::now();
+        let result = self.try_revoke(admin, request, now).await;
+        if let Err(error) = &result {
+            let mut failed = admin_event(actions::REVOCATION_CREATED, admin, error, now);
+            failed.details =
+                json!({ "writ_id": request.writ_id, "task": request.task, "agent": request.agent })
+                    .to_string();
+            self.audit_best_effort(failed).await;
+        }
+        result
+    }
+
+    async fn try_revoke(
+        &self,
+        admin: &AdminCredential,
+        request: &RevokeRequest,
+        now: SystemTime,
+    ) -> Result<RevocationOutcome, AdminCallError> {
+        let target = revocation_target(request)?;
+        let reason = check_reason(&request.reason)?;
+        let request = RevocationRequest {
+            target,
+            reason,
+            by: admin.principal.to_string(),
+            now,
+            writ_lifetime: WRIT_LIFETIME_BOUND,
+        };
+        let principal = admin.principal.to_string();
+        let outcome = self
+            .store
+            .revoke(
+                &request,
+                new_revocation_id().map_err(|_| AdminError::Random)?,
+                |outcome| revocation_event(&principal, outcome, now),
+            )
+            .await?;
+        self.catch_up_revocations().await;
+        tracing::info!(
+            id = %outcome.revocation.id, target = outcome.revocation.target.kind(),
+            created = outcome.created, live_writs = outcome.live_writs, by = %principal,
+            "revocation"
+        );
+        Ok(outcome)
+    }
+
+    /// Lifts an agent's suspension.
+    pub async fn lift_suspension(
+        &self,
+        admin: &AdminCredential,
+        agent: &str,
+        reason: &str,
+    ) -> Result<Revocation, AdminCallError> {
+        let now = SystemTime::now();
+        let result = self.try_lift(admin, agent, reason, now).await;
+        if let Err(error) = &result {
+            let mut failed = admin_event(actions::SUSPENSION_LIFTED, admin, error, now);
+            failed.agent = check_agent(agent).ok();
+            self.audit_best_effort(failed).await;
+        }
+        result
+    }
+
+    async fn try_lift(
+        &self,
+        admin: &AdminCredential,
+        agent: &str,
+        reason: &str,
+        now: SystemTime,
+    ) -> Result<Revocation, AdminCallError> {
+        let agent = check_agent(agent)?;
+        let reason = check_reason(reason)?;
+        let principal = admin.principal.to_string();
+        let lift = Lift {
+            by: principal.clone(),
+            at: unix_seconds(now),
+            reason: reason.clone(),
+        };
+        let lifted = self
+            .store
+            .lift_suspension(
+                &agent,
+                lift,
+                WRIT_LIFETIME_BOUND.as_secs() as i64,
+                |revocation| {
+                    let mut lifted = event(
+                        actions::SUSPENSION_LIFTED,
+                        Outcome::Success,
+                        &principal,
+                        now,
+                    );
+                    lifted.agent = Some(agent.clone());
+                    lifted.details =
+                        json!({ "revocation": revocation.id, "reason": reason }).to_string();
+                    lifted
+                },
+            )
+            .await?;
+        self.catch_up_revocations().await;
+        Ok(lifted)
+    }
+
+    /// Issues an admin writ to another principal (an admin's call).
+    pub async fn grant_admin_writ(
+        &self,
+        admin: &AdminCredential,
+        principal: &str,
+        roles: &BTreeSet<Role>,
+        ttl: Duration,
+    ) -> Result<MintedAdminWrit, AdminCallError> {
+        let principal = Principal::parse(principal)
+            .map_err(|error| AdminCallError::InvalidRequest(format!("principal: {error}")))?;
+        let issued = issue_admin_writ(
+            &self.keys.current(),
+            &self.store,
+            &principal,
+            roles,
+            ttl,
+            admin.principal.as_str(),
+            actions::ADMIN_WRIT_ISSUED,
+        )
+        .await?;
+        Ok(issued)
+    }
+
+    /// Audit events for an auditor; the read itself is audited.
+    pub async fn read_audit(
+        &self,
+        auditor: &AdminCredential,
+        query: &AuditQuery,
+    ) -> Result<Vec<ChainedEvent>, AdminCallError> {
+        let events = self.store.audit_events(query).await?;
+        let mut read = event(
+            actions::AUDIT_READ,
+            Outcome::Success,
+            auditor.principal.as_str(),
+            SystemTime::now(),
+        );
+        read.details = json!({
+            "after": query.after, "limit": query.limit, "agent": query.agent, "task": query.task,
+            "writ_id": query.writ_id, "action": query.action, "since_ms": query.since_ms,
+            "until_ms": query.until_ms, "returned": events.len(),
+        })
+        .to_string();
+        self.store.append_audit(read).await?;
+        Ok(events)
+    }
+
+    pub async fn checkpoints(&self) -> Result<Vec<Checkpoint>, AdminCallError> {
+        Ok(self.store.checkpoints().await?)
+    }
+
+    async fn catch_up_revocations(&self) {
+        if let Err(error) = self.revocations.catch_up(&self.store).await {
+            tracing::warn!(%error, "revocation view not refreshed; the poll will catch up");
+        }
+    }
+}
+
+/// Mints an admin writ and records it with its audit event; the writ is returned only after
+/// both are committed. Used by admins over the API and by `writ admin bootstrap`.
+pub async fn issue_admin_writ(
+    ring: &crate::keys::KeyRing,
+    store: &crate::store::Store,
+    principal: &Principal,
+    roles: &BTreeSet<Role>,
+    ttl: Duration,
+    issued_by: &str,
+    action: &str,
+) -> Result<MintedAdminWrit, AdminCallError> {
+    let now = SystemTime::now();
+    let minted = mint_admin_writ(&ring.active, principal, roles, now, ttl)?;
+    let roles: Vec<String> = roles.iter().map(|role| role.as_str().to_owned()).collect();
+    let record = IssuedAdminWrit {
+        writ_id: minted.writ_id.clone(),
+        principal: principal.to_string(),
+        roles: roles.clone(),
+        issued_by: issued_by.to_owned(),
+        root_key_id: minted.root_key_id,
+        revocation_id: minted.revocation_id.clone(),
+        issued_at: unix(minted.issued_at) as i64,
+        expires_at: unix(minted.expires_at) as i64,
+    };
+    let mut issued = event(action, Outcome::Success, issued_by, now);
+    issued.writ_id = Some(minted.writ_id.clone());
+    issued.details = json!({
+        "principal": principal.as_str(), "roles": roles, "ttl": ttl.as_secs(),
+        "root_key_id": minted.root_key_id, "expires_at": record.expires_at,
+    })
+    .to_string();
+    store.record_admin_writ(&record, issued).await?;
+    Ok(minted)
+}
+
+fn admin_event(
+    action: &str,
+    admin: &AdminCredential,
+    error: &AdminCallError,
+    now: SystemTime,
+) -> AuditEvent {
+    let outcome = match error {
+        AdminCallError::Storage(_) | AdminCallError::Revocation(RevocationError::Storage(_)) => {
+            Outcome::Failed
+        }
+        _ => Outcome::Refused,
+    };
+    let mut failed = event(action, outcome, admin.principal.as_str(), now);
+    failed.reason = Some(error.code().to_owned());
+    failed
+}
+
+fn revocation_event(principal: &str, outcome: &RevocationOutcome, now: SystemTime) -> AuditEvent {
+    let revocation = &outcome.revocation;
+    let mut revoked = event(
+        actions::REVOCATION_CREATED,
+        Outcome::Success,
+        principal,
+        now,
+    );
+    match &revocation.target {
+        Target::Writ(writ_id) => revoked.writ_id = Some(writ_id.clone()),
+        Target::Task(task) => revoked.task = Some(task.clone()),
+        Target::Agent(agent) => revoked.agent = Some(agent.clone()),
+    }
+    revoked.details = json!({
+        "revocation": revocation.id, "target": revocation.target.kind(), "seq": revocation.seq,
+        "created": outcome.created, "live_writs": outcome.live_writs,
+        "reason": revocation.reason, "suspended": revocation.is_suspension(),
+    })
+    .to_string();
+    revoked
+}
+
+fn revocation_target(request: &RevokeRequest) -> Result<Target, AdminCallError> {
+    let invalid = |m: &str| Err(AdminCallError::InvalidRequest(m.to_owned()));
+    match (&request.writ_id, &request.task, &request.agent) {
+        (Some(writ_id), None, None) => {
+            if !is_writ_id(writ_id) {
+                return invalid("writ_id must be wr_ or ad_ followed by 32 lowercase hex digits");
+            }
+            Ok(Target::Writ(writ_id.clone()))
+        }
+        (None, Some(task), None) => {
+            let task = TaskName::parse(task)
+                .map_err(|error| AdminCallError::InvalidRequest(format!("task: {error}")))?;
+            Ok(Target::Task(task.to_string()))
+        }
+        (None, None, Some(agent)) => Ok(Target::Agent(check_agent(agent)?)),
+        _ => invalid("name exactly one of writ_id, task and agent"),
+    }
+}
+
+fn is_writ_id(value: &str) -> bool {
+    let hex = value
+        .strip_prefix("wr_")
+        .or_else(|| value.strip_prefix("ad_"));
+    hex.is_some_and(|hex| {
+        hex.len() == 32
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+fn check_agent(agent: &str) -> Result<String, AdminCallError> {
+    if agent.is_empty() || agent.len() > MAX_AGENT_LEN || agent.chars().any(char::is_control) {
+        return Err(AdminCallError::InvalidRequest(format!(
+            "agent must be 1 to {MAX_AGENT_LEN} bytes without control characters"
+        )));
+    }
+    Ok(agent.to_owned())
+}
+
+fn check_reason(reason: &str) -> Result<String, AdminCallError> {
+    let reason = reason.trim();
+    if reason.is_empty() || reason.len() > MAX_REASON_LEN || reason.chars().any(char::is_control) {
+        return Err(AdminCallError::InvalidRequest(format!(
+            "reason must be 1 to {MAX_REASON_LEN} bytes without control characters"
+        )));
+    }
+    Ok(reason.to_owned())
+}

@@ -1,0 +1,249 @@
+//! `writ admin`: the first admin credential (`bootstrap`, run on the broker's host, with its
+//! key directory and database), and admins' calls to a running broker (`revoke`, `lift`,
+//! `grant`), authenticated with an admin writ from `WRIT_ADMIN_TOKEN`.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+use super::{CliResult, default_key_dir, error_chain};
+use crate::admin::{DEFAULT_ADMIN_TTL, Principal, Role};
+use crate::audit::actions;
+use crate::keys::KeyDir;
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create an admin writ directly from the key directory and database (the first admin
+    /// credential; there is no default password). Prints only the writ on stdout.
+    Bootstrap(BootstrapArgs),
+    /// Revoke a writ, every writ of a task, or an agent (which also suspends it).
+    Revoke(RevokeArgs),
+    /// Lift an agent's suspension.
+    Lift(LiftArgs),
+    /// Issue an admin writ to another principal (prints only the writ on stdout).
+    Grant(GrantArgs),
+}
+
+/// Where the broker keeps its data, for commands that run beside it.
+#[derive(Debug, Args)]
+pub struct BrokerFiles {
+    /// The broker's configuration file; its database_url and key_dir are used.
+    #[arg(long, env = "WRIT_CONFIG")]
+    config: Option<PathBuf>,
+    /// sqlite://path or postgres://... (overrides the configuration file).
+    #[arg(long, env = "WRIT_DATABASE_URL")]
+    database_url: Option<String>,
+    /// The root key directory (overrides the configuration file).
+    #[arg(long, env = "WRIT_KEY_DIR")]
+    key_dir: Option<PathBuf>,
+}
+
+impl BrokerFiles {
+    /// The database URL and key directory, from flags, then the file, then the defaults.
+    pub fn resolve(&self) -> Result<(String, PathBuf), String> {
+        let config = match &self.config {
+            Some(path) => Some(crate::config::Config::load(path).map_err(|e| e.to_string())?),
+            None => None,
+        };
+        let defaults = crate::config::Config::default_embedded();
+        let database_url = self
+            .database_url
+            .clone()
+            .or_else(|| config.as_ref().map(|c| c.database_url.clone()))
+            .unwrap_or(defaults.database_url);
+        let key_dir = self
+            .key_dir
+            .clone()
+            .or_else(|| config.as_ref().map(|c| c.key_dir.clone()))
+            .unwrap_or_else(default_key_dir);
+        Ok((database_url, key_dir))
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct BootstrapArgs {
+    #[command(flatten)]
+    files: BrokerFiles,
+    /// Who the writ names (an email or a service name).
+    #[arg(long)]
+    principal: String,
+    /// Roles the writ carries (repeat for several).
+    #[arg(long = "role", default_value = "admin")]
+    roles: Vec<Role>,
+    /// Lifetime (at most 24h).
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    ttl: Duration,
+}
+
+/// A running broker and the admin writ to call it with.
+#[derive(Debug, Args)]
+pub struct BrokerCall {
+    /// The broker's base URL.
+    #[arg(long, env = "WRIT_BROKER", default_value = "http://127.0.0.1:8080")]
+    broker: String,
+    /// The admin writ (from `writ admin bootstrap` or `writ admin grant`).
+    #[arg(long, env = "WRIT_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: String,
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false, id = "target")]
+pub struct RevokeTarget {
+    /// A writ id (`wr_…`, or `ad_…` for an admin writ).
+    #[arg(long)]
+    writ_id: Option<String>,
+    /// A task name: every writ issued for it so far.
+    #[arg(long)]
+    task: Option<String>,
+    /// An agent: every writ issued to it, and no new ones until lifted.
+    #[arg(long)]
+    agent: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RevokeArgs {
+    #[command(flatten)]
+    call: BrokerCall,
+    #[command(flatten)]
+    target: RevokeTarget,
+    /// Why (recorded in the audit log).
+    #[arg(long)]
+    reason: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LiftArgs {
+    #[command(flatten)]
+    call: BrokerCall,
+    /// The suspended agent.
+    #[arg(long)]
+    agent: String,
+    /// Why (recorded in the audit log).
+    #[arg(long)]
+    reason: String,
+}
+
+#[derive(Debug, Args)]
+pub struct GrantArgs {
+    #[command(flatten)]
+    call: BrokerCall,
+    #[arg(long)]
+    principal: String,
+    #[arg(long = "role", required = true)]
+    roles: Vec<Role>,
+    /// Lifetime (at most 24h).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    ttl: Option<Duration>,
+}
+
+pub async fn run(command: AdminCommand) -> CliResult {
+    match command {
+        AdminCommand::Bootstrap(args) => bootstrap(args).await,
+        AdminCommand::Revoke(args) => {
+            let body = json!({
+                "writ_id": args.target.writ_id, "task": args.target.task,
+                "agent": args.target.agent, "reason": args.reason,
+            });
+            call(&args.call, "/v1/revocations", body).await
+        }
+        AdminCommand::Lift(args) => {
+            let body = json!({ "agent": args.agent, "reason": args.reason });
+            call(&args.call, "/v1/suspensions/lift", body).await
+        }
+        AdminCommand::Grant(args) => {
+            let body = json!({
+                "principal": args.principal, "roles": args.roles,
+                "ttl": args.ttl.unwrap_or(DEFAULT_ADMIN_TTL).as_secs(),
+            });
+            let answer = post(&args.call, "/v1/admin/writs", body).await?;
+            println!("{}", answer["writ"].as_str().unwrap_or_default());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn bootstrap(args: BootstrapArgs) -> CliResult {
+    let principal = Principal::parse(&args.principal).map_err(|e| format!("--principal: {e}"))?;
+    let roles: BTreeSet<Role> = args.roles.into_iter().collect();
+    let (database_url, key_dir) = args.files.resolve()?;
+    let ring = KeyDir::open_or_init(&key_dir)
+        .and_then(|dir| dir.load())
+        .map_err(|e| e.to_string())?;
+    let store = crate::store::connect(&database_url)
+        .await
+        .map_err(|e| e.to_string())?;
+    let minted = crate::broker::issue_admin_writ(
+        &ring,
+        &store,
+        &principal,
+        &roles,
+        args.ttl,
+        &operator(),
+        actions::ADMIN_BOOTSTRAP,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    eprintln!(
+        "admin writ {} for {} ({}), expires {}; recorded in the audit log",
+        minted.writ_id,
+        principal,
+        roles
+            .iter()
+            .map(|r| r.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        humantime::format_rfc3339_seconds(minted.expires_at)
+    );
+    println!("{}", minted.token);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Who runs a command on the broker's host, for the audit log.
+pub fn operator() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    format!("cli:{user}")
+}
+
+async fn call(call: &BrokerCall, path: &str, body: Value) -> CliResult {
+    let answer = post(call, path, body).await?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&answer).map_err(|e| e.to_string())?
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn post(call: &BrokerCall, path: &str, body: Value) -> Result<Value, String> {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let url = format!("{}{path}", call.broker.trim_end_matches('/'));
+    let response = client
+        .post(&url)
+        .bearer_auth(&call.admin_token)
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {}", error_chain(&e)))?;
+    let status = response.status();
+    let answer: Value = response
+        .json()
+        .await
+        .map_err(|e| format!("{url}: {}", error_chain(&e)))?;
+    if !status.is_success() {
+        return Err(format!(
+            "{status}: {} ({})",
+            answer["detail"].as_str().unwrap_or_default(),
+            answer["type"].as_str().unwrap_or_default()
+        ));
+    }
+    Ok(answer)
+}

@@ -1,0 +1,175 @@
+//! Audit routes for auditors: events filtered and paged, or exported as JSON lines (one chained
+//! event per line, exactly as stored, so an export can be verified offline with
+//! `writ audit verify --export`), and the signed checkpoints.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use super::admin::authorize;
+use super::error::ApiError;
+use crate::admin::Role;
+use crate::audit::{ChainedEvent, Checkpoint, actions};
+use crate::store::AuditQuery;
+
+/// Events per page by default, and the most a page may ask for.
+pub const DEFAULT_PAGE: u32 = 100;
+pub const MAX_PAGE: u32 = 1000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditParams {
+    #[serde(default)]
+    after: u64,
+    limit: Option<u32>,
+    agent: Option<String>,
+    task: Option<String>,
+    writ_id: Option<String>,
+    action: Option<String>,
+    /// RFC 3339, inclusive.
+    since: Option<String>,
+    /// RFC 3339, exclusive.
+    until: Option<String>,
+    /// `json` (default, one page) or `jsonl` (every matching event, as JSON lines).
+    format: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AuditPage {
+    pub events: Vec<ChainedEvent>,
+    /// The cursor for the next page (`after=`).
+    pub next_after: u64,
+    pub more: bool,
+}
+
+pub async fn events(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    params: Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let auditor = authorize(&state, &headers, Role::Auditor, actions::AUDIT_READ).await?;
+    let Query(params) = params.map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
+    let export = match params.format.as_deref() {
+        None | Some("json") => false,
+        Some("jsonl") => true,
+        Some(_) => {
+            return Err(ApiError::InvalidRequest(
+                "format must be json or jsonl".into(),
+            ));
+        }
+    };
+    let mut query = to_query(params)?;
+    if export {
+        return export_lines(state, auditor, query).await;
+    }
+    // One more than asked tells whether another page follows.
+    let page_size = query.limit;
+    query.limit = page_size + 1;
+    let mut events = state.broker.read_audit(&auditor, &query).await?;
+    let more = events.len() > page_size as usize;
+    events.truncate(page_size as usize);
+    let next_after = events.last().map_or(query.after, |event| event.seq);
+    Ok(Json(AuditPage {
+        events,
+        next_after,
+        more,
+    })
+    .into_response())
+}
+
+/// Streams every matching event as JSON lines, a page at a time.
+async fn export_lines(
+    state: AppState,
+    auditor: crate::admin::AdminCredential,
+    mut query: AuditQuery,
+) -> Result<Response, ApiError> {
+    query.limit = MAX_PAGE;
+    let first = state.broker.read_audit(&auditor, &query).await?;
+    let (lines, body) = tokio::sync::mpsc::channel::<Result<String, std::io::Error>>(4);
+    tokio::spawn(async move {
+        let mut page = first;
+        loop {
+            let Some(last) = page.last().map(|event| event.seq) else {
+                return;
+            };
+            let mut text = String::new();
+            for event in &page {
+                match serde_json::to_string(event) {
+                    Ok(line) => {
+                        text.push_str(&line);
+                        text.push('\n');
+                    }
+                    Err(error) => {
+                        let _ = lines.send(Err(std::io::Error::other(error))).await;
+                        return;
+                    }
+                }
+            }
+            if lines.send(Ok(text)).await.is_err() || page.len() < MAX_PAGE as usize {
+                return;
+            }
+            query.after = last;
+            page = match state.broker.store.audit_events(&query).await {
+                Ok(page) => page,
+                Err(error) => {
+                    tracing::error!(%error, "audit export interrupted");
+                    let _ = lines
+                        .send(Err(std::io::Error::other("audit export interrupted")))
+                        .await;
+                    return;
+                }
+            };
+        }
+    });
+    let stream = futures_util::stream::unfold(body, |mut body| async move {
+        body.recv().await.map(|line| (line, body))
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "application/jsonl")],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+fn to_query(params: AuditParams) -> Result<AuditQuery, ApiError> {
+    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(ApiError::InvalidRequest(format!(
+            "limit must be between 1 and {MAX_PAGE}"
+        )));
+    }
+    Ok(AuditQuery {
+        after: params.after,
+        limit,
+        agent: params.agent,
+        task: params.task,
+        writ_id: params.writ_id,
+        action: params.action,
+        since_ms: params.since.as_deref().map(parse_time).transpose()?,
+        until_ms: params.until.as_deref().map(parse_time).transpose()?,
+    })
+}
+
+fn parse_time(text: &str) -> Result<i64, ApiError> {
+    let time = humantime::parse_rfc3339_weak(text)
+        .map_err(|_| ApiError::InvalidRequest(format!("{text:?} is not an RFC 3339 time")))?;
+    Ok(crate::broker::now_ms(time))
+}
+
+#[derive(Debug, Serialize)]
+pub struct CheckpointList {
+    pub checkpoints: Vec<Checkpoint>,
+}
+
+pub async fn checkpoints(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&state, &headers, Role::Auditor, actions::AUDIT_READ).await?;
+    let checkpoints = state.broker.checkpoints().await?;
+    Ok(Json(CheckpointList { checkpoints }))
+}

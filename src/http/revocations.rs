@@ -1,0 +1,261 @@
+//! Revocation routes: admins revoke and lift suspensions; verifiers read the feed and follow
+//! the stream (both public: entries carry ids and cut-offs, never reasons or who revoked).
+
+use std::convert::Infallible;
+use std::time::{Duration, SystemTime};
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
+use axum::response::sse::{Event, Sse};
+use futures_util::Stream;
+use serde::{Deserialize, Serialize};
+use writ_verify::revocation::{FeedHeartbeat, RevocationEntry};
+
+use super::AppState;
+use super::admin::authorize;
+use super::body::json_body;
+use super::error::ApiError;
+use crate::admin::Role;
+use crate::audit::actions;
+use crate::broker::RevokeRequest;
+use crate::revocation::{Registry, Revocation, rfc3339};
+
+/// The most entries one feed page carries.
+pub const MAX_PAGE: usize = 1000;
+
+/// A revocation as admins see it: the feed entry and who, when and why.
+#[derive(Debug, Serialize)]
+pub struct RevocationView {
+    #[serde(flatten)]
+    pub entry: RevocationEntry,
+    pub reason: String,
+    pub revoked_by: String,
+    pub revoked_at: String,
+    pub suspended: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lifted_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lifted_at: Option<String>,
+}
+
+impl From<&Revocation> for RevocationView {
+    fn from(revocation: &Revocation) -> Self {
+        RevocationView {
+            entry: revocation.to_entry(),
+            reason: revocation.reason.clone(),
+            revoked_by: revocation.revoked_by.clone(),
+            revoked_at: rfc3339(revocation.revoked_at),
+            suspended: revocation.is_suspension(),
+            lifted_by: revocation.lifted.as_ref().map(|lift| lift.by.clone()),
+            lifted_at: revocation.lifted.as_ref().map(|lift| rfc3339(lift.at)),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct RevokeResponse {
+    #[serde(flatten)]
+    pub revocation: RevocationView,
+    /// False when an equivalent revocation was already in force.
+    pub created: bool,
+    /// Writs of the target that had not yet expired.
+    pub live_writs: u64,
+}
+
+pub async fn revoke(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let admin = authorize(&state, &headers, Role::Admin, actions::REVOCATION_CREATED).await?;
+    let request: RevokeRequest = json_body(&headers, body)?;
+    let outcome = state.broker.revoke(&admin, &request).await?;
+    let status = if outcome.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(RevokeResponse {
+            revocation: RevocationView::from(&outcome.revocation),
+            created: outcome.created,
+            live_writs: outcome.live_writs,
+        }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LiftRequest {
+    pub agent: String,
+    pub reason: String,
+}
+
+pub async fn lift(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let admin = authorize(&state, &headers, Role::Admin, actions::SUSPENSION_LIFTED).await?;
+    let request: LiftRequest = json_body(&headers, body)?;
+    let lifted = state
+        .broker
+        .lift_suspension(&admin, &request.agent, &request.reason)
+        .await?;
+    Ok(Json(RevocationView::from(&lifted)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedQuery {
+    #[serde(default)]
+    pub after: u64,
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+pub async fn feed(
+    State(state): State<AppState>,
+    query: Result<Query<FeedQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
+    let limit = query.limit.unwrap_or(MAX_PAGE);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(ApiError::InvalidRequest(format!(
+            "limit must be between 1 and {MAX_PAGE}"
+        )));
+    }
+    let page = state
+        .broker
+        .revocations
+        .page(query.after, limit, SystemTime::now());
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(page)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamQuery {
+    #[serde(default)]
+    pub after: Option<u64>,
+}
+
+/// The push stream: the backlog after the cursor (`Last-Event-ID` wins over `after`), then a
+/// heartbeat, then live entries as they are committed, and a heartbeat whenever nothing else was
+/// sent for the heartbeat interval. A heartbeat promises that every live entry up to its `head`
+/// has been sent.
+pub async fn stream(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<StreamQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
+    let after = match headers.get("last-event-id") {
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(|text| text.trim().parse::<u64>().ok())
+            .ok_or_else(|| ApiError::InvalidRequest("Last-Event-ID must be a number".into()))?,
+        None => query.after.unwrap_or(0),
+    };
+    let events = revocation_events(
+        std::sync::Arc::clone(&state.broker.revocations),
+        after,
+        state.revocation_heartbeat,
+        state.shutdown.clone(),
+    );
+    Ok(([(header::CACHE_CONTROL, "no-store")], Sse::new(events)))
+}
+
+struct Follower {
+    registry: std::sync::Arc<Registry>,
+    changes: tokio::sync::watch::Receiver<u64>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+    cursor: u64,
+    heartbeat: Duration,
+    pending: std::collections::VecDeque<Event>,
+    /// When the last heartbeat went out (`None`: not yet).
+    last_heartbeat: Option<tokio::time::Instant>,
+}
+
+fn revocation_events(
+    registry: std::sync::Arc<Registry>,
+    after: u64,
+    heartbeat: Duration,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    let changes = registry.subscribe();
+    let follower = Follower {
+        registry,
+        changes,
+        shutdown,
+        cursor: after,
+        heartbeat,
+        pending: Default::default(),
+        last_heartbeat: None,
+    };
+    futures_util::stream::unfold(follower, |mut follower| async move {
+        let event = follower.next().await?;
+        Some((Ok(event), follower))
+    })
+}
+
+impl Follower {
+    /// The next event to send; `None` ends the stream (the broker is shutting down, and
+    /// a verifier reconnects to another replica or after the restart).
+    async fn next(&mut self) -> Option<Event> {
+        loop {
+            if *self.shutdown.borrow() {
+                return None;
+            }
+            if let Some(event) = self.pending.pop_front() {
+                return Some(event);
+            }
+            // A heartbeat at least once per interval, even while entries keep coming: it is
+            // what tells a verifier its view is complete.
+            if self
+                .last_heartbeat
+                .is_some_and(|sent| sent.elapsed() >= self.heartbeat)
+            {
+                return Some(self.heartbeat_event());
+            }
+            // Mark the change seen before reading, so one committed meanwhile wakes us again.
+            self.changes.borrow_and_update();
+            let head = self.registry.head();
+            let entries = self.registry.entries_after(self.cursor, SystemTime::now());
+            let last_sent = entries.last().map_or(0, |entry| entry.seq);
+            self.cursor = self.cursor.max(head).max(last_sent);
+            if !entries.is_empty() {
+                self.pending.extend(entries.iter().map(entry_event));
+                continue;
+            }
+            if self.last_heartbeat.is_none() {
+                return Some(self.heartbeat_event());
+            }
+            tokio::select! {
+                changed = self.changes.changed() => {
+                    if changed.is_err() {
+                        return None;
+                    }
+                }
+                _ = self.shutdown.changed() => return None,
+                _ = tokio::time::sleep(self.heartbeat) => return Some(self.heartbeat_event()),
+            }
+        }
+    }
+
+    fn heartbeat_event(&mut self) -> Event {
+        self.last_heartbeat = Some(tokio::time::Instant::now());
+        let data = serde_json::to_string(&FeedHeartbeat { head: self.cursor }).unwrap_or_default();
+        Event::default().event("heartbeat").data(data)
+    }
+}
+
+fn entry_event(entry: &RevocationEntry) -> Event {
+    Event::default()
+        .event("revocation")
+        .id(entry.seq.to_string())
+        .data(serde_json::to_string(entry).unwrap_or_default())
+}

@@ -1,0 +1,221 @@
+//! The broker's in-memory view of live revocation entries, kept in step with the database: after
+//! each local revocation, on every PostgreSQL notification (another replica revoked), and by a
+//! poll that catches anything a lost notification missed. The feed and the stream are served
+//! from it, and issuance asks it whether an agent is suspended.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{Mutex, watch};
+use writ_verify::revocation::{RevocationEntry, RevocationPage};
+
+use super::{Revocation, Target, unix_seconds};
+use crate::store::{Store, StoreError};
+
+/// Entries read from the database per query while catching up.
+const READ_PAGE: u32 = 500;
+
+#[derive(Default)]
+struct State {
+    by_id: HashMap<String, Revocation>,
+    /// Feed order: seq → entry id.
+    by_seq: BTreeMap<u64, String>,
+    /// Agents whose entry is open-ended: asked on every issuance, so indexed.
+    suspended: HashSet<String>,
+    /// Every seq up to this one has been read from the database.
+    head: u64,
+}
+
+pub struct Registry {
+    state: RwLock<State>,
+    /// Announces the head after each change (for the stream).
+    changed: watch::Sender<u64>,
+    /// One catch-up at a time; the others find the work done.
+    catching_up: Mutex<()>,
+}
+
+impl Registry {
+    pub fn new() -> Arc<Registry> {
+        Arc::new(Registry {
+            state: RwLock::new(State::default()),
+            changed: watch::Sender::new(0),
+            catching_up: Mutex::new(()),
+        })
+    }
+
+    /// Reads every entry committed since the last read. Returns whether anything changed.
+    pub async fn catch_up(&self, store: &Store) -> Result<bool, StoreError> {
+        let _one_at_a_time = self.catching_up.lock().await;
+        let mut changed = false;
+        loop {
+            let after = self.read().head;
+            let page = store.revocations_after(after, READ_PAGE).await?;
+            let full = page.len() == READ_PAGE as usize;
+            if page.is_empty() {
+                break;
+            }
+            changed = true;
+            let now = unix_seconds(SystemTime::now());
+            let mut state = self.write();
+            for revocation in page {
+                state.head = state.head.max(revocation.seq);
+                state.apply(revocation, now);
+            }
+            state.forget_expired(now);
+            if !full {
+                break;
+            }
+        }
+        if changed {
+            let head = self.head();
+            self.changed.send_replace(head);
+        }
+        Ok(changed)
+    }
+
+    /// The highest seq read.
+    pub fn head(&self) -> u64 {
+        self.read().head
+    }
+
+    /// Woken with the new head after every change.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// One page of the feed: live entries with `seq > after`, at most `limit`.
+    pub fn page(&self, after: u64, limit: usize, now: SystemTime) -> RevocationPage {
+        let now = unix_seconds(now);
+        let state = self.read();
+        let mut entries = Vec::new();
+        let mut more = false;
+        for (_, id) in state.by_seq.range(after.saturating_add(1)..) {
+            let Some(revocation) = state.by_id.get(id) else {
+                continue;
+            };
+            if !revocation.is_live(now) {
+                continue;
+            }
+            if entries.len() == limit {
+                more = true;
+                break;
+            }
+            entries.push(revocation.to_entry());
+        }
+        let next_after = match (more, entries.last()) {
+            (true, Some(last)) => last.seq,
+            _ => state.head.max(after),
+        };
+        RevocationPage {
+            entries,
+            next_after,
+            more,
+        }
+    }
+
+    /// Live entries after `after`, all of them (for the stream).
+    pub fn entries_after(&self, after: u64, now: SystemTime) -> Vec<RevocationEntry> {
+        self.page(after, usize::MAX, now).entries
+    }
+
+    /// Whether `agent` is suspended (its revocation is open-ended).
+    pub fn is_suspended(&self, agent: &str) -> bool {
+        self.read().suspended.contains(agent)
+    }
+
+    /// Whether a writ with this id or any of these revocation ids is revoked (admin writs).
+    pub fn revokes_writ(&self, writ_id: &str, revocation_ids: &[String]) -> bool {
+        self.read()
+            .by_id
+            .values()
+            .any(|revocation| match &revocation.target {
+                Target::Writ(id) => {
+                    id == writ_id
+                        || revocation
+                            .revocation_id
+                            .as_ref()
+                            .is_some_and(|rid| revocation_ids.contains(rid))
+                }
+                _ => false,
+            })
+    }
+
+    /// Keeps the view current until the task is aborted: woken by the database's notifications
+    /// where it has them, and polled every `poll` regardless.
+    pub fn spawn_sync(
+        self: &Arc<Self>,
+        store: Store,
+        poll: Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let registry = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut notified = store.watch_revocations();
+            let mut tick = tokio::time::interval(poll);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                match notified.as_mut() {
+                    Some(channel) => {
+                        tokio::select! {
+                            _ = tick.tick() => {}
+                            woken = channel.recv() => if woken.is_none() { notified = None },
+                        }
+                    }
+                    None => {
+                        tick.tick().await;
+                    }
+                }
+                if let Err(error) = registry.catch_up(&store).await {
+                    tracing::warn!(%error, "revocations could not be read; the feed may lag");
+                }
+            }
+        })
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.state
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl State {
+    /// Adds or replaces an entry (one already expired is not kept).
+    fn apply(&mut self, revocation: Revocation, now: i64) {
+        self.remove(&revocation.id);
+        if revocation.is_live(now) {
+            if revocation.is_suspension() {
+                self.suspended.insert(revocation.target.value().to_owned());
+            }
+            self.by_seq.insert(revocation.seq, revocation.id.clone());
+            self.by_id.insert(revocation.id.clone(), revocation);
+        }
+    }
+
+    fn remove(&mut self, id: &str) {
+        if let Some(previous) = self.by_id.remove(id) {
+            self.by_seq.remove(&previous.seq);
+            if previous.is_suspension() {
+                self.suspended.remove(previous.target.value());
+            }
+        }
+    }
+
+    fn forget_expired(&mut self, now: i64) {
+        let expired: Vec<String> = self
+            .by_id
+            .values()
+            .filter(|revocation| !revocation.is_live(now))
+            .map(|revocation| revocation.id.clone())
+            .collect();
+        for id in expired {
+            self.remove(&id);
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! Revocation end to end: the verifier SDK following a real broker's stream refuses a revoked
+//! writ (and its attenuations) within a second, and with two broker processes on one
+//! PostgreSQL database, a revocation made through one reaches a verifier following the other.
+
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use writ_testkit::TestIssuer;
+use writ_verify::{Denial, Verifier};
+
+use crate::helpers::{
+    AUDIENCE, POLICIES, TestBroker, client, fresh_postgres_database, orders_request, postgres_url,
+};
+
+const WRIT: &str = env!("CARGO_BIN_EXE_writ");
+
+async fn follower(broker_url: &str) -> Verifier {
+    Verifier::builder("orders-api")
+        .key_set_url(format!("{broker_url}/.well-known/writ-keys"))
+        .revocation_feed(broker_url)
+        .max_revocation_staleness(Duration::from_secs(2))
+        .revocation_poll_interval(Duration::from_millis(200))
+        .build()
+        .await
+        .unwrap()
+}
+
+/// Polls `check` until it holds; returns how long that took.
+async fn within(limit: Duration, mut check: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !check() {
+        assert!(started.elapsed() < limit, "not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    started.elapsed()
+}
+
+#[tokio::test]
+async fn a_revoked_writ_and_its_attenuations_are_refused_by_a_following_verifier() {
+    let broker = TestBroker::start().await;
+    let admin = broker.admin_token("root", &["admin"]).await;
+    let issued = broker
+        .issue(&broker.orders_identity(), &orders_request())
+        .await;
+    let writ = issued["writ"].as_str().unwrap().to_owned();
+    let narrowed = writ_verify::attenuate(
+        &writ,
+        &writ_verify::Attenuation {
+            operations: Some(vec!["read".into()]),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let other = broker
+        .issue(&broker.orders_identity(), &orders_request())
+        .await["writ"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let verifier = follower(&broker.url).await;
+    assert!(verifier.authorize(&writ, "orders/42", "read").is_ok());
+    assert!(verifier.authorize(&narrowed, "orders/42", "read").is_ok());
+
+    let revoked = broker
+        .admin_post(
+            "/v1/revocations",
+            &admin,
+            &json!({ "writ_id": issued["writ_id"], "reason": "leaked" }),
+        )
+        .await;
+    assert_eq!(revoked.status(), 201);
+    within(Duration::from_secs(1), || {
+        verifier.authorize(&writ, "orders/42", "read") == Err(Denial::Revoked)
+    })
+    .await;
+    assert_eq!(
+        verifier.authorize(&narrowed, "orders/42", "read"),
+        Err(Denial::Revoked)
+    );
+    assert!(
+        verifier.authorize(&other, "orders/42", "read").is_ok(),
+        "another writ of the same agent is untouched"
+    );
+    let status = verifier.revocation_status().unwrap();
+    assert!(status.age.unwrap() < Duration::from_secs(2));
+    broker.stop().await;
+
+    // Cut off from the broker, the verifier refuses everything once its view is too old.
+    within(Duration::from_secs(5), || {
+        matches!(
+            verifier.authorize(&other, "orders/42", "read"),
+            Err(Denial::RevocationViewStale { .. })
+        )
+    })
+    .await;
+    assert!(verifier.revocation_status().unwrap().age.unwrap() > Duration::from_secs(2));
+}
+
+/// A broker process started from a configuration file, killed on drop.
+struct BrokerProcess {
+    child: Child,
+    url: String,
+}
+
+impl BrokerProcess {
+    fn start(dir: &Path, name: &str, config: &str) -> BrokerProcess {
+        let config_path = dir.join(format!("{name}.toml"));
+        std::fs::write(&config_path, config).unwrap();
+        let log_path = dir.join(format!("{name}.log"));
+        let log = std::fs::File::create(&log_path).unwrap();
+        let child = Command::new(WRIT)
+            .args(["serve", "--config"])
+            .arg(&config_path)
+            .env("WRIT_LOG_FORMAT", "json")
+            .env_remove("WRIT_DATABASE_URL")
+            .env_remove("WRIT_KEY_DIR")
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut process = BrokerProcess {
+            child,
+            url: String::new(),
+        };
+        for _ in 0..400 {
+            let text = std::fs::read_to_string(&log_path).unwrap();
+            let announced = text
+                .lines()
+                .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+                .find(|event| event["fields"]["message"] == "writ is listening");
+            if let Some(event) = announced {
+                process.url = format!("http://{}", event["fields"]["addr"].as_str().unwrap());
+                return process;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "{name} did not start:\n{}",
+            std::fs::read_to_string(&log_path).unwrap()
+        );
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_revocation_through_one_replica_reaches_a_verifier_following_the_other() {
+    let issuer = TestIssuer::start().await;
+    let github = TestIssuer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let policy_dir = dir.path().join("policies");
+    std::fs::create_dir_all(&policy_dir).unwrap();
+    std::fs::write(policy_dir.join("test.toml"), POLICIES).unwrap();
+    let database = fresh_postgres_database().await;
+    let config = format!(
+        r#"
+listen = "127.0.0.1:0"
+database_url = "{database_url}"
+key_dir = "{key_dir}"
+policy_dir = "{policy_dir}"
+[[issuer]]
+name = "kubernetes"
+issuer = "{issuer}"
+audience = "{AUDIENCE}"
+agent = "k8s:{{kubernetes.io/namespace}}/{{kubernetes.io/serviceaccount/name}}"
+[[issuer]]
+name = "github"
+issuer = "{github}"
+audience = "{AUDIENCE}"
+agent = "github:{{repository}}"
+"#,
+        database_url = postgres_url(&database),
+        key_dir = dir.path().join("keys").display(),
+        policy_dir = policy_dir.display(),
+        issuer = issuer.issuer(),
+        github = github.issuer(),
+    );
+    let replica_a = BrokerProcess::start(dir.path(), "a", &config);
+    let replica_b = BrokerProcess::start(dir.path(), "b", &config);
+
+    let admin = {
+        let output = Command::new(WRIT)
+            .args([
+                "admin",
+                "bootstrap",
+                "--principal",
+                "root",
+                "--database-url",
+            ])
+            .arg(postgres_url(&database))
+            .arg("--key-dir")
+            .arg(dir.path().join("keys"))
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    };
+    let identity = issuer.kubernetes_token(
+        writ_testkit::Alg::Rs256,
+        "orders",
+        "report-bot",
+        AUDIENCE,
+        Duration::from_secs(300),
+    );
+    let issued: Value = client()
+        .post(format!("{}/v1/writs", replica_a.url))
+        .bearer_auth(&identity)
+        .json(&orders_request())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let writ = issued["writ"].as_str().unwrap().to_owned();
+    let verifier = follower(&replica_b.url).await;
+    assert!(verifier.authorize(&writ, "orders/42", "read").is_ok());
+
+    let revoke = Command::new(WRIT)
+        .args(["admin", "revoke", "--broker", &replica_a.url, "--writ-id"])
+        .arg(issued["writ_id"].as_str().unwrap())
+        .args(["--reason", "leaked"])
+        .env("WRIT_ADMIN_TOKEN", &admin)
+        .output()
+        .unwrap();
+    assert!(
+        revoke.status.success(),
+        "{}",
+        String::from_utf8_lossy(&revoke.stderr)
+    );
+    let took = within(Duration::from_secs(1), || {
+        verifier.authorize(&writ, "orders/42", "read") == Err(Denial::Revoked)
+    })
+    .await;
+    eprintln!("revocation through replica A reached replica B's follower in {took:?}");
+
+    // Suspending the agent through B stops issuance through A.
+    let suspend = Command::new(WRIT)
+        .args([
+            "admin",
+            "revoke",
+            "--broker",
+            &replica_b.url,
+            "--agent",
+            "k8s:orders/report-bot",
+        ])
+        .args(["--reason", "suspected"])
+        .env("WRIT_ADMIN_TOKEN", &admin)
+        .output()
+        .unwrap();
+    assert!(
+        suspend.status.success(),
+        "{}",
+        String::from_utf8_lossy(&suspend.stderr)
+    );
+    let mut refused = false;
+    for _ in 0..100 {
+        let response = client()
+            .post(format!("{}/v1/writs", replica_a.url))
+            .bearer_auth(&identity)
+            .json(&orders_request())
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 403 {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        refused,
+        "replica A learned of the suspension made through B"
+    );
+    drop(replica_a);
+    drop(replica_b);
+    issuer.shutdown().await;
+    github.shutdown().await;
+}
