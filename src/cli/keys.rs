@@ -7,7 +7,11 @@ use std::time::{Duration, SystemTime};
 
 use clap::{Args, Subcommand};
 
+use serde_json::json;
+
+use super::admin::operator;
 use super::{CliResult, default_key_dir};
+use crate::audit::{AuditEvent, Outcome, actions};
 use crate::keys::KeyDir;
 
 /// The absolute lifetime cap plus the largest clock skew (checked by a test below).
@@ -37,15 +41,39 @@ pub struct RotateArgs {
     /// its clock_skew.
     #[arg(long, default_value = DEFAULT_RETAIN, value_parser = humantime::parse_duration)]
     retain_for: Duration,
+    /// The broker's database, where the rotation is recorded in the audit log.
+    #[arg(
+        long,
+        env = "WRIT_DATABASE_URL",
+        default_value = "sqlite://writ-data/writ.db"
+    )]
+    database_url: String,
 }
 
-pub fn run(command: KeysCommand) -> CliResult {
+pub async fn run(command: KeysCommand) -> CliResult {
     match command {
         KeysCommand::Rotate(args) => {
+            // Reach the database first: a rotation that cannot be audited is not made.
+            let store = crate::store::connect(&args.database_url)
+                .await
+                .map_err(|e| format!("{}: {e}", args.database_url))?;
             let dir = KeyDir::open(&args.dir.key_dir).map_err(|e| e.to_string())?;
+            let retired = dir.load().map_err(|e| e.to_string())?.active.kid;
             let record = dir
                 .rotate(args.retain_for, SystemTime::now())
                 .map_err(|e| e.to_string())?;
+            let event = AuditEvent::new(actions::KEYS_ROTATED, Outcome::Success, operator())
+                .with_details(json!({
+                    "kid": record.kid, "retired_kid": retired,
+                    "public_key": record.public_key,
+                    "retain_for": args.retain_for.as_secs(),
+                }));
+            store.append_audit(event).await.map_err(|e| {
+                format!(
+                    "key {} is now active, but the rotation could not be recorded in the audit log: {e}",
+                    record.kid
+                )
+            })?;
             println!("key {} is now active ({})", record.kid, record.public_key);
             Ok(ExitCode::SUCCESS)
         }

@@ -63,7 +63,7 @@ impl Cli {
             Command::Inspect(args) => writ::inspect(args),
             Command::Attenuate(args) => writ::attenuate(args),
             Command::Verify(args) => writ::verify(args).await,
-            Command::Keys(command) => keys::run(command),
+            Command::Keys(command) => keys::run(command).await,
             Command::Policy(command) => policy::run(command),
             Command::Admin(command) => admin::run(command).await,
             Command::Audit(command) => audit::run(command).await,

@@ -81,7 +81,7 @@ impl ApiError {
                 StatusCode::UNAUTHORIZED,
                 "credential_missing",
                 "Credential missing",
-                "send the workload identity token as Authorization: Bearer <jwt>".into(),
+                "send Authorization: Bearer <token>: the workload identity token, or an admin writ on admin routes".into(),
             ),
             MalformedCredential => (
                 StatusCode::UNAUTHORIZED,

@@ -317,6 +317,11 @@ fn every_command_has_help() {
         vec!["policy", "test", "--help"],
         vec!["policy", "check", "--help"],
         vec!["dev", "token", "--help"],
+        vec!["admin", "bootstrap", "--help"],
+        vec!["admin", "revoke", "--help"],
+        vec!["admin", "lift", "--help"],
+        vec!["admin", "grant", "--help"],
+        vec!["audit", "verify", "--help"],
     ] {
         let output = writ(dir.path(), &command);
         assert!(output.status.success(), "{command:?}");
