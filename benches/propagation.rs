@@ -56,11 +56,14 @@ async fn admin_token(dir: &std::path::Path, database_url: &str) -> String {
     writ::broker::issue_admin_writ(
         &ring,
         &store,
-        &principal,
-        &roles,
-        Duration::from_secs(3600),
-        "bench",
-        writ::audit::actions::ADMIN_BOOTSTRAP,
+        &writ::broker::AdminWritOrder {
+            principal: &principal,
+            roles: &roles,
+            ttl: Duration::from_secs(3600),
+            issued_by: "bench",
+            parent_writ_id: None,
+            action: writ::audit::actions::ADMIN_BOOTSTRAP,
+        },
     )
     .await
     .expect("admin writ")

@@ -98,6 +98,7 @@ impl Application {
             state: AppState {
                 broker: Arc::new(broker),
                 revocation_heartbeat: config.revocation_heartbeat,
+                revocation_max_lag: (config.revocation_poll * 3).max(Duration::from_secs(3)),
                 shutdown,
             },
             background,

@@ -22,6 +22,10 @@ use crate::keys::{KeyRing, unix};
 /// attenuation blocks still fit. Checked before any decoding or signature work.
 pub const MAX_ADMIN_CREDENTIAL_LEN: usize = 16 * 1024;
 
+/// The most blocks (authority plus attenuations) an admin writ may have: each costs a
+/// signature check, and anyone holding any writ could otherwise make refusals expensive.
+pub const MAX_ADMIN_CREDENTIAL_BLOCKS: usize = 8;
+
 /// Explicit run limits (biscuit's default of 1 ms fails valid tokens under load). Set on the
 /// builder: `authorize_with_limits` ignores them during fact generation in biscuit-auth 6.0.0.
 const LIMITS: AuthorizerLimits = AuthorizerLimits {
@@ -108,6 +112,12 @@ pub fn verify_admin_writ(
 ) -> Result<AdminCredential, CredentialError> {
     if token.len() > MAX_ADMIN_CREDENTIAL_LEN {
         return Err(malformed("the token is too large"));
+    }
+    let blocks = biscuit_auth::UnverifiedBiscuit::from_base64(token)
+        .map_err(|error| parse_error(&error))?
+        .block_count();
+    if blocks > MAX_ADMIN_CREDENTIAL_BLOCKS {
+        return Err(invalid("too many blocks"));
     }
     let biscuit = Biscuit::from_base64(token, |kid| root_key(ring, kid, now))
         .map_err(|error| parse_error(&error))?;

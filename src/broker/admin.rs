@@ -85,16 +85,13 @@ impl Broker {
         let now = SystemTime::now();
         let result = self.check_admin(token, role, now);
         if let Err(error) = &result {
-            let actor = match error {
-                AdminCallError::Credential(CredentialError::RoleMissing { .. }) => {
-                    // The credential verified; only the role was missing, so name who it was.
-                    verify_admin_writ(&self.keys.current(), token, now)
-                        .map(|credential| credential.principal.to_string())
-                        .unwrap_or_else(|_| "anonymous".to_owned())
-                }
-                _ => "anonymous".to_owned(),
-            };
+            // A credential that verified (revoked, or without the role) names who used it.
+            let verified = verify_admin_writ(&self.keys.current(), token, now).ok();
+            let actor = verified
+                .as_ref()
+                .map_or_else(|| "anonymous".to_owned(), |c| c.principal.to_string());
             let mut refused = event(actions::ADMIN_REFUSED, Outcome::Refused, &actor, now);
+            refused.writ_id = verified.map(|credential| credential.writ_id);
             refused.reason = Some(error.code().to_owned());
             refused.details =
                 json!({ "action": action, "required_role": role.as_str() }).to_string();
@@ -241,11 +238,14 @@ impl Broker {
         let issued = issue_admin_writ(
             &self.keys.current(),
             &self.store,
-            &principal,
-            roles,
-            ttl,
-            admin.principal.as_str(),
-            actions::ADMIN_WRIT_ISSUED,
+            &AdminWritOrder {
+                principal: &principal,
+                roles,
+                ttl,
+                issued_by: admin.principal.as_str(),
+                parent_writ_id: Some(&admin.writ_id),
+                action: actions::ADMIN_WRIT_ISSUED,
+            },
         )
         .await?;
         Ok(issued)
@@ -274,8 +274,21 @@ impl Broker {
         Ok(events)
     }
 
-    pub async fn checkpoints(&self) -> Result<Vec<Checkpoint>, AdminCallError> {
-        Ok(self.store.checkpoints().await?)
+    /// The signed checkpoints for an auditor; the read is audited.
+    pub async fn checkpoints(
+        &self,
+        auditor: &AdminCredential,
+    ) -> Result<Vec<Checkpoint>, AdminCallError> {
+        let checkpoints = self.store.checkpoints().await?;
+        let mut read = event(
+            actions::AUDIT_READ,
+            Outcome::Success,
+            auditor.principal.as_str(),
+            SystemTime::now(),
+        );
+        read.details = json!({ "checkpoints": checkpoints.len() }).to_string();
+        self.store.append_audit(read).await?;
+        Ok(checkpoints)
     }
 
     async fn catch_up_revocations(&self) {
@@ -285,17 +298,35 @@ impl Broker {
     }
 }
 
+/// What an admin writ is for and who asks for it.
+#[derive(Debug, Clone, Copy)]
+pub struct AdminWritOrder<'a> {
+    pub principal: &'a Principal,
+    pub roles: &'a BTreeSet<Role>,
+    pub ttl: Duration,
+    /// Who asks: an admin's principal, or `cli:<user>` for a bootstrap.
+    pub issued_by: &'a str,
+    /// The admin writ the request came with (none for a bootstrap).
+    pub parent_writ_id: Option<&'a str>,
+    /// The audit action: `admin.bootstrap` or `admin.writ.issued`.
+    pub action: &'a str,
+}
+
 /// Mints an admin writ and records it with its audit event; the writ is returned only after
 /// both are committed. Used by admins over the API and by `writ admin bootstrap`.
 pub async fn issue_admin_writ(
     ring: &crate::keys::KeyRing,
     store: &crate::store::Store,
-    principal: &Principal,
-    roles: &BTreeSet<Role>,
-    ttl: Duration,
-    issued_by: &str,
-    action: &str,
+    order: &AdminWritOrder<'_>,
 ) -> Result<MintedAdminWrit, AdminCallError> {
+    let AdminWritOrder {
+        principal,
+        roles,
+        ttl,
+        issued_by,
+        parent_writ_id,
+        action,
+    } = *order;
     let now = SystemTime::now();
     let minted = mint_admin_writ(&ring.active, principal, roles, now, ttl)?;
     let roles: Vec<String> = roles.iter().map(|role| role.as_str().to_owned()).collect();
@@ -314,6 +345,8 @@ pub async fn issue_admin_writ(
     issued.details = json!({
         "principal": principal.as_str(), "roles": roles, "ttl": ttl.as_secs(),
         "root_key_id": minted.root_key_id, "expires_at": record.expires_at,
+        // The admin writ that made this one: revoking a leaked admin writ starts here.
+        "parent_writ_id": parent_writ_id,
     })
     .to_string();
     store.record_admin_writ(&record, issued).await?;

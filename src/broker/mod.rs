@@ -7,7 +7,7 @@ mod issue;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-pub use admin::{AdminCallError, RevokeRequest, issue_admin_writ};
+pub use admin::{AdminCallError, AdminWritOrder, RevokeRequest, issue_admin_writ};
 pub use issue::{IssueError, IssuedWritResponse};
 
 use crate::audit::AuditEvent;

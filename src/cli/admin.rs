@@ -173,17 +173,20 @@ async fn bootstrap(args: BootstrapArgs) -> CliResult {
     let ring = KeyDir::open_or_init(&key_dir)
         .and_then(|dir| dir.load())
         .map_err(|e| e.to_string())?;
-    let store = crate::store::connect(&database_url)
+    let store = crate::store::connect_existing(&database_url)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| format!("the broker's database: {e}"))?;
     let minted = crate::broker::issue_admin_writ(
         &ring,
         &store,
-        &principal,
-        &roles,
-        args.ttl,
-        &operator(),
-        actions::ADMIN_BOOTSTRAP,
+        &crate::broker::AdminWritOrder {
+            principal: &principal,
+            roles: &roles,
+            ttl: args.ttl,
+            issued_by: &operator(),
+            parent_writ_id: None,
+            action: actions::ADMIN_BOOTSTRAP,
+        },
     )
     .await
     .map_err(|e| e.to_string())?;

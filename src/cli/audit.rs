@@ -66,9 +66,9 @@ fn verify_export(path: &Path) -> CliResult {
 
 async fn verify_database(files: &BrokerFiles) -> CliResult {
     let (database_url, key_dir) = files.resolve()?;
-    let store = crate::store::connect(&database_url)
+    let store = crate::store::connect_existing(&database_url)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| format!("the broker's database: {e}"))?;
     let checkpoints = store.checkpoints().await.map_err(|e| e.to_string())?;
     let wanted: HashMap<u64, ()> = checkpoints.iter().map(|c| (c.seq, ())).collect();
     let mut hashes_at: HashMap<u64, ChainHash> = HashMap::new();

@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 
 use serde_json::json;
 
-use super::admin::operator;
+use super::admin::{BrokerFiles, operator};
 use super::{CliResult, default_key_dir};
 use crate::audit::{AuditEvent, Outcome, actions};
 use crate::keys::KeyDir;
@@ -34,30 +34,25 @@ pub struct KeyDirArgs {
 
 #[derive(Debug, Args)]
 pub struct RotateArgs {
+    /// The key directory and the database where the rotation is audited.
     #[command(flatten)]
-    dir: KeyDirArgs,
+    files: BrokerFiles,
     /// How long a retired key stays published. The default outlasts any writ (the absolute
     /// lifetime cap plus the largest clock skew); it may be lowered to the broker's max_ttl plus
     /// its clock_skew.
     #[arg(long, default_value = DEFAULT_RETAIN, value_parser = humantime::parse_duration)]
     retain_for: Duration,
-    /// The broker's database, where the rotation is recorded in the audit log.
-    #[arg(
-        long,
-        env = "WRIT_DATABASE_URL",
-        default_value = "sqlite://writ-data/writ.db"
-    )]
-    database_url: String,
 }
 
 pub async fn run(command: KeysCommand) -> CliResult {
     match command {
         KeysCommand::Rotate(args) => {
-            // Reach the database first: a rotation that cannot be audited is not made.
-            let store = crate::store::connect(&args.database_url)
+            // Reach the database first, so the rotation can be recorded once it is made.
+            let (database_url, key_dir) = args.files.resolve()?;
+            let store = crate::store::connect_existing(&database_url)
                 .await
-                .map_err(|e| format!("{}: {e}", args.database_url))?;
-            let dir = KeyDir::open(&args.dir.key_dir).map_err(|e| e.to_string())?;
+                .map_err(|e| format!("the broker's database: {e}"))?;
+            let dir = KeyDir::open(&key_dir).map_err(|e| e.to_string())?;
             let retired = dir.load().map_err(|e| e.to_string())?.active.kid;
             let record = dir
                 .rotate(args.retain_for, SystemTime::now())

@@ -142,6 +142,9 @@ fn to_query(params: AuditParams) -> Result<AuditQuery, ApiError> {
             "limit must be between 1 and {MAX_PAGE}"
         )));
     }
+    if params.after > i64::MAX as u64 {
+        return Err(ApiError::InvalidRequest("after is too large".into()));
+    }
     Ok(AuditQuery {
         after: params.after,
         limit,
@@ -169,7 +172,7 @@ pub async fn checkpoints(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<impl IntoResponse, ApiError> {
-    authorize(&state, &headers, Role::Auditor, actions::AUDIT_READ).await?;
-    let checkpoints = state.broker.checkpoints().await?;
+    let auditor = authorize(&state, &headers, Role::Auditor, actions::AUDIT_READ).await?;
+    let checkpoints = state.broker.checkpoints(&auditor).await?;
     Ok(Json(CheckpointList { checkpoints }))
 }

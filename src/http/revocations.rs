@@ -25,6 +25,9 @@ use crate::revocation::{Registry, Revocation, rfc3339};
 /// The most entries one feed page carries.
 pub const MAX_PAGE: usize = 1000;
 
+/// Entries a stream reads from the view at a time: a slow reader holds at most this many.
+const STREAM_PAGE: usize = 200;
+
 /// A revocation as admins see it: the feed entry and who, when and why.
 #[derive(Debug, Serialize)]
 pub struct RevocationView {
@@ -128,6 +131,13 @@ pub async fn feed(
             "limit must be between 1 and {MAX_PAGE}"
         )));
     }
+    if !state
+        .broker
+        .revocations
+        .is_current(state.revocation_max_lag)
+    {
+        return Err(stale_view());
+    }
     let page = state
         .broker
         .revocations
@@ -160,10 +170,18 @@ pub async fn stream(
             .ok_or_else(|| ApiError::InvalidRequest("Last-Event-ID must be a number".into()))?,
         None => query.after.unwrap_or(0),
     };
+    if !state
+        .broker
+        .revocations
+        .is_current(state.revocation_max_lag)
+    {
+        return Err(stale_view());
+    }
     let events = revocation_events(
         std::sync::Arc::clone(&state.broker.revocations),
         after,
         state.revocation_heartbeat,
+        state.revocation_max_lag,
         state.shutdown.clone(),
     );
     Ok(([(header::CACHE_CONTROL, "no-store")], Sse::new(events)))
@@ -175,6 +193,7 @@ struct Follower {
     shutdown: tokio::sync::watch::Receiver<bool>,
     cursor: u64,
     heartbeat: Duration,
+    max_lag: Duration,
     pending: std::collections::VecDeque<Event>,
     /// When the last heartbeat went out (`None`: not yet).
     last_heartbeat: Option<tokio::time::Instant>,
@@ -184,6 +203,7 @@ fn revocation_events(
     registry: std::sync::Arc<Registry>,
     after: u64,
     heartbeat: Duration,
+    max_lag: Duration,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     let changes = registry.subscribe();
@@ -193,6 +213,7 @@ fn revocation_events(
         shutdown,
         cursor: after,
         heartbeat,
+        max_lag,
         pending: Default::default(),
         last_heartbeat: None,
     };
@@ -213,27 +234,27 @@ impl Follower {
             if let Some(event) = self.pending.pop_front() {
                 return Some(event);
             }
-            // A heartbeat at least once per interval, even while entries keep coming: it is
-            // what tells a verifier its view is complete.
-            if self
-                .last_heartbeat
-                .is_some_and(|sent| sent.elapsed() >= self.heartbeat)
-            {
-                return Some(self.heartbeat_event());
-            }
             // Mark the change seen before reading, so one committed meanwhile wakes us again.
             self.changes.borrow_and_update();
-            let head = self.registry.head();
-            let entries = self.registry.entries_after(self.cursor, SystemTime::now());
-            let last_sent = entries.last().map_or(0, |entry| entry.seq);
-            self.cursor = self.cursor.max(head).max(last_sent);
-            if !entries.is_empty() {
-                self.pending.extend(entries.iter().map(entry_event));
+            if self.read_page() {
                 continue;
             }
-            if self.last_heartbeat.is_none() {
+            // Nothing unsent as of this read. A heartbeat at least once per interval, even
+            // while entries keep coming: it is what tells a verifier its view is complete.
+            let heartbeat_due = self
+                .last_heartbeat
+                .is_none_or(|sent| sent.elapsed() >= self.heartbeat);
+            if heartbeat_due {
+                if !self.registry.is_current(self.max_lag) {
+                    // This broker cannot read revocations: end the stream rather than vouch
+                    // for a view it cannot keep (the verifier polls, or tries another replica).
+                    return None;
+                }
                 return Some(self.heartbeat_event());
             }
+            let wait = self.last_heartbeat.map_or(Duration::ZERO, |sent| {
+                self.heartbeat.saturating_sub(sent.elapsed())
+            });
             tokio::select! {
                 changed = self.changes.changed() => {
                     if changed.is_err() {
@@ -241,9 +262,27 @@ impl Follower {
                     }
                 }
                 _ = self.shutdown.changed() => return None,
-                _ = tokio::time::sleep(self.heartbeat) => return Some(self.heartbeat_event()),
+                _ = tokio::time::sleep(wait) => {}
             }
         }
+    }
+
+    /// Queues the next page of live entries after the cursor; false when there is none.
+    fn read_page(&mut self) -> bool {
+        let head = self.registry.head();
+        let page = self
+            .registry
+            .page(self.cursor, STREAM_PAGE, SystemTime::now());
+        let last_sent = page.entries.last().map_or(0, |entry| entry.seq);
+        // A full page leaves the rest for the next read; otherwise everything up to the head
+        // read before the page has been queued.
+        self.cursor = if page.more {
+            last_sent
+        } else {
+            self.cursor.max(head).max(last_sent)
+        };
+        self.pending.extend(page.entries.iter().map(entry_event));
+        !page.entries.is_empty()
     }
 
     fn heartbeat_event(&mut self) -> Event {
@@ -251,6 +290,13 @@ impl Follower {
         let data = serde_json::to_string(&FeedHeartbeat { head: self.cursor }).unwrap_or_default();
         Event::default().event("heartbeat").data(data)
     }
+}
+
+/// The broker cannot read revocations from its database, so it cannot vouch for any view.
+pub fn stale_view() -> ApiError {
+    ApiError::NotReady(
+        "the broker's revocation view is not current: its database cannot be read".into(),
+    )
 }
 
 fn entry_event(entry: &RevocationEntry) -> Event {

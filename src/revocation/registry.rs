@@ -5,10 +5,10 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{Mutex, watch};
-use writ_verify::revocation::{RevocationEntry, RevocationPage};
+use writ_verify::revocation::RevocationPage;
 
 use super::{Revocation, Target, unix_seconds};
 use crate::store::{Store, StoreError};
@@ -33,6 +33,9 @@ pub struct Registry {
     changed: watch::Sender<u64>,
     /// One catch-up at a time; the others find the work done.
     catching_up: Mutex<()>,
+    /// When the database was last read successfully: a view that cannot be kept current must
+    /// not tell verifiers it is.
+    synced_at: RwLock<Option<Instant>>,
 }
 
 impl Registry {
@@ -41,6 +44,7 @@ impl Registry {
             state: RwLock::new(State::default()),
             changed: watch::Sender::new(0),
             catching_up: Mutex::new(()),
+            synced_at: RwLock::new(None),
         })
     }
 
@@ -67,11 +71,23 @@ impl Registry {
                 break;
             }
         }
+        *self
+            .synced_at
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Instant::now());
         if changed {
             let head = self.head();
             self.changed.send_replace(head);
         }
         Ok(changed)
+    }
+
+    /// Whether the view was read from the database within `max_lag`.
+    pub fn is_current(&self, max_lag: Duration) -> bool {
+        self.synced_at
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .is_some_and(|synced| synced.elapsed() <= max_lag)
     }
 
     /// The highest seq read.
@@ -112,11 +128,6 @@ impl Registry {
             next_after,
             more,
         }
-    }
-
-    /// Live entries after `after`, all of them (for the stream).
-    pub fn entries_after(&self, after: u64, now: SystemTime) -> Vec<RevocationEntry> {
-        self.page(after, usize::MAX, now).entries
     }
 
     /// Whether `agent` is suspended (its revocation is open-ended).

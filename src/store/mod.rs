@@ -19,6 +19,7 @@ mod statements;
 mod writer;
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
@@ -113,10 +114,21 @@ pub struct Store {
     writer: Arc<Writer>,
 }
 
-/// Connects to the database named by `url` and applies pending migrations.
+/// Connects to the database named by `url` (a SQLite file is created if missing) and applies
+/// pending migrations.
 pub async fn connect(url: &str) -> Result<Store, StoreError> {
+    open(url, true).await
+}
+
+/// Connects to a database that must already exist: for the CLI, where a mistyped path must be
+/// an error, not a new empty database.
+pub async fn connect_existing(url: &str) -> Result<Store, StoreError> {
+    open(url, false).await
+}
+
+async fn open(url: &str, create: bool) -> Result<Store, StoreError> {
     let backend: Arc<dyn Backend> = if url.starts_with("sqlite:") {
-        Arc::new(sqlite::SqliteBackend::connect(url).await?)
+        Arc::new(sqlite::SqliteBackend::connect(url, create).await?)
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Arc::new(postgres::PostgresBackend::connect(url).await?)
     } else {
@@ -173,8 +185,9 @@ impl Store {
         new_id: String,
         event: impl FnOnce(&RevocationOutcome) -> AuditEvent + Send,
     ) -> Result<RevocationOutcome, RevocationError> {
-        let now = unix_seconds(request.now);
         let mut tx = self.backend.begin_write().await?;
+        // Read the clock under the lock: every writ committed before this point is covered.
+        let now = unix_seconds(SystemTime::now()).max(unix_seconds(request.now));
         let outcome = match existing_revocation(tx.as_mut(), &request.target).await? {
             Some(revocation) => RevocationOutcome {
                 live_writs: tx.count_live(&request.target, now).await?,
@@ -182,7 +195,7 @@ impl Store {
                 created: false,
             },
             None => {
-                let revocation = new_revocation(tx.as_mut(), request, new_id).await?;
+                let revocation = new_revocation(tx.as_mut(), request, now, new_id).await?;
                 tx.put_revocation(&revocation).await?;
                 RevocationOutcome {
                     live_writs: tx.count_live(&request.target, now).await?,
@@ -214,8 +227,13 @@ impl Store {
             return Err(RevocationError::NotSuspended);
         }
         revocation.seq = tx.revocation_head().await? + 1;
-        revocation.issued_until = Some(lift.at);
-        revocation.expires_at = Some(lift.at.saturating_add(writ_lifetime));
+        // Writs already stored were issued while the agent was suspended (by a replica that
+        // had not yet heard, or with a clock ahead): they stay revoked.
+        let cut_off = lift
+            .at
+            .max(tx.newest_issue(&target).await?.unwrap_or(lift.at));
+        revocation.issued_until = Some(cut_off);
+        revocation.expires_at = Some(cut_off.saturating_add(writ_lifetime));
         revocation.lifted = Some(lift);
         tx.put_revocation(&revocation).await?;
         append(tx.as_mut(), event(&revocation)).await?;
@@ -314,9 +332,9 @@ async fn existing_revocation(
 async fn new_revocation(
     tx: &mut dyn Transaction,
     request: &RevocationRequest,
+    now: i64,
     id: String,
 ) -> Result<Revocation, RevocationError> {
-    let now = unix_seconds(request.now);
     let lifetime = request.writ_lifetime.as_secs() as i64;
     let (revocation_id, issued_until, expires_at) = match &request.target {
         Target::Writ(writ_id) => {
@@ -324,9 +342,19 @@ async fn new_revocation(
                 .writ_revocation_id(writ_id)
                 .await?
                 .ok_or(RevocationError::UnknownWrit)?;
-            (Some(revocation_id), None, Some(expires_at))
+            // A verifier whose clock lags may still honour the writ a little past its expiry.
+            let skew = crate::config::ABSOLUTE_MAX_SKEW.as_secs() as i64;
+            (
+                Some(revocation_id),
+                None,
+                Some(expires_at.saturating_add(skew)),
+            )
         }
-        Target::Task(_) => (None, Some(now), Some(now.saturating_add(lifetime))),
+        Target::Task(_) => {
+            // Covers every writ of the task already stored, even one whose clock ran ahead.
+            let cut_off = now.max(tx.newest_issue(&request.target).await?.unwrap_or(now));
+            (None, Some(cut_off), Some(cut_off.saturating_add(lifetime)))
+        }
         Target::Agent(_) => (None, None, None),
     };
     Ok(Revocation {

@@ -22,13 +22,14 @@ pub(super) struct SqliteBackend {
 }
 
 impl SqliteBackend {
-    pub(super) async fn connect(url: &str) -> Result<SqliteBackend, StoreError> {
+    pub(super) async fn connect(url: &str, create: bool) -> Result<SqliteBackend, StoreError> {
         let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
+            .create_if_missing(create)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5));
         if let Some(parent) = Path::new(options.get_filename()).parent()
+            && create
             && !parent.as_os_str().is_empty()
         {
             std::fs::create_dir_all(parent).map_err(|e| StoreError::Unavailable(e.into()))?;

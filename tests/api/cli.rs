@@ -328,3 +328,139 @@ fn every_command_has_help() {
         assert!(stdout(&output).contains("Usage: writ"), "{command:?}");
     }
 }
+
+/// The admin commands against a running broker: bootstrap from the key directory and database,
+/// grant an auditor, suspend and lift an agent, rotate keys (audited), verify the chain.
+// Several threads: the commands block this test's thread while the broker answers them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_and_audit_commands_work_against_a_running_broker() {
+    let broker = TestBroker::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let key_dir = broker.key_dir();
+    let key_dir = key_dir.to_str().unwrap();
+    let files = [
+        "--database-url",
+        broker.database_url.as_str(),
+        "--key-dir",
+        key_dir,
+    ];
+
+    let refused = writ(
+        dir.path(),
+        &[
+            &["admin", "bootstrap", "--principal", "bad name"][..],
+            &files,
+        ]
+        .concat(),
+    );
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--principal"));
+    let bootstrap = writ(
+        dir.path(),
+        &[
+            &["admin", "bootstrap", "--principal", "alice@example.com"][..],
+            &files,
+        ]
+        .concat(),
+    );
+    assert!(bootstrap.status.success(), "{bootstrap:?}");
+    let admin = stdout(&bootstrap).trim().to_owned();
+    assert!(String::from_utf8_lossy(&bootstrap.stderr).contains("recorded in the audit log"));
+
+    let call = |args: &[&str], token: &str| {
+        Command::new(WRIT)
+            .current_dir(dir.path())
+            .args(args)
+            .args(["--broker", &broker.url])
+            .env("WRIT_ADMIN_TOKEN", token)
+            .output()
+            .unwrap()
+    };
+    let grant = call(
+        &["admin", "grant", "--principal", "eve", "--role", "auditor"],
+        &admin,
+    );
+    assert!(grant.status.success(), "{grant:?}");
+    let auditor = stdout(&grant).trim().to_owned();
+    let not_admin = call(
+        &[
+            "admin",
+            "revoke",
+            "--agent",
+            "k8s:orders/report-bot",
+            "--reason",
+            "r",
+        ],
+        &auditor,
+    );
+    assert!(!not_admin.status.success());
+    assert!(String::from_utf8_lossy(&not_admin.stderr).contains("admin_role_missing"));
+
+    let suspend = call(
+        &[
+            "admin",
+            "revoke",
+            "--agent",
+            "k8s:orders/report-bot",
+            "--reason",
+            "suspected",
+        ],
+        &admin,
+    );
+    assert!(suspend.status.success(), "{suspend:?}");
+    let answer: Value = serde_json::from_str(&stdout(&suspend)).unwrap();
+    assert_eq!(answer["suspended"], true);
+    let refused = broker
+        .request(&broker.orders_identity(), &orders_request())
+        .await;
+    assert_eq!(refused.status(), 403);
+    let lift = call(
+        &[
+            "admin",
+            "lift",
+            "--agent",
+            "k8s:orders/report-bot",
+            "--reason",
+            "ok",
+        ],
+        &admin,
+    );
+    assert!(lift.status.success(), "{lift:?}");
+    assert_eq!(
+        broker
+            .request(&broker.orders_identity(), &orders_request())
+            .await
+            .status(),
+        201
+    );
+
+    let rotated = writ(
+        dir.path(),
+        &[
+            "keys",
+            "rotate",
+            "--key-dir",
+            key_dir,
+            "--database-url",
+            &broker.database_url,
+        ],
+    );
+    assert!(rotated.status.success(), "{rotated:?}");
+    let rotations: Value = broker
+        .admin_get("/v1/audit?action=keys.rotated", &auditor)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        rotations["events"][0]["details"]
+            .as_str()
+            .map(|d| d.contains("\"kid\":2")),
+        Some(true)
+    );
+
+    let verified = writ(dir.path(), &[&["audit", "verify"][..], &files].concat());
+    assert!(verified.status.success(), "{verified:?}");
+    assert!(stdout(&verified).contains("audit chain intact"));
+    broker.stop().await;
+}

@@ -159,11 +159,14 @@ impl TestBroker {
         writ::broker::issue_admin_writ(
             &ring,
             &store,
-            &principal,
-            &roles,
-            std::time::Duration::from_secs(600),
-            "test",
-            writ::audit::actions::ADMIN_BOOTSTRAP,
+            &writ::broker::AdminWritOrder {
+                principal: &principal,
+                roles: &roles,
+                ttl: std::time::Duration::from_secs(600),
+                issued_by: "test",
+                parent_writ_id: None,
+                action: writ::audit::actions::ADMIN_BOOTSTRAP,
+            },
         )
         .await
         .unwrap()

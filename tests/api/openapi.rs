@@ -34,12 +34,16 @@ const METHODS: [&str; 8] = [
     "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE",
 ];
 
-/// Documented responses no test can provoke: `internal` and `mint_failed` need minting itself
-/// (the system's random source, or building a Biscuit token) to fail.
-const UNPROVOKED: [(&str, &str, &str); 3] = [
+/// Documented responses this test does not provoke: `internal` and `mint_failed` need minting
+/// itself (the system's random source, or building a Biscuit token) to fail; the feed's and the
+/// stream's 503 need the database gone for seconds, which
+/// `revocation::a_broker_that_cannot_read_revocations_does_not_vouch_for_them` does.
+const UNPROVOKED: [(&str, &str, &str); 5] = [
     ("POST", "/v1/writs", "500"),
     ("POST", "/v1/revocations", "500"),
     ("POST", "/v1/admin/writs", "500"),
+    ("GET", "/v1/revocations", "503"),
+    ("GET", "/v1/revocations/stream", "503"),
 ];
 
 /// Documented problem types no test can provoke, for the reasons of [`UNPROVOKED`].

@@ -161,7 +161,8 @@ async fn revoking_a_writ_is_idempotent_and_reaches_the_feed(backend: Backend) {
     assert_eq!(first["created"], true);
     assert_eq!(first["live_writs"], 1);
     assert_eq!(first["revoked_by"], "root");
-    assert_eq!(first["expires_at"], issued["expires_at"]);
+    // Served until the writ's expiry plus the largest skew a verifier's clock may have.
+    assert!(first["expires_at"].as_str().unwrap() > issued["expires_at"].as_str().unwrap());
     let inspected = writ_verify::inspect(issued["writ"].as_str().unwrap()).unwrap();
     assert_eq!(
         first["revocation_id"].as_str().unwrap().len(),
@@ -560,5 +561,52 @@ async fn the_stream_sends_the_backlog_a_heartbeat_then_live_entries_and_resumes(
         .await
         .unwrap();
     assert_eq!(bad.status(), 400);
+    broker.stop().await;
+}
+
+/// A broker that cannot read revocations any more stops vouching for them: the feed and the
+/// stream answer 503, readiness fails, and a following verifier's view ages until it refuses.
+#[tokio::test]
+async fn a_broker_that_cannot_read_revocations_does_not_vouch_for_them() {
+    let broker = TestBroker::start_on(Backend::Postgres).await;
+    let feed = format!("{}/v1/revocations", broker.url);
+    assert_eq!(client().get(&feed).send().await.unwrap().status(), 200);
+    broker.drop_postgres_database().await;
+    let mut answered = 0;
+    for _ in 0..100 {
+        answered = client().get(&feed).send().await.unwrap().status().as_u16();
+        if answered == 503 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        answered, 503,
+        "the feed stops once the view is older than a few polls"
+    );
+    let problem: Value = client()
+        .get(&feed)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(problem["type"], "urn:writ:problem:not_ready");
+    let stream = client()
+        .get(format!("{}/v1/revocations/stream", broker.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        problem_type(stream).await,
+        (503, "urn:writ:problem:not_ready".to_owned())
+    );
+    let ready = client()
+        .get(format!("{}/readyz", broker.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
     broker.stop().await;
 }

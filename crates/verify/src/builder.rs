@@ -31,9 +31,10 @@ pub const DEFAULT_MAX_WRIT_BYTES: usize = 32 * 1024;
 pub const DEFAULT_MAX_ATTENUATION_DEPTH: usize = 16;
 /// Default bound on the age of the revocation view, past which every writ is refused.
 pub const DEFAULT_MAX_REVOCATION_STALENESS: Duration = Duration::from_secs(15);
-/// Longest revocation staleness bound accepted: a day (writs live minutes; a longer bound would
-/// mean revocation is not enforced at all).
-pub const MAX_REVOCATION_STALENESS: Duration = Duration::from_secs(24 * 60 * 60);
+/// Longest revocation staleness bound accepted: 30 minutes. Writs live minutes, and a view that
+/// is never older than this cannot miss an entry's replacement (a lifted suspension is served
+/// for 65 minutes), so it never holds a stale entry forever.
+pub const MAX_REVOCATION_STALENESS: Duration = Duration::from_secs(30 * 60);
 /// Default interval between polls of the revocation feed while its stream is down.
 pub const DEFAULT_REVOCATION_POLL_INTERVAL: Duration = Duration::from_secs(1);
 
