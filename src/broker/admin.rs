@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::{Broker, event};
 use crate::admin::{
-    AdminCredential, AdminError, CredentialError, MintedAdminWrit, Principal, Role,
+    AdminCredential, AdminError, CredentialError, MAX_ADMIN_TTL, MintedAdminWrit, Principal, Role,
     mint_admin_writ, verify_admin_writ,
 };
 use crate::audit::{AuditEvent, ChainedEvent, Checkpoint, Outcome, actions};
@@ -235,6 +235,17 @@ impl Broker {
     ) -> Result<MintedAdminWrit, AdminCallError> {
         let principal = Principal::parse(principal)
             .map_err(|error| AdminCallError::InvalidRequest(format!("principal: {error}")))?;
+        // An admin writ never outlives the one it was issued with, so whatever a leaked admin
+        // writ made dies with it at the latest. (An invalid ttl is left for minting to refuse.)
+        let ttl = if ttl.is_zero() || ttl > MAX_ADMIN_TTL {
+            ttl
+        } else {
+            let remaining = admin
+                .expires_at
+                .duration_since(SystemTime::now())
+                .unwrap_or_default();
+            ttl.min(Duration::from_secs(remaining.as_secs().max(1)))
+        };
         let issued = issue_admin_writ(
             &self.keys.current(),
             &self.store,

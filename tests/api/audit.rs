@@ -348,8 +348,14 @@ async fn the_chain_in_the_database_verifies_and_tampering_is_named(backend: Back
 
     // The guard refuses changes; a database owner who lifts it is still caught.
     let url = broker.database_url.clone();
-    let guarded = sqlx_update_fails(&url).await;
-    assert!(guarded, "audit events are append-only");
+    assert!(
+        statement_fails(&url, "UPDATE audit_events SET actor = 'x' WHERE seq = 1").await,
+        "audit events are append-only"
+    );
+    assert!(
+        statement_fails(&url, "DELETE FROM audit_checkpoints").await,
+        "checkpoints are append-only"
+    );
     allow_tampering(&url).await;
     sql(
         &url,
@@ -377,9 +383,8 @@ async fn the_chain_in_the_database_verifies_and_tampering_is_named(backend: Back
 }
 on_both_backends!(the_chain_in_the_database_verifies_and_tampering_is_named);
 
-async fn sqlx_update_fails(url: &str) -> bool {
+async fn statement_fails(url: &str, statement: &'static str) -> bool {
     use sqlx::Connection;
-    let statement = "UPDATE audit_events SET actor = 'x' WHERE seq = 1";
     if url.starts_with("sqlite:") {
         let mut connection = sqlx::SqliteConnection::connect(url).await.unwrap();
         sqlx::query(statement)

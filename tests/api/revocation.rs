@@ -610,3 +610,41 @@ async fn a_broker_that_cannot_read_revocations_does_not_vouch_for_them() {
     assert_eq!(ready.status(), 503);
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn an_admin_writ_never_outlives_the_one_it_was_issued_with() {
+    let broker = TestBroker::start().await;
+    let admin = broker.admin_token("root", &["admin"]).await; // ten minutes
+    let response = broker
+        .admin_post(
+            "/v1/admin/writs",
+            &admin,
+            &json!({ "principal": "svc:ci", "roles": ["auditor"], "ttl": 7200 }),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    let granted: Value = response.json().await.unwrap();
+    let expires = humantime::parse_rfc3339(granted["expires_at"].as_str().unwrap()).unwrap();
+    assert!(
+        expires <= SystemTime::now() + Duration::from_secs(600),
+        "{granted}"
+    );
+
+    let auditor = granted["writ"].as_str().unwrap();
+    let page: Value = broker
+        .admin_get("/v1/audit?action=admin.writ.issued", auditor)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let details: Value =
+        serde_json::from_str(page["events"][0]["details"].as_str().unwrap()).unwrap();
+    assert!(
+        details["parent_writ_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("ad_"),
+        "{details}"
+    );
+    broker.stop().await;
+}
