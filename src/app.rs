@@ -1,7 +1,7 @@
 //! Assembling and running the broker: configuration in, a bound listener and a router out.
 //! Tests build the same [`Application`] on port 0 with a fresh database.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -116,13 +116,28 @@ impl Application {
     ) -> std::io::Result<()> {
         let app = router(self.state, self.request_timeout);
         let shutting_down = self.shutting_down;
+        let mut draining = shutting_down.subscribe();
         let shutdown = async move {
             shutdown.await;
             shutting_down.send_replace(true);
         };
-        let result = axum::serve(self.listener, app)
+        let serving = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
-            .await;
+            .into_future();
+        // In-flight requests get `request_timeout` to finish; a client that stopped reading a
+        // stream or an export must not hold the shutdown forever.
+        let grace = self.request_timeout;
+        let deadline = async move {
+            let _ = draining.wait_for(|down| *down).await;
+            tokio::time::sleep(grace).await;
+        };
+        let result = tokio::select! {
+            result = serving => result,
+            () = deadline => {
+                tracing::warn!("connections still open after the grace period were closed");
+                Ok(())
+            }
+        };
         for task in self.background {
             task.abort();
         }
