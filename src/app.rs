@@ -66,7 +66,7 @@ impl Application {
         check_policy_issuers(&policies, &identities)?;
         let keys = Arc::new(Keys::open(KeyDir::open_or_init(&config.key_dir)?)?);
         let store = store::connect(&config.database_url).await?;
-        let revocations = Registry::new();
+        let revocations = Registry::new(config.revocation_poll);
         revocations.catch_up(&store).await?;
         let listener =
             TcpListener::bind(config.listen)
@@ -98,7 +98,6 @@ impl Application {
             state: AppState {
                 broker: Arc::new(broker),
                 revocation_heartbeat: config.revocation_heartbeat,
-                revocation_max_lag: (config.revocation_poll * 3).max(Duration::from_secs(3)),
                 shutdown,
             },
             background,
@@ -170,7 +169,7 @@ async fn checkpoint(store: &Store, keys: &Keys, signed_up_to: u64) -> Result<u64
     if seq <= signed_up_to {
         return Ok(signed_up_to);
     }
-    let now = crate::broker::now_ms(std::time::SystemTime::now());
+    let now = crate::audit::unix_ms(std::time::SystemTime::now());
     let signed = crate::audit::Checkpoint::sign(&keys.current().active, seq, hash, now)
         .map_err(|e| e.to_string())?;
     store

@@ -479,6 +479,22 @@ mod tests {
     }
 
     #[test]
+    fn too_many_blocks_are_refused_and_the_limit_itself_is_accepted() {
+        let (_temp, _dir, ring) = ring();
+        let now = SystemTime::now();
+        let mut token = mint(&ring.active, &[Role::Admin], now).token;
+        for _ in 1..MAX_ADMIN_CREDENTIAL_BLOCKS {
+            token = append(&token, &ring, BlockBuilder::new());
+        }
+        assert!(verify_admin_writ(&ring, &token, now).is_ok(), "8 blocks verify");
+        let one_more = append(&token, &ring, BlockBuilder::new());
+        assert_eq!(
+            verify_admin_writ(&ring, &one_more, now).unwrap_err(),
+            invalid("too many blocks")
+        );
+    }
+
+    #[test]
     fn an_agent_writ_is_not_an_admin_credential() {
         let (_temp, _dir, ring) = ring();
         let now = SystemTime::now();

@@ -47,9 +47,7 @@ pub struct MintedAdminWrit {
 /// A fresh admin writ id: `ad_` and 128 random bits in hex (the prefix tells it from an agent
 /// writ's `wr_` id in logs and revocation lists).
 pub fn new_admin_writ_id() -> Result<String, AdminError> {
-    let mut bytes = [0u8; 16];
-    getrandom::getrandom(&mut bytes).map_err(|_| AdminError::Random)?;
-    Ok(format!("ad_{}", hex::encode(bytes)))
+    crate::mint::random_id("ad_").map_err(|_| AdminError::Random)
 }
 
 const AUTHORITY: &str = r#"
@@ -99,15 +97,10 @@ pub fn mint_admin_writ(
         builder = builder.fact(fact("role", &[string(role.as_str())]))?;
     }
     let token = builder.build(&key.key_pair)?;
-    let revocation_id = token
-        .revocation_identifiers()
-        .first()
-        .map(hex::encode)
-        .unwrap_or_default();
     Ok(MintedAdminWrit {
         token: token.to_base64()?,
         writ_id,
-        revocation_id,
+        revocation_id: crate::mint::authority_revocation_id(&token),
         root_key_id: key.kid,
         issued_at,
         expires_at,

@@ -77,6 +77,14 @@ pub struct AuditEvent {
     pub details: String,
 }
 
+/// Unix milliseconds, the time of an audit event (0 for a time before 1970).
+pub fn unix_ms(time: std::time::SystemTime) -> i64 {
+    time.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+        })
+}
+
 /// What an actor that could not be identified is recorded as.
 pub const ANONYMOUS: &str = "anonymous";
 
@@ -84,7 +92,7 @@ impl AuditEvent {
     /// An event of `action` by `actor`, made now, with no ids and empty details.
     pub fn new(action: impl Into<String>, outcome: Outcome, actor: impl Into<String>) -> Self {
         AuditEvent {
-            at_ms: chrono::Utc::now().timestamp_millis(),
+            at_ms: unix_ms(std::time::SystemTime::now()),
             action: action.into(),
             outcome,
             actor: actor.into(),

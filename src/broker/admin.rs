@@ -7,12 +7,12 @@ use std::time::{Duration, SystemTime};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Broker, event};
+use super::Broker;
 use crate::admin::{
     AdminCredential, AdminError, CredentialError, MAX_ADMIN_TTL, MintedAdminWrit, Principal, Role,
     mint_admin_writ, verify_admin_writ,
 };
-use crate::audit::{AuditEvent, ChainedEvent, Checkpoint, Outcome, actions};
+use crate::audit::{ANONYMOUS, AuditEvent, ChainedEvent, Checkpoint, Outcome, actions, unix_ms};
 use crate::config::WRIT_LIFETIME_BOUND;
 use crate::keys::unix;
 use crate::policy::TaskName;
@@ -83,38 +83,39 @@ impl Broker {
         action: &str,
     ) -> Result<AdminCredential, AdminCallError> {
         let now = SystemTime::now();
-        let result = self.check_admin(token, role, now);
-        if let Err(error) = &result {
-            // A credential that verified (revoked, or without the role) names who used it.
-            let verified = verify_admin_writ(&self.keys.current(), token, now).ok();
-            let actor = verified
+        let refusal = match verify_admin_writ(&self.keys.current(), token, now) {
+            Ok(credential) => match self.admit(&credential, role) {
+                Ok(()) => return Ok(credential),
+                Err(error) => (Some(credential), error),
+            },
+            Err(error) => (None, error.into()),
+        };
+        let (credential, error) = refusal;
+        // A credential that verified (revoked, or without the role) names who used it.
+        let mut refused = AuditEvent::new(
+            actions::ADMIN_REFUSED,
+            Outcome::Refused,
+            credential
                 .as_ref()
-                .map_or_else(|| "anonymous".to_owned(), |c| c.principal.to_string());
-            let mut refused = event(actions::ADMIN_REFUSED, Outcome::Refused, &actor, now);
-            refused.writ_id = verified.map(|credential| credential.writ_id);
-            refused.reason = Some(error.code().to_owned());
-            refused.details =
-                json!({ "action": action, "required_role": role.as_str() }).to_string();
-            self.audit_best_effort(refused).await;
-        }
-        result
+                .map_or(ANONYMOUS, |c| c.principal.as_str()),
+        )
+        .at(unix_ms(now))
+        .with_reason(error.code())
+        .with_details(json!({ "action": action, "required_role": role.as_str() }));
+        refused.writ_id = credential.map(|credential| credential.writ_id);
+        self.audit_best_effort(refused).await;
+        Err(error)
     }
 
-    fn check_admin(
-        &self,
-        token: &str,
-        role: Role,
-        now: SystemTime,
-    ) -> Result<AdminCredential, AdminCallError> {
-        let credential = verify_admin_writ(&self.keys.current(), token, now)?;
+    /// Whether a verified admin writ may make this call: not revoked, and carrying the role.
+    fn admit(&self, credential: &AdminCredential, role: Role) -> Result<(), AdminCallError> {
         if self
             .revocations
             .revokes_writ(&credential.writ_id, &credential.revocation_ids)
         {
             return Err(AdminCallError::CredentialRevoked);
         }
-        credential.require(role)?;
-        Ok(credential)
+        Ok(credential.require(role)?)
     }
 
     /// Revokes a writ, a task or an agent (which also suspends it), and makes the local view
@@ -208,16 +209,10 @@ impl Broker {
                 lift,
                 WRIT_LIFETIME_BOUND.as_secs() as i64,
                 |revocation| {
-                    let mut lifted = event(
-                        actions::SUSPENSION_LIFTED,
-                        Outcome::Success,
-                        &principal,
-                        now,
-                    );
-                    lifted.agent = Some(agent.clone());
-                    lifted.details =
-                        json!({ "revocation": revocation.id, "reason": reason }).to_string();
-                    lifted
+                    AuditEvent::new(actions::SUSPENSION_LIFTED, Outcome::Success, &principal)
+                        .at(unix_ms(now))
+                        .with_agent(&agent)
+                        .with_details(json!({ "revocation": revocation.id, "reason": reason }))
                 },
             )
             .await?;
@@ -269,18 +264,16 @@ impl Broker {
         query: &AuditQuery,
     ) -> Result<Vec<ChainedEvent>, AdminCallError> {
         let events = self.store.audit_events(query).await?;
-        let mut read = event(
+        let read = AuditEvent::new(
             actions::AUDIT_READ,
             Outcome::Success,
             auditor.principal.as_str(),
-            SystemTime::now(),
-        );
-        read.details = json!({
-            "after": query.after, "limit": query.limit, "agent": query.agent, "task": query.task,
-            "writ_id": query.writ_id, "action": query.action, "since_ms": query.since_ms,
-            "until_ms": query.until_ms, "returned": events.len(),
-        })
-        .to_string();
+        )
+        .with_details(json!({
+            "after": query.after, "limit": query.limit, "agent": query.agent,
+            "task": query.task, "writ_id": query.writ_id, "action": query.action,
+            "since_ms": query.since_ms, "until_ms": query.until_ms, "returned": events.len(),
+        }));
         self.store.append_audit(read).await?;
         Ok(events)
     }
@@ -291,13 +284,12 @@ impl Broker {
         auditor: &AdminCredential,
     ) -> Result<Vec<Checkpoint>, AdminCallError> {
         let checkpoints = self.store.checkpoints().await?;
-        let mut read = event(
+        let read = AuditEvent::new(
             actions::AUDIT_READ,
             Outcome::Success,
             auditor.principal.as_str(),
-            SystemTime::now(),
-        );
-        read.details = json!({ "checkpoints": checkpoints.len() }).to_string();
+        )
+        .with_details(json!({ "checkpoints": checkpoints.len() }));
         self.store.append_audit(read).await?;
         Ok(checkpoints)
     }
@@ -351,15 +343,15 @@ pub async fn issue_admin_writ(
         issued_at: unix(minted.issued_at) as i64,
         expires_at: unix(minted.expires_at) as i64,
     };
-    let mut issued = event(action, Outcome::Success, issued_by, now);
-    issued.writ_id = Some(minted.writ_id.clone());
-    issued.details = json!({
-        "principal": principal.as_str(), "roles": roles, "ttl": ttl.as_secs(),
-        "root_key_id": minted.root_key_id, "expires_at": record.expires_at,
-        // The admin writ that made this one: revoking a leaked admin writ starts here.
-        "parent_writ_id": parent_writ_id,
-    })
-    .to_string();
+    let issued = AuditEvent::new(action, Outcome::Success, issued_by)
+        .at(unix_ms(now))
+        .with_writ(&minted.writ_id)
+        .with_details(json!({
+            "principal": principal.as_str(), "roles": roles, "ttl": ttl.as_secs(),
+            "root_key_id": minted.root_key_id, "expires_at": record.expires_at,
+            // The admin writ that made this one: revoking a leaked admin writ starts here.
+            "parent_writ_id": parent_writ_id,
+        }));
     store.record_admin_writ(&record, issued).await?;
     Ok(minted)
 }
@@ -376,31 +368,25 @@ fn admin_event(
         }
         _ => Outcome::Refused,
     };
-    let mut failed = event(action, outcome, admin.principal.as_str(), now);
-    failed.reason = Some(error.code().to_owned());
-    failed
+    AuditEvent::new(action, outcome, admin.principal.as_str())
+        .at(unix_ms(now))
+        .with_reason(error.code())
 }
 
 fn revocation_event(principal: &str, outcome: &RevocationOutcome, now: SystemTime) -> AuditEvent {
     let revocation = &outcome.revocation;
-    let mut revoked = event(
-        actions::REVOCATION_CREATED,
-        Outcome::Success,
-        principal,
-        now,
-    );
+    let revoked = AuditEvent::new(actions::REVOCATION_CREATED, Outcome::Success, principal)
+        .at(unix_ms(now))
+        .with_details(json!({
+            "revocation": revocation.id, "target": revocation.target.kind(), "seq": revocation.seq,
+            "created": outcome.created, "live_writs": outcome.live_writs,
+            "reason": revocation.reason, "suspended": revocation.is_suspension(),
+        }));
     match &revocation.target {
-        Target::Writ(writ_id) => revoked.writ_id = Some(writ_id.clone()),
-        Target::Task(task) => revoked.task = Some(task.clone()),
-        Target::Agent(agent) => revoked.agent = Some(agent.clone()),
+        Target::Writ(writ_id) => revoked.with_writ(writ_id),
+        Target::Task(task) => revoked.with_task(task),
+        Target::Agent(agent) => revoked.with_agent(agent),
     }
-    revoked.details = json!({
-        "revocation": revocation.id, "target": revocation.target.kind(), "seq": revocation.seq,
-        "created": outcome.created, "live_writs": outcome.live_writs,
-        "reason": revocation.reason, "suspended": revocation.is_suspension(),
-    })
-    .to_string();
-    revoked
 }
 
 fn revocation_target(request: &RevokeRequest) -> Result<Target, AdminCallError> {

@@ -10,12 +10,12 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use serde_json::json;
 
-use super::{Broker, event};
-use crate::audit::{AuditEvent, Outcome, actions};
+use super::Broker;
+use crate::audit::{ANONYMOUS, AuditEvent, Outcome, actions, unix_ms};
 use crate::identity::{Identity, IdentityError};
 use crate::keys::{KeyRing, unix};
 use crate::mint::{self, MintError, WritContents};
-use crate::policy::{RawWritRequest, Refusal, RequestError, Subject, WritRequest};
+use crate::policy::{RawWritRequest, Refusal, RequestError, Subject, TaskName, WritRequest};
 use crate::store::{IssuedWrit, RightRecord, StoreError};
 
 /// Why no writ was issued.
@@ -73,13 +73,10 @@ impl Broker {
         match self.identities.verify(identity_token, now).await {
             Ok(identity) => Ok(identity),
             Err(error) => {
-                let mut refused = event(
-                    actions::IDENTITY_REFUSED,
-                    Outcome::Refused,
-                    "anonymous",
-                    now,
-                );
-                refused.reason = Some(error.code().to_owned());
+                let refused =
+                    AuditEvent::new(actions::IDENTITY_REFUSED, Outcome::Refused, ANONYMOUS)
+                        .at(unix_ms(now))
+                        .with_reason(error.code());
                 self.audit_best_effort(refused).await;
                 Err(error.into())
             }
@@ -182,11 +179,12 @@ impl Broker {
 }
 
 fn issued_event(record: &IssuedWrit, policy: &str, ttl: Duration, now: SystemTime) -> AuditEvent {
-    let mut issued = event(actions::WRIT_ISSUED, Outcome::Success, &record.agent, now);
-    issued.writ_id = Some(record.writ_id.clone());
-    issued.task = Some(record.task.clone());
-    issued.agent = Some(record.agent.clone());
-    issued.details = json!({
+    AuditEvent::new(actions::WRIT_ISSUED, Outcome::Success, &record.agent)
+        .at(unix_ms(now))
+        .with_writ(&record.writ_id)
+        .with_task(&record.task)
+        .with_agent(&record.agent)
+        .with_details(json!({
         "issuer": record.issuer,
         "subject": record.subject,
         "policy": policy,
@@ -195,9 +193,7 @@ fn issued_event(record: &IssuedWrit, policy: &str, ttl: Duration, now: SystemTim
         "ttl": ttl.as_secs(),
         "root_key_id": record.root_key_id,
         "expires_at": record.expires_at,
-    })
-    .to_string();
-    issued
+        }))
 }
 
 /// The audit event of a refused issuance: the accepted identity, what was asked (the task only
@@ -212,16 +208,15 @@ fn refusal_event(
         IssueError::Mint(_) | IssueError::Storage(_) => Outcome::Failed,
         _ => Outcome::Refused,
     };
-    let mut refused = event(actions::WRIT_REFUSED, outcome, &identity.agent, now);
-    refused.agent = Some(identity.agent.clone());
-    refused.task = crate::policy::TaskName::parse(&raw.task)
-        .ok()
-        .map(|task| task.to_string());
-    refused.reason = Some(error.code().to_owned());
     let mut details = json!({ "issuer": identity.issuer, "subject": identity.subject });
     if let IssueError::Refused(refusal) = error {
         details["refusal"] = json!(refusal);
     }
-    refused.details = details.to_string();
+    let mut refused = AuditEvent::new(actions::WRIT_REFUSED, outcome, &identity.agent)
+        .at(unix_ms(now))
+        .with_agent(&identity.agent)
+        .with_reason(error.code())
+        .with_details(details);
+    refused.task = TaskName::parse(&raw.task).ok().map(|task| task.to_string());
     refused
 }

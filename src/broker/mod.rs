@@ -5,7 +5,6 @@ mod admin;
 mod issue;
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
 pub use admin::{AdminCallError, AdminWritOrder, RevokeRequest, issue_admin_writ};
 pub use issue::{IssueError, IssuedWritResponse};
@@ -34,32 +33,5 @@ impl Broker {
         if let Err(error) = self.store.append_audit(event).await {
             tracing::error!(%error, %action, "audit event could not be recorded");
         }
-    }
-}
-
-/// Unix milliseconds for audit events.
-pub(crate) fn now_ms(now: SystemTime) -> i64 {
-    now.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_millis() as i64)
-        .unwrap_or_default()
-}
-
-/// A new event with nothing but who, what and how it ended.
-pub(crate) fn event(
-    action: &str,
-    outcome: crate::audit::Outcome,
-    actor: &str,
-    now: SystemTime,
-) -> AuditEvent {
-    AuditEvent {
-        at_ms: now_ms(now),
-        action: action.to_owned(),
-        outcome,
-        actor: actor.to_owned(),
-        writ_id: None,
-        task: None,
-        agent: None,
-        reason: None,
-        details: "{}".to_owned(),
     }
 }

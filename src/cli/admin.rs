@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
-use super::{CliResult, default_key_dir, error_chain};
+use super::{CliResult, credential_client, default_key_dir, error_chain};
 use crate::admin::{DEFAULT_ADMIN_TTL, Principal, Role};
 use crate::audit::actions;
 use crate::keys::KeyDir;
@@ -80,7 +80,7 @@ pub struct BootstrapArgs {
 }
 
 /// A running broker and the admin writ to call it with.
-#[derive(Debug, Args)]
+#[derive(Args)]
 pub struct BrokerCall {
     /// The broker's base URL.
     #[arg(long, env = "WRIT_BROKER", default_value = "http://127.0.0.1:8080")]
@@ -88,6 +88,16 @@ pub struct BrokerCall {
     /// The admin writ (from `writ admin bootstrap` or `writ admin grant`).
     #[arg(long, env = "WRIT_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: String,
+}
+
+/// The admin writ is a credential: never in debug output.
+impl std::fmt::Debug for BrokerCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerCall")
+            .field("broker", &self.broker)
+            .field("admin_token", &"<redacted>")
+            .finish()
+    }
 }
 
 #[derive(Debug, Args)]
@@ -223,11 +233,7 @@ async fn call(call: &BrokerCall, path: &str, body: Value) -> CliResult {
 }
 
 async fn post(call: &BrokerCall, path: &str, body: Value) -> Result<Value, String> {
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(30))
-        .build()
-        .map_err(|e| e.to_string())?;
+    let client = credential_client(Some(Duration::from_secs(30)))?;
     let url = format!("{}{path}", call.broker.trim_end_matches('/'));
     let response = client
         .post(&url)
@@ -249,4 +255,20 @@ async fn post(call: &BrokerCall, path: &str, body: Value) -> Result<Value, Strin
         ));
     }
     Ok(answer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_admin_writ_never_shows_in_debug_output() {
+        let call = BrokerCall {
+            broker: "http://127.0.0.1:8080".into(),
+            admin_token: "En0KE3dyaXRfYWRtaW4".into(),
+        };
+        let shown = format!("{call:?}");
+        assert!(!shown.contains("En0KE3dyaXRfYWRtaW4"), "{shown}");
+        assert!(shown.contains("<redacted>"));
+    }
 }

@@ -94,6 +94,17 @@ fn read_arg_or_stdin(value: &str) -> Result<String, String> {
     }
 }
 
+/// An HTTP client for calls that carry a credential: it goes to the broker named, never to a
+/// redirect target.
+fn credential_client(timeout: Option<std::time::Duration>) -> Result<reqwest::Client, String> {
+    let builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+    let builder = match timeout {
+        Some(timeout) => builder.timeout(timeout),
+        None => builder,
+    };
+    builder.build().map_err(|e| e.to_string())
+}
+
 /// An error and its causes on one line ("error sending request: connection refused").
 fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Args;
 use serde_json::{Value, json};
 
-use super::CliResult;
+use super::{CliResult, credential_client};
 
 #[derive(Debug, Args)]
 pub struct RequestArgs {
@@ -41,11 +41,7 @@ pub async fn run(args: RequestArgs) -> CliResult {
     let identity = read_identity(&args)?;
     let body = request_body(&args)?;
     let url = format!("{}/v1/writs", args.broker.trim_end_matches('/'));
-    // The identity token is a credential: it goes to the broker named, never to a redirect target.
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| e.to_string())?;
+    let client = credential_client(None)?;
     let response = client
         .post(&url)
         .bearer_auth(identity.trim())

@@ -52,7 +52,7 @@ pub async fn events(
     params: Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let auditor = authorize(&state, &headers, Role::Auditor, actions::AUDIT_READ).await?;
-    let Query(params) = params.map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
+    let Query(params) = params?;
     let export = match params.format.as_deref() {
         None | Some("json") => false,
         Some("jsonl") => true,
@@ -160,7 +160,7 @@ fn to_query(params: AuditParams) -> Result<AuditQuery, ApiError> {
 fn parse_time(text: &str) -> Result<i64, ApiError> {
     let time = humantime::parse_rfc3339_weak(text)
         .map_err(|_| ApiError::InvalidRequest(format!("{text:?} is not an RFC 3339 time")))?;
-    Ok(crate::broker::now_ms(time))
+    Ok(crate::audit::unix_ms(time))
 }
 
 #[derive(Debug, Serialize)]

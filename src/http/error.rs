@@ -51,6 +51,12 @@ impl From<IssueError> for ApiError {
     }
 }
 
+impl From<axum::extract::rejection::QueryRejection> for ApiError {
+    fn from(rejection: axum::extract::rejection::QueryRejection) -> Self {
+        ApiError::InvalidRequest(rejection.body_text())
+    }
+}
+
 impl From<AdminCallError> for ApiError {
     fn from(error: AdminCallError) -> Self {
         match error {

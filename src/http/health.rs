@@ -24,11 +24,7 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
         }
         Err(_) => return Err(ApiError::NotReady("storage did not answer in time".into())),
     }
-    if !state
-        .broker
-        .revocations
-        .is_current(state.revocation_max_lag)
-    {
+    if !state.broker.revocations.is_current() {
         return Err(super::revocations::stale_view());
     }
     if !state.broker.keys.usable() {

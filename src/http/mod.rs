@@ -35,9 +35,6 @@ pub struct AppState {
     pub broker: Arc<Broker>,
     /// How often the revocation stream sends a heartbeat.
     pub revocation_heartbeat: Duration,
-    /// How old the broker's revocation view may get before the feed, the stream and readiness
-    /// say it is not current (a few poll intervals).
-    pub revocation_max_lag: Duration,
     /// Turns true when the broker starts shutting down: long-lived streams end, so the
     /// graceful shutdown does not wait on them forever.
     pub shutdown: tokio::sync::watch::Receiver<bool>,

@@ -30,7 +30,7 @@ const STREAM_PAGE: usize = 200;
 
 /// A revocation as admins see it: the feed entry and who, when and why.
 #[derive(Debug, Serialize)]
-pub struct RevocationView {
+pub struct RevocationRecord {
     #[serde(flatten)]
     pub entry: RevocationEntry,
     pub reason: String,
@@ -43,9 +43,9 @@ pub struct RevocationView {
     pub lifted_at: Option<String>,
 }
 
-impl From<&Revocation> for RevocationView {
+impl From<&Revocation> for RevocationRecord {
     fn from(revocation: &Revocation) -> Self {
-        RevocationView {
+        RevocationRecord {
             entry: revocation.to_entry(),
             reason: revocation.reason.clone(),
             revoked_by: revocation.revoked_by.clone(),
@@ -60,7 +60,7 @@ impl From<&Revocation> for RevocationView {
 #[derive(Debug, Serialize)]
 pub struct RevokeResponse {
     #[serde(flatten)]
-    pub revocation: RevocationView,
+    pub revocation: RevocationRecord,
     /// False when an equivalent revocation was already in force.
     pub created: bool,
     /// Writs of the target that had not yet expired.
@@ -83,7 +83,7 @@ pub async fn revoke(
     Ok((
         status,
         Json(RevokeResponse {
-            revocation: RevocationView::from(&outcome.revocation),
+            revocation: RevocationRecord::from(&outcome.revocation),
             created: outcome.created,
             live_writs: outcome.live_writs,
         }),
@@ -108,7 +108,7 @@ pub async fn lift(
         .broker
         .lift_suspension(&admin, &request.agent, &request.reason)
         .await?;
-    Ok(Json(RevocationView::from(&lifted)))
+    Ok(Json(RevocationRecord::from(&lifted)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -124,18 +124,14 @@ pub async fn feed(
     State(state): State<AppState>,
     query: Result<Query<FeedQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
+    let Query(query) = query?;
     let limit = query.limit.unwrap_or(MAX_PAGE);
     if limit == 0 || limit > MAX_PAGE {
         return Err(ApiError::InvalidRequest(format!(
             "limit must be between 1 and {MAX_PAGE}"
         )));
     }
-    if !state
-        .broker
-        .revocations
-        .is_current(state.revocation_max_lag)
-    {
+    if !state.broker.revocations.is_current() {
         return Err(stale_view());
     }
     let page = state
@@ -161,7 +157,7 @@ pub async fn stream(
     headers: HeaderMap,
     query: Result<Query<StreamQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
+    let Query(query) = query?;
     let after = match headers.get("last-event-id") {
         Some(value) => value
             .to_str()
@@ -170,18 +166,13 @@ pub async fn stream(
             .ok_or_else(|| ApiError::InvalidRequest("Last-Event-ID must be a number".into()))?,
         None => query.after.unwrap_or(0),
     };
-    if !state
-        .broker
-        .revocations
-        .is_current(state.revocation_max_lag)
-    {
+    if !state.broker.revocations.is_current() {
         return Err(stale_view());
     }
     let events = revocation_events(
         std::sync::Arc::clone(&state.broker.revocations),
         after,
         state.revocation_heartbeat,
-        state.revocation_max_lag,
         state.shutdown.clone(),
     );
     Ok(([(header::CACHE_CONTROL, "no-store")], Sse::new(events)))
@@ -193,7 +184,6 @@ struct Follower {
     shutdown: tokio::sync::watch::Receiver<bool>,
     cursor: u64,
     heartbeat: Duration,
-    max_lag: Duration,
     pending: std::collections::VecDeque<Event>,
     /// When the last heartbeat went out (`None`: not yet).
     last_heartbeat: Option<tokio::time::Instant>,
@@ -203,7 +193,6 @@ fn revocation_events(
     registry: std::sync::Arc<Registry>,
     after: u64,
     heartbeat: Duration,
-    max_lag: Duration,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     let changes = registry.subscribe();
@@ -213,7 +202,6 @@ fn revocation_events(
         shutdown,
         cursor: after,
         heartbeat,
-        max_lag,
         pending: Default::default(),
         last_heartbeat: None,
     };
@@ -245,7 +233,7 @@ impl Follower {
                 .last_heartbeat
                 .is_none_or(|sent| sent.elapsed() >= self.heartbeat);
             if heartbeat_due {
-                if !self.registry.is_current(self.max_lag) {
+                if !self.registry.is_current() {
                     // This broker cannot read revocations: end the stream rather than vouch
                     // for a view it cannot keep (the verifier polls, or tries another replica).
                     return None;

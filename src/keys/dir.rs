@@ -261,7 +261,8 @@ pub fn unix(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-fn rfc3339(unix_seconds: u64) -> String {
+/// An RFC 3339 time in whole seconds, as every time in the writ format is written.
+pub fn rfc3339(unix_seconds: u64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(unix_seconds)).to_string()
 }
 

@@ -120,14 +120,18 @@ pub fn mint(key: &SigningKey, contents: &WritContents<'_>) -> Result<MintedWrit,
         }
     }
     let token = builder.build(&key.key_pair)?;
-    let revocation_id = token
-        .revocation_identifiers()
-        .first()
-        .map(hex::encode)
-        .unwrap_or_default();
     Ok(MintedWrit {
         token: token.to_base64()?,
         root_key_id: key.kid,
-        revocation_id,
+        revocation_id: authority_revocation_id(&token),
     })
+}
+
+/// The hex revocation id of a token's authority block: revoking it revokes every attenuation.
+pub fn authority_revocation_id(token: &Biscuit) -> String {
+    token
+        .revocation_identifiers()
+        .first()
+        .map(hex::encode)
+        .unwrap_or_default()
 }

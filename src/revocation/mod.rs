@@ -147,9 +147,9 @@ pub fn new_revocation_id() -> Result<String, crate::mint::MintError> {
     crate::mint::random_id("rv_")
 }
 
+/// RFC 3339 for a stored unix time (a negative one, which the broker never stores, as 1970).
 pub fn rfc3339(unix_seconds: i64) -> String {
-    let time = SystemTime::UNIX_EPOCH + Duration::from_secs(unix_seconds.max(0) as u64);
-    humantime::format_rfc3339_seconds(time).to_string()
+    crate::keys::rfc3339(u64::try_from(unix_seconds).unwrap_or_default())
 }
 
 pub fn unix_seconds(time: SystemTime) -> i64 {

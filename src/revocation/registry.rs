@@ -36,15 +36,20 @@ pub struct Registry {
     /// When the database was last read successfully: a view that cannot be kept current must
     /// not tell verifiers it is.
     synced_at: RwLock<Option<Instant>>,
+    /// How old the last read may be before the view is not current.
+    max_lag: Duration,
 }
 
 impl Registry {
-    pub fn new() -> Arc<Registry> {
+    /// A view re-read every `poll`; it counts as current while its last read is no older than
+    /// three polls (at least 3 s), so one slow read does not stop the feed.
+    pub fn new(poll: Duration) -> Arc<Registry> {
         Arc::new(Registry {
             state: RwLock::new(State::default()),
             changed: watch::Sender::new(0),
             catching_up: Mutex::new(()),
             synced_at: RwLock::new(None),
+            max_lag: (poll * 3).max(Duration::from_secs(3)),
         })
     }
 
@@ -82,12 +87,12 @@ impl Registry {
         Ok(changed)
     }
 
-    /// Whether the view was read from the database within `max_lag`.
-    pub fn is_current(&self, max_lag: Duration) -> bool {
+    /// Whether the view was read from the database recently enough to vouch for it.
+    pub fn is_current(&self) -> bool {
         self.synced_at
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .is_some_and(|synced| synced.elapsed() <= max_lag)
+            .is_some_and(|synced| synced.elapsed() <= self.max_lag)
     }
 
     /// The highest seq read.

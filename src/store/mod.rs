@@ -188,21 +188,37 @@ impl Store {
         let mut tx = self.backend.begin_write().await?;
         // Read the clock under the lock: every writ committed before this point is covered.
         let now = unix_seconds(SystemTime::now()).max(unix_seconds(request.now));
-        let outcome = match existing_revocation(tx.as_mut(), &request.target).await? {
-            Some(revocation) => RevocationOutcome {
-                live_writs: tx.count_live(&request.target, now).await?,
-                revocation,
-                created: false,
-            },
+        let target = &request.target;
+        let revoked_writ = match target {
+            Target::Writ(writ_id) => Some(
+                tx.writ_revocation_id(writ_id)
+                    .await?
+                    .ok_or(RevocationError::UnknownWrit)?,
+            ),
+            Target::Task(_) | Target::Agent(_) => None,
+        };
+        let newest_issue = match target {
+            Target::Writ(_) => None,
+            Target::Task(_) | Target::Agent(_) => tx.newest_issue(target).await?,
+        };
+        let in_force = tx
+            .latest_revocation(target)
+            .await?
+            .filter(|latest| covers_everything(latest, newest_issue));
+        let (revocation, created) = match in_force {
+            Some(revocation) => (revocation, false),
             None => {
-                let revocation = new_revocation(tx.as_mut(), request, now, new_id).await?;
+                let seq = tx.revocation_head().await? + 1;
+                let revocation =
+                    new_revocation(request, now, new_id, seq, revoked_writ, newest_issue);
                 tx.put_revocation(&revocation).await?;
-                RevocationOutcome {
-                    live_writs: tx.count_live(&request.target, now).await?,
-                    revocation,
-                    created: true,
-                }
+                (revocation, true)
             }
+        };
+        let outcome = RevocationOutcome {
+            live_writs: tx.count_live(target, now).await?,
+            revocation,
+            created,
         };
         append(tx.as_mut(), event(&outcome)).await?;
         tx.commit().await?;
@@ -290,58 +306,52 @@ impl Store {
 
 /// Appends `event` to the chain inside `tx` (which holds the chain lock).
 async fn append(tx: &mut dyn Transaction, event: AuditEvent) -> Result<u64, StoreError> {
-    let (head, prev_hash) = tx.audit_head().await?;
-    let seq = head + 1;
-    let hash = crate::audit::link(&prev_hash, seq, &event);
-    tx.insert_audit(&ChainedEvent {
-        seq,
-        event,
-        prev_hash,
-        hash,
-    })
-    .await?;
-    Ok(seq)
+    let seqs = append_all(tx, vec![event]).await?;
+    Ok(seqs.first().copied().unwrap_or_default())
 }
 
-/// The entry already in force for `target`, if a new one would change nothing.
-async fn existing_revocation(
+/// Appends `events` in order inside `tx` (which holds the chain lock), reading the head once;
+/// returns their chain positions.
+async fn append_all(
     tx: &mut dyn Transaction,
-    target: &Target,
-) -> Result<Option<Revocation>, RevocationError> {
-    if let Target::Writ(writ_id) = target
-        && tx.writ_revocation_id(writ_id).await?.is_none()
-    {
-        return Err(RevocationError::UnknownWrit);
+    events: Vec<AuditEvent>,
+) -> Result<Vec<u64>, StoreError> {
+    let mut head = tx.audit_head().await?;
+    let mut seqs = Vec::with_capacity(events.len());
+    for event in events {
+        let chained = ChainedEvent::after(head, event);
+        tx.insert_audit(&chained).await?;
+        head = (chained.seq, chained.hash);
+        seqs.push(chained.seq);
     }
-    let Some(latest) = tx.latest_revocation(target).await? else {
-        return Ok(None);
-    };
-    let covers_everything = match (target, latest.issued_until) {
-        (Target::Writ(_), _) | (Target::Agent(_), None) => true,
+    Ok(seqs)
+}
+
+/// Whether the latest entry for a target already covers every writ of it issued so far, so a
+/// new one would change nothing. `newest_issue` is the newest stored writ of a task or agent.
+fn covers_everything(latest: &Revocation, newest_issue: Option<i64>) -> bool {
+    match (&latest.target, latest.issued_until) {
+        (Target::Writ(_), _) | (Target::Agent(_), None) | (Target::Task(_), None) => true,
         // A lifted suspension no longer stops issuance: revoking the agent again suspends it anew.
         (Target::Agent(_), Some(_)) => false,
-        (Target::Task(_), None) => true,
-        (Target::Task(_), Some(cut_off)) => tx
-            .newest_issue(target)
-            .await?
-            .is_none_or(|newest| newest <= cut_off),
-    };
-    Ok(covers_everything.then_some(latest))
+        (Target::Task(_), Some(cut_off)) => newest_issue.is_none_or(|newest| newest <= cut_off),
+    }
 }
 
-async fn new_revocation(
-    tx: &mut dyn Transaction,
+/// A new entry for `request`, cut off at `now` or at the newest stored writ of the target,
+/// whichever is later (a writ whose issuer's clock ran ahead is covered too).
+fn new_revocation(
     request: &RevocationRequest,
     now: i64,
     id: String,
-) -> Result<Revocation, RevocationError> {
+    seq: u64,
+    revoked_writ: Option<(String, i64)>,
+    newest_issue: Option<i64>,
+) -> Revocation {
     let lifetime = request.writ_lifetime.as_secs() as i64;
-    let (revocation_id, issued_until, expires_at) = match &request.target {
-        Target::Writ(writ_id) => {
-            let (revocation_id, expires_at) = tx
-                .writ_revocation_id(writ_id)
-                .await?
-                .ok_or(RevocationError::UnknownWrit)?;
+    let cut_off = now.max(newest_issue.unwrap_or(now));
+    let (revocation_id, issued_until, expires_at) = match (&request.target, revoked_writ) {
+        (Target::Writ(_), Some((revocation_id, expires_at))) => {
             // A verifier whose clock lags may still honour the writ a little past its expiry.
             let skew = crate::config::ABSOLUTE_MAX_SKEW.as_secs() as i64;
             (
@@ -350,16 +360,12 @@ async fn new_revocation(
                 Some(expires_at.saturating_add(skew)),
             )
         }
-        Target::Task(_) => {
-            // Covers every writ of the task already stored, even one whose clock ran ahead.
-            let cut_off = now.max(tx.newest_issue(&request.target).await?.unwrap_or(now));
-            (None, Some(cut_off), Some(cut_off.saturating_add(lifetime)))
-        }
-        Target::Agent(_) => (None, None, None),
+        (Target::Task(_), _) => (None, Some(cut_off), Some(cut_off.saturating_add(lifetime))),
+        (Target::Agent(_), _) | (Target::Writ(_), None) => (None, None, None),
     };
-    Ok(Revocation {
+    Revocation {
         id,
-        seq: tx.revocation_head().await? + 1,
+        seq,
         target: request.target.clone(),
         revocation_id,
         issued_until,
@@ -368,5 +374,5 @@ async fn new_revocation(
         revoked_by: request.by.clone(),
         revoked_at: now,
         lifted: None,
-    })
+    }
 }

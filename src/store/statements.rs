@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use sqlx::{Postgres, Sqlite};
 
 use super::backend::Transaction;
-use super::rows::{self, encode_json};
+use super::rows::{self, Row, encode_json};
 use super::{AuditQuery, IssuedAdminWrit, IssuedWrit, StoreError};
 use crate::audit::{ChainHash, ChainedEvent, Checkpoint};
 use crate::revocation::{Revocation, Target};
@@ -142,11 +142,8 @@ macro_rules! impl_transaction {
                     .bind(writ_id)
                     .fetch_optional(&mut *self.inner)
                     .await?;
-                row.map(|row| {
-                    use rows::Row;
-                    Ok((row.text("revocation_id")?, row.int("expires_at")?))
-                })
-                .transpose()
+                row.map(|row| Ok((row.text("revocation_id")?, row.int("expires_at")?)))
+                    .transpose()
             }
 
             async fn audit_head(&mut self) -> Result<(u64, ChainHash), StoreError> {
@@ -157,7 +154,6 @@ macro_rules! impl_transaction {
                 match row {
                     None => Ok((0, ChainHash::GENESIS)),
                     Some(row) => {
-                        use rows::Row;
                         let hash = row
                             .text("hash")?
                             .parse()
@@ -235,7 +231,6 @@ macro_rules! impl_transaction {
                 let row = sqlx::query("SELECT MAX(seq) AS head FROM revocations")
                     .fetch_one(&mut *self.inner)
                     .await?;
-                use rows::Row;
                 Ok(row.optional_int("head")?.unwrap_or(0).max(0) as u64)
             }
 
@@ -297,7 +292,6 @@ macro_rules! impl_transaction {
                     .bind(target.value())
                     .fetch_one(&mut *self.inner)
                     .await?;
-                use rows::Row;
                 row.optional_int("newest")
             }
 
@@ -307,7 +301,6 @@ macro_rules! impl_transaction {
                     .bind(now)
                     .fetch_one(&mut *self.inner)
                     .await?;
-                use rows::Row;
                 row.unsigned("live")
             }
         }

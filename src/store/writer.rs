@@ -13,7 +13,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 use super::backend::Backend;
-use super::{IssuedWrit, StoreError, append};
+use super::{IssuedWrit, StoreError, append_all};
 use crate::audit::AuditEvent;
 
 /// The most jobs committed in one transaction.
@@ -92,13 +92,11 @@ async fn commit_all(
     jobs: &[(&Option<IssuedWrit>, &AuditEvent)],
 ) -> Result<Vec<u64>, StoreError> {
     let mut tx = backend.begin_write().await?;
-    let mut seqs = Vec::with_capacity(jobs.len());
-    for (writ, event) in jobs {
-        if let Some(writ) = writ {
-            tx.insert_writ(writ).await?;
-        }
-        seqs.push(append(tx.as_mut(), (*event).clone()).await?);
+    for writ in jobs.iter().filter_map(|(writ, _)| writ.as_ref()) {
+        tx.insert_writ(writ).await?;
     }
+    let events = jobs.iter().map(|(_, event)| (*event).clone()).collect();
+    let seqs = append_all(tx.as_mut(), events).await?;
     tx.commit().await?;
     Ok(seqs)
 }

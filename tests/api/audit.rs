@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, Setup, TestBroker, client, orders_request};
+use crate::helpers::{
+    Backend, Setup, TestBroker, WRIT, count, execute_sql, make_audit_inserts_fail, orders_request,
+    sql_fails,
+};
 use crate::on_both_backends;
-
-const WRIT: &str = env!("CARGO_BIN_EXE_writ");
 
 fn audit_verify(broker: &TestBroker, extra: &[&str]) -> Output {
     std::process::Command::new(WRIT)
@@ -24,45 +25,30 @@ fn audit_verify(broker: &TestBroker, extra: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `writ audit verify --export <path>`.
+fn verify_export(path: &Path) -> Output {
+    std::process::Command::new(WRIT)
+        .args(["audit", "verify", "--export"])
+        .arg(path)
+        .output()
+        .unwrap()
+}
+
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 async fn events(broker: &TestBroker, auditor: &str, query: &str) -> Vec<Value> {
-    let page: Value = broker
-        .admin_get(&format!("/v1/audit?limit=1000&{query}"), auditor)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let page = broker
+        .admin_get_json(&format!("/v1/audit?limit=1000&{query}"), auditor)
+        .await;
     page["events"].as_array().unwrap().clone()
-}
-
-async fn sql(url: &str, statements: &[&str]) {
-    use sqlx::Connection;
-    if url.starts_with("sqlite:") {
-        let mut connection = sqlx::SqliteConnection::connect(url).await.unwrap();
-        for statement in statements {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(*statement))
-                .execute(&mut connection)
-                .await
-                .unwrap();
-        }
-    } else {
-        let mut connection = sqlx::PgConnection::connect(url).await.unwrap();
-        for statement in statements {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(*statement))
-                .execute(&mut connection)
-                .await
-                .unwrap();
-        }
-    }
 }
 
 /// What a database owner could do that the broker never does: lift the append-only guard.
 async fn allow_tampering(url: &str) {
     if url.starts_with("sqlite:") {
-        sql(
+        execute_sql(
             url,
             &[
                 "DROP TRIGGER audit_events_no_update",
@@ -71,7 +57,7 @@ async fn allow_tampering(url: &str) {
         )
         .await;
     } else {
-        sql(
+        execute_sql(
             url,
             &["DROP TRIGGER audit_events_no_change ON audit_events"],
         )
@@ -206,26 +192,20 @@ async fn the_audit_log_filters_and_pages() {
     let past = events(&broker, &auditor, "until=2000-01-01T00:00:00Z").await;
     assert!(past.is_empty());
 
-    let page: Value = broker
-        .admin_get("/v1/audit?action=writ.issued&limit=2", &auditor)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let page = broker
+        .admin_get_json("/v1/audit?action=writ.issued&limit=2", &auditor)
+        .await;
     assert_eq!(page["events"].as_array().unwrap().len(), 2);
     assert_eq!(page["more"], true);
-    let next: Value = broker
-        .admin_get(
+    let next = broker
+        .admin_get_json(
             &format!(
                 "/v1/audit?action=writ.issued&limit=2&after={}",
                 page["next_after"]
             ),
             &auditor,
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(next["events"].as_array().unwrap().len(), 1);
     assert_eq!(next["more"], false);
 
@@ -235,6 +215,7 @@ async fn the_audit_log_filters_and_pages() {
         "since=yesterday",
         "format=xml",
         "colour=red",
+        "after=18446744073709551615",
     ] {
         let response = broker
             .admin_get(&format!("/v1/audit?{bad}"), &auditor)
@@ -262,14 +243,7 @@ async fn an_export_verifies_offline_and_names_the_altered_line() {
     let dir = tempfile::tempdir().unwrap();
     let intact = dir.path().join("intact.jsonl");
     std::fs::write(&intact, &export).unwrap();
-    let verify = |path: &Path| {
-        std::process::Command::new(WRIT)
-            .args(["audit", "verify", "--export"])
-            .arg(path)
-            .output()
-            .unwrap()
-    };
-    let ok = verify(&intact);
+    let ok = verify_export(&intact);
     assert!(ok.status.success(), "{}", stdout(&ok));
     assert!(stdout(&ok).contains("audit chain intact"));
 
@@ -285,7 +259,7 @@ async fn an_export_verifies_offline_and_names_the_altered_line() {
         .unwrap();
     let tampered = dir.path().join("tampered.jsonl");
     std::fs::write(&tampered, altered).unwrap();
-    let broken = verify(&tampered);
+    let broken = verify_export(&tampered);
     assert!(!broken.status.success());
     assert!(
         stdout(&broken).contains(&format!("event {altered_seq} was altered")),
@@ -297,9 +271,33 @@ async fn an_export_verifies_offline_and_names_the_altered_line() {
     lines.remove(1);
     let removed = dir.path().join("removed.jsonl");
     std::fs::write(&removed, lines.join("\n")).unwrap();
-    let gap = verify(&removed);
+    let gap = verify_export(&removed);
     assert!(!gap.status.success());
     assert!(stdout(&gap).contains("event 2"), "{}", stdout(&gap));
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn an_export_with_a_line_that_is_not_json_is_refused_by_line() {
+    let broker = TestBroker::start().await;
+    let auditor = broker.admin_token("eve", &["auditor"]).await;
+    let export = broker
+        .admin_get("/v1/audit?format=jsonl", &auditor)
+        .await
+        .text()
+        .await
+        .unwrap();
+    let first = export.lines().next().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let garbled = dir.path().join("garbled.jsonl");
+    std::fs::write(&garbled, format!("{first}\n{{\"seq\": 2,\n")).unwrap();
+    let refused = verify_export(&garbled);
+    assert!(!refused.status.success(), "{refused:?}");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains(&format!("{}:2", garbled.display())),
+        "{stderr}"
+    );
     broker.stop().await;
 }
 
@@ -320,11 +318,8 @@ async fn the_chain_in_the_database_verifies_and_tampering_is_named(backend: Back
     let mut checkpoints = Value::Null;
     for _ in 0..50 {
         checkpoints = broker
-            .admin_get("/v1/audit/checkpoints", &auditor)
-            .await
-            .json()
-            .await
-            .unwrap();
+            .admin_get_json("/v1/audit/checkpoints", &auditor)
+            .await;
         if checkpoints["checkpoints"].as_array().is_some_and(|list| {
             list.iter()
                 .any(|checkpoint| checkpoint["seq"].as_u64() >= Some(5))
@@ -349,15 +344,15 @@ async fn the_chain_in_the_database_verifies_and_tampering_is_named(backend: Back
     // The guard refuses changes; a database owner who lifts it is still caught.
     let url = broker.database_url.clone();
     assert!(
-        statement_fails(&url, "UPDATE audit_events SET actor = 'x' WHERE seq = 1").await,
+        sql_fails(&url, "UPDATE audit_events SET actor = 'x' WHERE seq = 1").await,
         "audit events are append-only"
     );
     assert!(
-        statement_fails(&url, "DELETE FROM audit_checkpoints").await,
+        sql_fails(&url, "DELETE FROM audit_checkpoints").await,
         "checkpoints are append-only"
     );
     allow_tampering(&url).await;
-    sql(
+    execute_sql(
         &url,
         &["UPDATE audit_events SET actor = 'someone' WHERE seq = 3"],
     )
@@ -371,7 +366,7 @@ async fn the_chain_in_the_database_verifies_and_tampering_is_named(backend: Back
     );
 
     // Rewriting the whole tail consistently defeats the chain, not the checkpoint.
-    sql(&url, &["DELETE FROM audit_events WHERE seq >= 3"]).await;
+    execute_sql(&url, &["DELETE FROM audit_events WHERE seq >= 3"]).await;
     let truncated = audit_verify(&broker, &[]);
     assert!(!truncated.status.success());
     assert!(
@@ -383,48 +378,13 @@ async fn the_chain_in_the_database_verifies_and_tampering_is_named(backend: Back
 }
 on_both_backends!(the_chain_in_the_database_verifies_and_tampering_is_named);
 
-async fn statement_fails(url: &str, statement: &'static str) -> bool {
-    use sqlx::Connection;
-    if url.starts_with("sqlite:") {
-        let mut connection = sqlx::SqliteConnection::connect(url).await.unwrap();
-        sqlx::query(statement)
-            .execute(&mut connection)
-            .await
-            .is_err()
-    } else {
-        let mut connection = sqlx::PgConnection::connect(url).await.unwrap();
-        sqlx::query(statement)
-            .execute(&mut connection)
-            .await
-            .is_err()
-    }
-}
-
 async fn no_writ_when_its_audit_event_cannot_be_written(backend: Backend) {
     let broker = TestBroker::start_on(backend).await;
     broker
         .issue(&broker.orders_identity(), &orders_request())
         .await;
     let url = broker.database_url.clone();
-    if url.starts_with("sqlite:") {
-        sql(
-            &url,
-            &["CREATE TRIGGER audit_full BEFORE INSERT ON audit_events \
-               BEGIN SELECT RAISE(ABORT, 'audit disk full'); END"],
-        )
-        .await;
-    } else {
-        sql(
-            &url,
-            &[
-                "CREATE FUNCTION audit_full() RETURNS trigger LANGUAGE plpgsql AS \
-                 $$ BEGIN RAISE EXCEPTION 'audit disk full'; END; $$",
-                "CREATE TRIGGER audit_full BEFORE INSERT ON audit_events \
-                 FOR EACH ROW EXECUTE FUNCTION audit_full()",
-            ],
-        )
-        .await;
-    }
+    make_audit_inserts_fail(&url).await;
     let response = broker
         .request(&broker.orders_identity(), &orders_request())
         .await;
@@ -442,7 +402,7 @@ async fn no_writ_when_its_audit_event_cannot_be_written(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(issued.len(), 1, "only the first writ was issued");
-    let writs = count_writs(&url).await;
+    let writs = count(&url, "SELECT COUNT(*) FROM writs").await;
     assert_eq!(
         writs, 1,
         "the second writ's record rolled back with its event"
@@ -450,26 +410,6 @@ async fn no_writ_when_its_audit_event_cannot_be_written(backend: Backend) {
     broker.stop().await;
 }
 on_both_backends!(no_writ_when_its_audit_event_cannot_be_written);
-
-async fn count_writs(url: &str) -> i64 {
-    use sqlx::{Connection, Row};
-    let statement = "SELECT COUNT(*) AS n FROM writs";
-    if url.starts_with("sqlite:") {
-        let mut connection = sqlx::SqliteConnection::connect(url).await.unwrap();
-        sqlx::query(statement)
-            .fetch_one(&mut connection)
-            .await
-            .unwrap()
-            .get("n")
-    } else {
-        let mut connection = sqlx::PgConnection::connect(url).await.unwrap();
-        sqlx::query(statement)
-            .fetch_one(&mut connection)
-            .await
-            .unwrap()
-            .get("n")
-    }
-}
 
 #[tokio::test]
 async fn two_replicas_on_postgres_write_one_chain() {
@@ -514,12 +454,7 @@ async fn two_replicas_on_postgres_write_one_chain() {
 async fn reading_audit_needs_the_auditor_role_and_the_route_answers_json() {
     let broker = TestBroker::start().await;
     let auditor = broker.admin_token("eve", &["auditor"]).await;
-    let response = client()
-        .get(format!("{}/v1/audit", broker.url))
-        .bearer_auth(&auditor)
-        .send()
-        .await
-        .unwrap();
+    let response = broker.admin_get("/v1/audit", &auditor).await;
     assert_eq!(response.status(), 200);
     let page: Value = response.json().await.unwrap();
     assert!(page["events"].is_array());

@@ -3,14 +3,12 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
-use crate::helpers::{TestBroker, orders_request};
-
-const WRIT: &str = env!("CARGO_BIN_EXE_writ");
+use crate::helpers::{ServeProcess, TestBroker, WRIT, orders_request, problem_type};
 
 fn writ(dir: &Path, args: &[&str]) -> Output {
     Command::new(WRIT)
@@ -43,58 +41,10 @@ fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
 
-/// A `writ serve --dev` process on a free port, killed on drop.
-struct DevServer {
-    child: Child,
-    url: String,
-}
-
-impl DevServer {
-    fn start(dir: &Path) -> DevServer {
-        let log_path = dir.join("serve.log");
-        let log = std::fs::File::create(&log_path).unwrap();
-        let child = Command::new(WRIT)
-            .current_dir(dir)
-            .args(["serve", "--dev", "--listen", "127.0.0.1:0"])
-            .env("WRIT_LOG_FORMAT", "json")
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        // Owned by the guard from here on, so the process is killed even if the test panics.
-        let mut server = DevServer {
-            child,
-            url: String::new(),
-        };
-        for _ in 0..200 {
-            let text = std::fs::read_to_string(&log_path).unwrap();
-            let announced = text
-                .lines()
-                .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-                .find(|event| event["fields"]["message"] == "writ is listening");
-            if let Some(event) = announced {
-                server.url = format!("http://{}", event["fields"]["addr"].as_str().unwrap());
-                return server;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!(
-            "the dev broker did not announce its address:\n{}",
-            std::fs::read_to_string(&log_path).unwrap()
-        );
-    }
-}
-
-impl Drop for DevServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn the_dev_quickstart_works_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
-    let server = DevServer::start(dir.path());
+    let server = ServeProcess::start(dir.path(), "serve", &["--dev", "--listen", "127.0.0.1:0"]);
     let keys_url = format!("{}/.well-known/writ-keys", server.url);
 
     let token = writ(dir.path(), &["dev", "token", "--subject", "demo-agent"]);
@@ -233,9 +183,10 @@ async fn a_broker_outside_dev_mode_refuses_dev_identities() {
         .token("demo-agent", Duration::from_secs(60), SystemTime::now())
         .unwrap();
     let response = broker.request(&token, &orders_request()).await;
-    assert_eq!(response.status(), 401);
-    let problem: Value = response.json().await.unwrap();
-    assert_eq!(problem["type"], "urn:writ:problem:identity_issuer_unknown");
+    assert_eq!(
+        problem_type(response).await,
+        (401, "urn:writ:problem:identity_issuer_unknown".to_owned())
+    );
     broker.stop().await;
 }
 
@@ -446,12 +397,9 @@ async fn admin_and_audit_commands_work_against_a_running_broker() {
         ],
     );
     assert!(rotated.status.success(), "{rotated:?}");
-    let rotations: Value = broker
-        .admin_get("/v1/audit?action=keys.rotated", &auditor)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let rotations = broker
+        .admin_get_json("/v1/audit?action=keys.rotated", &auditor)
+        .await;
     assert_eq!(
         rotations["events"][0]["details"]
             .as_str()
@@ -463,4 +411,40 @@ async fn admin_and_audit_commands_work_against_a_running_broker() {
     assert!(verified.status.success(), "{verified:?}");
     assert!(stdout(&verified).contains("audit chain intact"));
     broker.stop().await;
+}
+
+/// The commands that read the broker's database never create one: a mistyped path is an error,
+/// not a new empty database.
+#[test]
+fn admin_and_audit_commands_refuse_a_database_that_does_not_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.db");
+    let database_url = format!("sqlite://{}", missing.display());
+    let key_dir = dir.path().join("keys");
+    let key_dir = key_dir.to_str().unwrap();
+    let bootstrap = writ(
+        dir.path(),
+        &[
+            "admin",
+            "bootstrap",
+            "--principal",
+            "p",
+            "--database-url",
+            &database_url,
+            "--key-dir",
+            key_dir,
+        ],
+    );
+    let verify = writ(
+        dir.path(),
+        &["audit", "verify", "--database-url", &database_url],
+    );
+    for output in [bootstrap, verify] {
+        assert!(!output.status.success(), "{output:?}");
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("database"),
+            "{output:?}"
+        );
+    }
+    assert!(!missing.exists(), "no database was created");
 }

@@ -2,8 +2,9 @@
 //! file in a temporary directory, or a new PostgreSQL database), real identity issuers on
 //! loopback, and policies written to disk like an operator would.
 
-use std::path::PathBuf;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -12,6 +13,9 @@ use tokio::task::JoinHandle;
 use writ::app::Application;
 use writ::config::{Config, IssuerConfig};
 use writ_testkit::{Alg, TestIssuer};
+
+/// The `writ` command built for these tests.
+pub const WRIT: &str = env!("CARGO_BIN_EXE_writ");
 
 /// A PostgreSQL URL where the tests may create databases (`WRIT_TEST_POSTGRES_URL`).
 pub fn postgres_admin_url() -> String {
@@ -173,6 +177,27 @@ impl TestBroker {
         .token
     }
 
+    /// An admin writ (admin and auditor) signed by the broker's root key that expired an hour
+    /// ago.
+    pub fn expired_admin_token(&self) -> String {
+        let ring = writ::keys::KeyDir::open(&self.key_dir())
+            .unwrap()
+            .load()
+            .unwrap();
+        let roles = [writ::admin::Role::Admin, writ::admin::Role::Auditor].into();
+        let principal = writ::admin::Principal::parse("old-admin").unwrap();
+        let two_hours_ago = SystemTime::now() - Duration::from_secs(7200);
+        writ::admin::mint_admin_writ(
+            &ring.active,
+            &principal,
+            &roles,
+            two_hours_ago,
+            Duration::from_secs(3600),
+        )
+        .unwrap()
+        .token
+    }
+
     /// POSTs JSON to an admin route with `token`.
     pub async fn admin_post(&self, path: &str, token: &str, body: &Value) -> reqwest::Response {
         client()
@@ -192,6 +217,29 @@ impl TestBroker {
             .send()
             .await
             .unwrap()
+    }
+
+    /// GETs an admin route with `token` and answers its JSON body.
+    pub async fn admin_get_json(&self, path_and_query: &str, token: &str) -> Value {
+        self.admin_get(path_and_query, token)
+            .await
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// GETs a public route, without credentials.
+    pub async fn get(&self, path_and_query: &str) -> reqwest::Response {
+        client()
+            .get(format!("{}{path_and_query}", self.url))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// GETs a public route, without credentials, and answers its JSON body.
+    pub async fn get_json(&self, path_and_query: &str) -> Value {
+        self.get(path_and_query).await.json().await.unwrap()
     }
 
     /// A Kubernetes identity in the `orders` namespace (allowed to read orders).
@@ -243,6 +291,13 @@ impl TestBroker {
         answer
     }
 
+    /// Requests a writ and expects it granted; answers the writ and its id.
+    pub async fn issue_writ(&self, identity: &str, body: &Value) -> (String, String) {
+        let answer = self.issue(identity, body).await;
+        let text = |member: &str| answer[member].as_str().unwrap().to_owned();
+        (text("writ"), text("writ_id"))
+    }
+
     pub async fn stop(mut self) {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
@@ -271,6 +326,145 @@ pub fn orders_request() -> Value {
 
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+/// A problem answer's status and `type`.
+pub async fn problem_type(response: reqwest::Response) -> (u16, String) {
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap();
+    (status, body["type"].as_str().unwrap_or_default().to_owned())
+}
+
+/// A `writ serve` process, killed on drop.
+pub struct ServeProcess {
+    child: Child,
+    pub url: String,
+}
+
+impl ServeProcess {
+    /// Runs `writ serve <args>` in `dir` (without the broker's environment variables), logging
+    /// JSON to `<dir>/<name>.log`, and waits until it announces the address it listens on.
+    pub fn start(dir: &Path, name: &str, args: &[&str]) -> ServeProcess {
+        let log_path = dir.join(format!("{name}.log"));
+        let log = std::fs::File::create(&log_path).unwrap();
+        let child = Command::new(WRIT)
+            .current_dir(dir)
+            .arg("serve")
+            .args(args)
+            .env("WRIT_LOG_FORMAT", "json")
+            .env_remove("WRIT_DATABASE_URL")
+            .env_remove("WRIT_KEY_DIR")
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        // Owned by the guard from here on, so the process is killed even if the test panics.
+        let mut process = ServeProcess {
+            child,
+            url: String::new(),
+        };
+        for _ in 0..400 {
+            let text = std::fs::read_to_string(&log_path).unwrap();
+            let announced = text
+                .lines()
+                .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+                .find(|event| event["fields"]["message"] == "writ is listening");
+            if let Some(event) = announced {
+                process.url = format!("http://{}", event["fields"]["addr"].as_str().unwrap());
+                return process;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "{name} did not announce its address:\n{}",
+            std::fs::read_to_string(&log_path).unwrap()
+        );
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `$body` with `$connection` bound to a new connection to the SQLite or PostgreSQL
+/// database at `$url`.
+macro_rules! with_connection {
+    ($url:expr, |$connection:ident| $body:expr) => {{
+        use sqlx::Connection;
+        if $url.starts_with("sqlite:") {
+            let mut $connection = sqlx::SqliteConnection::connect($url).await.unwrap();
+            $body
+        } else {
+            let mut $connection = sqlx::PgConnection::connect($url).await.unwrap();
+            $body
+        }
+    }};
+}
+
+/// Runs SQL statements on a broker's database, underneath the broker.
+pub async fn execute_sql(url: &str, statements: &[&str]) {
+    with_connection!(url, |connection| {
+        for statement in statements {
+            // Fixed statements of the tests, nothing from outside.
+            sqlx::raw_sql(sqlx::AssertSqlSafe(*statement))
+                .execute(&mut connection)
+                .await
+                .unwrap();
+        }
+    })
+}
+
+/// Whether the database refuses `statement`.
+pub async fn sql_fails(url: &str, statement: &'static str) -> bool {
+    with_connection!(url, |connection| {
+        sqlx::query(statement)
+            .execute(&mut connection)
+            .await
+            .is_err()
+    })
+}
+
+/// The single number `query` answers (a `SELECT COUNT(*) ...`).
+pub async fn count(url: &str, query: &'static str) -> i64 {
+    use sqlx::Row;
+    with_connection!(url, |connection| {
+        sqlx::query(query)
+            .fetch_one(&mut connection)
+            .await
+            .unwrap()
+            .get(0)
+    })
+}
+
+/// Makes every writ record fail to insert, as a full disk or a lost table would, while the
+/// database answers: renames the `writs` table to `writs_gone`.
+pub async fn break_writs_table(url: &str) {
+    execute_sql(url, &["ALTER TABLE writs RENAME TO writs_gone"]).await;
+}
+
+/// Makes every audit insert fail, as a full disk would, while the database answers.
+pub async fn make_audit_inserts_fail(url: &str) {
+    if url.starts_with("sqlite:") {
+        execute_sql(
+            url,
+            &["CREATE TRIGGER audit_full BEFORE INSERT ON audit_events \
+               BEGIN SELECT RAISE(ABORT, 'audit disk full'); END"],
+        )
+        .await;
+    } else {
+        execute_sql(
+            url,
+            &[
+                "CREATE FUNCTION audit_full() RETURNS trigger LANGUAGE plpgsql AS \
+                 $$ BEGIN RAISE EXCEPTION 'audit disk full'; END; $$",
+                "CREATE TRIGGER audit_full BEFORE INSERT ON audit_events \
+                 FOR EACH ROW EXECUTE FUNCTION audit_full()",
+            ],
+        )
+        .await;
+    }
 }
 
 fn issuer_config(name: &str, issuer: &TestIssuer, agent: &str) -> IssuerConfig {

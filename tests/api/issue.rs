@@ -8,7 +8,7 @@ use writ_testkit::{Alg, TestIssuer};
 use writ_verify::biscuit_auth::KeyPair;
 use writ_verify::{Attenuation, Denial, ResourcePattern, Verifier, attenuate, inspect};
 
-use crate::helpers::{AUDIENCE, TestBroker, client, orders_request};
+use crate::helpers::{AUDIENCE, TestBroker, client, orders_request, problem_type};
 
 pub async fn verifier_for(broker: &TestBroker, service: &str) -> Verifier {
     Verifier::builder(service)
@@ -315,22 +315,16 @@ async fn malformed_requests_get_clear_errors() {
     ];
     for (body, content_type, status, code) in cases {
         let response = send(body.to_owned(), content_type).await.unwrap();
-        assert_eq!(response.status(), status, "{body}");
-        let problem: Value = response.json().await.unwrap();
         assert_eq!(
-            problem["type"],
-            format!("urn:writ:problem:{code}"),
+            problem_type(response).await,
+            (status, format!("urn:writ:problem:{code}")),
             "{body}"
         );
     }
     let huge = format!(r#"{{"task":"{}"}}"#, "a".repeat(100_000));
     let response = send(huge, "application/json").await.unwrap();
     assert_eq!(response.status(), 413);
-    let unknown = client()
-        .get(format!("{}/v2/nothing", broker.url))
-        .send()
-        .await
-        .unwrap();
+    let unknown = broker.get("/v2/nothing").await;
     assert_eq!(unknown.status(), 404);
     assert_eq!(
         unknown.headers()["content-type"],
@@ -345,10 +339,7 @@ async fn malformed_requests_get_clear_errors() {
 async fn attenuation_narrows_what_the_verifier_accepts() {
     let broker = TestBroker::start().await;
     let body = json!({"task": "t", "rights": [{"resource": "orders/*", "operations": ["read"]}], "services": ["orders-api"]});
-    let writ = broker.issue(&broker.orders_identity(), &body).await["writ"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (writ, _) = broker.issue_writ(&broker.orders_identity(), &body).await;
     let narrower = attenuate(
         &writ,
         &Attenuation {
@@ -405,14 +396,7 @@ async fn key_rotation_keeps_old_writs_verifiable_and_signs_new_ones_with_the_new
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(new["root_key_id"], 2, "the broker picked up the rotation");
-    let keys: Value = client()
-        .get(format!("{}/.well-known/writ-keys", broker.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let keys = broker.get_json("/.well-known/writ-keys").await;
     let kids: Vec<_> = keys["keys"]
         .as_array()
         .unwrap()
@@ -458,11 +442,7 @@ async fn tokens_signed_by_the_real_issuer_for_another_issuer_are_refused() {
 async fn private_keys_stay_in_owner_only_files_and_are_never_served() {
     use std::os::unix::fs::PermissionsExt;
     let broker = TestBroker::start().await;
-    let keys = client()
-        .get(format!("{}/.well-known/writ-keys", broker.url))
-        .send()
-        .await
-        .unwrap();
+    let keys = broker.get("/.well-known/writ-keys").await;
     assert_eq!(keys.headers()["cache-control"], "public, max-age=60");
     let served = keys.text().await.unwrap();
     let pem = std::fs::read_to_string(broker.key_dir().join("root-1.pem")).unwrap();

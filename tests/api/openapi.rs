@@ -19,7 +19,10 @@ use writ::identity::IdentityError;
 use writ::policy::{Refusal, RefusedRight, RefusedTtl};
 use writ_testkit::{Alg, IssuerOptions, TestIssuer, now_unix};
 
-use crate::helpers::{AUDIENCE, Backend, Setup, TestBroker, client, orders_request};
+use crate::helpers::{
+    AUDIENCE, Backend, Setup, TestBroker, break_writs_table, client, execute_sql,
+    make_audit_inserts_fail, orders_request,
+};
 
 /// The document, read as JSON.
 static SPEC: LazyLock<Value> = LazyLock::new(|| {
@@ -679,41 +682,6 @@ async fn documented_operations_are_served_and_other_methods_refused() {
 
 // ---- Responses --------------------------------------------------------------------------------
 
-/// Runs SQL statements on the broker's PostgreSQL database, underneath the broker.
-async fn postgres(broker: &TestBroker, statements: &[&str]) {
-    use sqlx::Connection;
-    let mut connection = sqlx::PgConnection::connect(&broker.database_url)
-        .await
-        .unwrap();
-    for statement in statements {
-        // Fixed statements of this file, nothing from outside.
-        sqlx::raw_sql(sqlx::AssertSqlSafe(*statement))
-            .execute(&mut connection)
-            .await
-            .unwrap();
-    }
-}
-
-/// An admin writ signed by the broker's root key that expired an hour ago.
-fn expired_admin_token(broker: &TestBroker) -> String {
-    let ring = writ::keys::KeyDir::open(&broker.key_dir())
-        .unwrap()
-        .load()
-        .unwrap();
-    let roles = [writ::admin::Role::Admin, writ::admin::Role::Auditor].into();
-    let principal = writ::admin::Principal::parse("old-admin").unwrap();
-    let two_hours_ago = std::time::SystemTime::now() - Duration::from_secs(7200);
-    writ::admin::mint_admin_writ(
-        &ring.active,
-        &principal,
-        &roles,
-        two_hours_ago,
-        Duration::from_secs(3600),
-    )
-    .unwrap()
-    .token
-}
-
 /// Provokes every documented status for real (on PostgreSQL, so that storage can be broken
 /// underneath the broker) and checks each answer against the document.
 #[tokio::test]
@@ -942,7 +910,7 @@ async fn every_documented_response_is_answered_as_documented() {
     // ---- Admin writs, revocations and suspensions, the feed and the stream, the audit log.
     let admin = broker.admin_token("root", &["admin"]).await;
     let auditor = broker.admin_token("eve", &["auditor"]).await;
-    let expired = expired_admin_token(&broker);
+    let expired = broker.expired_admin_token();
     let agent_writ = probe
         .expect(Request::writ(&identity, &orders_request()), 201, "")
         .await;
@@ -1420,16 +1388,7 @@ async fn every_documented_response_is_answered_as_documented() {
 
     // 503 storage_unavailable on admin routes: the audit log refuses new events, so no change
     // (and no audited read) can be recorded; then the checkpoints cannot be read.
-    postgres(
-        &broker,
-        &[
-            "CREATE FUNCTION audit_full() RETURNS trigger LANGUAGE plpgsql AS \
-             $$ BEGIN RAISE EXCEPTION 'audit disk full'; END; $$",
-            "CREATE TRIGGER audit_full BEFORE INSERT ON audit_events \
-             FOR EACH ROW EXECUTE FUNCTION audit_full()",
-        ],
-    )
-    .await;
+    make_audit_inserts_fail(&broker.database_url).await;
     let unrecordable = [
         (
             "/v1/revocations",
@@ -1466,8 +1425,8 @@ async fn every_documented_response_is_answered_as_documented() {
             )
             .await;
     }
-    postgres(
-        &broker,
+    execute_sql(
+        &broker.database_url,
         &["ALTER TABLE audit_checkpoints RENAME TO audit_checkpoints_gone"],
     )
     .await;
@@ -1484,7 +1443,7 @@ async fn every_documented_response_is_answered_as_documented() {
     }
 
     // 503 storage_unavailable: the writs table is gone while the database answers.
-    postgres(&broker, &["ALTER TABLE writs RENAME TO writs_gone"]).await;
+    break_writs_table(&broker.database_url).await;
     probe
         .expect(
             Request::writ(&identity, &orders_request()),

@@ -3,7 +3,7 @@
 //! PostgreSQL database, a revocation made through one reaches a verifier following the other.
 
 use std::path::Path;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -11,10 +11,9 @@ use writ_testkit::TestIssuer;
 use writ_verify::{Denial, Verifier};
 
 use crate::helpers::{
-    AUDIENCE, POLICIES, TestBroker, client, fresh_postgres_database, orders_request, postgres_url,
+    AUDIENCE, POLICIES, ServeProcess, TestBroker, WRIT, client, fresh_postgres_database,
+    orders_request, postgres_url,
 };
-
-const WRIT: &str = env!("CARGO_BIN_EXE_writ");
 
 async fn follower(broker_url: &str) -> Verifier {
     Verifier::builder("orders-api")
@@ -41,10 +40,9 @@ async fn within(limit: Duration, mut check: impl FnMut() -> bool) -> Duration {
 async fn a_revoked_writ_and_its_attenuations_are_refused_by_a_following_verifier() {
     let broker = TestBroker::start().await;
     let admin = broker.admin_token("root", &["admin"]).await;
-    let issued = broker
-        .issue(&broker.orders_identity(), &orders_request())
+    let (writ, writ_id) = broker
+        .issue_writ(&broker.orders_identity(), &orders_request())
         .await;
-    let writ = issued["writ"].as_str().unwrap().to_owned();
     let narrowed = writ_verify::attenuate(
         &writ,
         &writ_verify::Attenuation {
@@ -53,12 +51,9 @@ async fn a_revoked_writ_and_its_attenuations_are_refused_by_a_following_verifier
         },
     )
     .unwrap();
-    let other = broker
-        .issue(&broker.orders_identity(), &orders_request())
-        .await["writ"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (other, _) = broker
+        .issue_writ(&broker.orders_identity(), &orders_request())
+        .await;
     let verifier = follower(&broker.url).await;
     assert!(verifier.authorize(&writ, "orders/42", "read").is_ok());
     assert!(verifier.authorize(&narrowed, "orders/42", "read").is_ok());
@@ -67,7 +62,7 @@ async fn a_revoked_writ_and_its_attenuations_are_refused_by_a_following_verifier
         .admin_post(
             "/v1/revocations",
             &admin,
-            &json!({ "writ_id": issued["writ_id"], "reason": "leaked" }),
+            &json!({ "writ_id": writ_id, "reason": "leaked" }),
         )
         .await;
     assert_eq!(revoked.status(), 201);
@@ -98,55 +93,11 @@ async fn a_revoked_writ_and_its_attenuations_are_refused_by_a_following_verifier
     assert!(verifier.revocation_status().unwrap().age.unwrap() > Duration::from_secs(2));
 }
 
-/// A broker process started from a configuration file, killed on drop.
-struct BrokerProcess {
-    child: Child,
-    url: String,
-}
-
-impl BrokerProcess {
-    fn start(dir: &Path, name: &str, config: &str) -> BrokerProcess {
-        let config_path = dir.join(format!("{name}.toml"));
-        std::fs::write(&config_path, config).unwrap();
-        let log_path = dir.join(format!("{name}.log"));
-        let log = std::fs::File::create(&log_path).unwrap();
-        let child = Command::new(WRIT)
-            .args(["serve", "--config"])
-            .arg(&config_path)
-            .env("WRIT_LOG_FORMAT", "json")
-            .env_remove("WRIT_DATABASE_URL")
-            .env_remove("WRIT_KEY_DIR")
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let mut process = BrokerProcess {
-            child,
-            url: String::new(),
-        };
-        for _ in 0..400 {
-            let text = std::fs::read_to_string(&log_path).unwrap();
-            let announced = text
-                .lines()
-                .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-                .find(|event| event["fields"]["message"] == "writ is listening");
-            if let Some(event) = announced {
-                process.url = format!("http://{}", event["fields"]["addr"].as_str().unwrap());
-                return process;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!(
-            "{name} did not start:\n{}",
-            std::fs::read_to_string(&log_path).unwrap()
-        );
-    }
-}
-
-impl Drop for BrokerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A broker process started from a configuration file written to `<dir>/<name>.toml`.
+fn replica(dir: &Path, name: &str, config: &str) -> ServeProcess {
+    let config_path = dir.join(format!("{name}.toml"));
+    std::fs::write(&config_path, config).unwrap();
+    ServeProcess::start(dir, name, &["--config", config_path.to_str().unwrap()])
 }
 
 #[tokio::test]
@@ -181,8 +132,8 @@ agent = "github:{{repository}}"
         issuer = issuer.issuer(),
         github = github.issuer(),
     );
-    let replica_a = BrokerProcess::start(dir.path(), "a", &config);
-    let replica_b = BrokerProcess::start(dir.path(), "b", &config);
+    let replica_a = replica(dir.path(), "a", &config);
+    let replica_b = replica(dir.path(), "b", &config);
 
     let admin = {
         let output = Command::new(WRIT)

@@ -1,12 +1,11 @@
 //! Revocation through the HTTP API: admin authentication on every admin route, revoking writs,
 //! tasks and agents (idempotently), suspension and its lifting, the feed and the stream.
 
-use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestBroker, client, orders_request};
+use crate::helpers::{Backend, TestBroker, client, orders_request, problem_type};
 use crate::on_both_backends;
 
 const AGENT: &str = "k8s:orders/report-bot";
@@ -15,54 +14,22 @@ fn revoke_writ(writ_id: &str) -> Value {
     json!({ "writ_id": writ_id, "reason": "leaked in a log" })
 }
 
-async fn problem_type(response: reqwest::Response) -> (u16, String) {
-    let status = response.status().as_u16();
-    let body: Value = response.json().await.unwrap();
-    (status, body["type"].as_str().unwrap_or_default().to_owned())
-}
-
-/// An admin writ signed by the broker's key but already expired.
-fn expired_admin_token(broker: &TestBroker) -> String {
-    let ring = writ::keys::KeyDir::open(&broker.key_dir())
-        .unwrap()
-        .load()
-        .unwrap();
-    let roles: BTreeSet<_> = [writ::admin::Role::Admin, writ::admin::Role::Auditor].into();
-    let principal = writ::admin::Principal::parse("old-admin").unwrap();
-    let two_hours_ago = SystemTime::now() - Duration::from_secs(7200);
-    writ::admin::mint_admin_writ(
-        &ring.active,
-        &principal,
-        &roles,
-        two_hours_ago,
-        Duration::from_secs(3600),
-    )
-    .unwrap()
-    .token
-}
-
 #[tokio::test]
 async fn every_admin_route_refuses_what_is_not_the_right_admin_credential() {
     let broker = TestBroker::start().await;
-    let agent_writ = broker
-        .issue(&broker.orders_identity(), &orders_request())
-        .await["writ"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (agent_writ, _) = broker
+        .issue_writ(&broker.orders_identity(), &orders_request())
+        .await;
     let admin = broker.admin_token("root", &["admin"]).await;
     let auditor = broker.admin_token("eve", &["auditor"]).await;
     let approver = broker.admin_token("ann", &["approver"]).await;
     let revoked = broker.admin_token("gone", &["admin", "auditor"]).await;
-    let expired = expired_admin_token(&broker);
+    let expired = broker.expired_admin_token();
 
     // Revoke the "gone" admin writ through its own audit record.
-    let events: Value = broker
-        .admin_get("/v1/audit?action=admin.bootstrap&limit=1000", &auditor)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let events = broker
+        .admin_get_json("/v1/audit?action=admin.bootstrap&limit=1000", &auditor)
+        .await;
     let gone_id = events["events"]
         .as_array()
         .unwrap()
@@ -118,12 +85,9 @@ async fn every_admin_route_refuses_what_is_not_the_right_admin_credential() {
 #[tokio::test]
 async fn an_attenuated_agent_writ_claiming_admin_roles_is_refused() {
     let broker = TestBroker::start().await;
-    let writ = broker
-        .issue(&broker.orders_identity(), &orders_request())
-        .await["writ"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (writ, _) = broker
+        .issue_writ(&broker.orders_identity(), &orders_request())
+        .await;
     let token = biscuit_auth::UnverifiedBiscuit::from_base64(&writ).unwrap();
     let block = biscuit_auth::builder::BlockBuilder::new()
         .code(r#"writ_admin(1); principal("mallory"); role("admin");"#)
@@ -179,14 +143,7 @@ async fn revoking_a_writ_is_idempotent_and_reaches_the_feed(backend: Backend) {
     assert_eq!(again["id"], first["id"]);
     assert_eq!(again["seq"], first["seq"]);
 
-    let feed: Value = client()
-        .get(format!("{}/v1/revocations?after=0", broker.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let feed = broker.get_json("/v1/revocations?after=0").await;
     let entries = feed["entries"].as_array().unwrap();
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0]["writ_id"], writ_id);
@@ -252,14 +209,7 @@ async fn revoking_an_agent_suspends_it_until_lifted(backend: Backend) {
         (404, "urn:writ:problem:agent_not_suspended".to_owned())
     );
 
-    let feed: Value = client()
-        .get(format!("{}/v1/revocations", broker.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let feed = broker.get_json("/v1/revocations").await;
     let entries = feed["entries"].as_array().unwrap();
     assert_eq!(entries.len(), 1, "the lift replaced the entry: {feed}");
     assert_eq!(entries[0]["issued_until"], lifted["issued_until"]);
@@ -382,11 +332,7 @@ async fn malformed_revocations_are_refused_by_name() {
         .await
         .unwrap();
     assert_eq!(not_json.status(), 415);
-    let bad_limit = client()
-        .get(format!("{}/v1/revocations?limit=0", broker.url))
-        .send()
-        .await
-        .unwrap();
+    let bad_limit = broker.get("/v1/revocations?limit=0").await;
     assert_eq!(bad_limit.status(), 400);
     broker.stop().await;
 }
@@ -398,10 +344,7 @@ async fn the_feed_pages_by_seq() {
     let identity = broker.orders_identity();
     let mut ids = Vec::new();
     for _ in 0..5 {
-        let writ_id = broker.issue(&identity, &orders_request()).await["writ_id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let (_, writ_id) = broker.issue_writ(&identity, &orders_request()).await;
         broker
             .admin_post("/v1/revocations", &admin, &revoke_writ(&writ_id))
             .await;
@@ -410,17 +353,9 @@ async fn the_feed_pages_by_seq() {
     let mut after = 0;
     let mut seen = Vec::new();
     loop {
-        let page: Value = client()
-            .get(format!(
-                "{}/v1/revocations?after={after}&limit=2",
-                broker.url
-            ))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let page = broker
+            .get_json(&format!("/v1/revocations?after={after}&limit=2"))
+            .await;
         for entry in page["entries"].as_array().unwrap() {
             seen.push(entry["writ_id"].as_str().unwrap().to_owned());
         }
@@ -480,19 +415,12 @@ async fn the_stream_sends_the_backlog_a_heartbeat_then_live_entries_and_resumes(
     .await;
     let admin = broker.admin_token("root", &["admin"]).await;
     let identity = broker.orders_identity();
-    let first = broker.issue(&identity, &orders_request()).await["writ_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (_, first) = broker.issue_writ(&identity, &orders_request()).await;
     broker
         .admin_post("/v1/revocations", &admin, &revoke_writ(&first))
         .await;
 
-    let mut stream = client()
-        .get(format!("{}/v1/revocations/stream", broker.url))
-        .send()
-        .await
-        .unwrap();
+    let mut stream = broker.get("/v1/revocations/stream").await;
     assert_eq!(stream.status(), 200);
     assert!(
         stream.headers()["content-type"]
@@ -512,10 +440,7 @@ async fn the_stream_sends_the_backlog_a_heartbeat_then_live_entries_and_resumes(
         ("heartbeat".into(), r#"{"head":1}"#.into(), None)
     );
 
-    let second = broker.issue(&identity, &orders_request()).await["writ_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (_, second) = broker.issue_writ(&identity, &orders_request()).await;
     broker
         .admin_post("/v1/revocations", &admin, &revoke_writ(&second))
         .await;
@@ -569,12 +494,11 @@ async fn the_stream_sends_the_backlog_a_heartbeat_then_live_entries_and_resumes(
 #[tokio::test]
 async fn a_broker_that_cannot_read_revocations_does_not_vouch_for_them() {
     let broker = TestBroker::start_on(Backend::Postgres).await;
-    let feed = format!("{}/v1/revocations", broker.url);
-    assert_eq!(client().get(&feed).send().await.unwrap().status(), 200);
+    assert_eq!(broker.get("/v1/revocations").await.status(), 200);
     broker.drop_postgres_database().await;
     let mut answered = 0;
     for _ in 0..100 {
-        answered = client().get(&feed).send().await.unwrap().status().as_u16();
+        answered = broker.get("/v1/revocations").await.status().as_u16();
         if answered == 503 {
             break;
         }
@@ -584,29 +508,14 @@ async fn a_broker_that_cannot_read_revocations_does_not_vouch_for_them() {
         answered, 503,
         "the feed stops once the view is older than a few polls"
     );
-    let problem: Value = client()
-        .get(&feed)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let problem = broker.get_json("/v1/revocations").await;
     assert_eq!(problem["type"], "urn:writ:problem:not_ready");
-    let stream = client()
-        .get(format!("{}/v1/revocations/stream", broker.url))
-        .send()
-        .await
-        .unwrap();
+    let stream = broker.get("/v1/revocations/stream").await;
     assert_eq!(
         problem_type(stream).await,
         (503, "urn:writ:problem:not_ready".to_owned())
     );
-    let ready = client()
-        .get(format!("{}/readyz", broker.url))
-        .send()
-        .await
-        .unwrap();
+    let ready = broker.get("/readyz").await;
     assert_eq!(ready.status(), 503);
     broker.stop().await;
 }
@@ -631,12 +540,9 @@ async fn an_admin_writ_never_outlives_the_one_it_was_issued_with() {
     );
 
     let auditor = granted["writ"].as_str().unwrap();
-    let page: Value = broker
-        .admin_get("/v1/audit?action=admin.writ.issued", auditor)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let page = broker
+        .admin_get_json("/v1/audit?action=admin.writ.issued", auditor)
+        .await;
     let details: Value =
         serde_json::from_str(page["events"][0]["details"].as_str().unwrap()).unwrap();
     assert!(

@@ -4,7 +4,7 @@
 use futures_util::future::join_all;
 use serde_json::Value;
 
-use crate::helpers::{Backend, TestBroker, client, orders_request};
+use crate::helpers::{Backend, TestBroker, break_writs_table, orders_request, problem_type};
 use crate::on_both_backends;
 
 async fn issued_writs_are_recorded(backend: Backend) {
@@ -60,17 +60,9 @@ on_both_backends!(no_writ_when_the_record_cannot_be_written);
 
 async fn readiness_reflects_storage(backend: Backend) {
     let broker = TestBroker::start_on(backend).await;
-    let ready = client()
-        .get(format!("{}/readyz", broker.url))
-        .send()
-        .await
-        .unwrap();
+    let ready = broker.get("/readyz").await;
     assert_eq!(ready.status(), 200);
-    let live = client()
-        .get(format!("{}/healthz", broker.url))
-        .send()
-        .await
-        .unwrap();
+    let live = broker.get("/healthz").await;
     assert_eq!(live.status(), 200);
     broker.stop().await;
 }
@@ -80,37 +72,16 @@ on_both_backends!(readiness_reflects_storage);
 async fn not_ready_when_postgres_is_gone() {
     let broker = TestBroker::start_on(Backend::Postgres).await;
     broker.drop_postgres_database().await;
-    let ready = client()
-        .get(format!("{}/readyz", broker.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ready.status(), 503);
-    let problem: Value = ready.json().await.unwrap();
-    assert_eq!(problem["type"], "urn:writ:problem:not_ready");
+    let ready = broker.get("/readyz").await;
+    assert_eq!(
+        problem_type(ready).await,
+        (503, "urn:writ:problem:not_ready".to_owned())
+    );
     let response = broker
         .request(&broker.orders_identity(), &orders_request())
         .await;
     assert_eq!(response.status(), 503);
     broker.stop().await;
-}
-
-/// Makes every insert fail, as a full disk or a lost table would, while the database answers.
-async fn break_writs_table(url: &str) {
-    use sqlx::Connection;
-    if url.starts_with("sqlite:") {
-        let mut connection = sqlx::SqliteConnection::connect(url).await.unwrap();
-        sqlx::query("ALTER TABLE writs RENAME TO writs_gone")
-            .execute(&mut connection)
-            .await
-            .unwrap();
-    } else {
-        let mut connection = sqlx::PgConnection::connect(url).await.unwrap();
-        sqlx::query("ALTER TABLE writs RENAME TO writs_gone")
-            .execute(&mut connection)
-            .await
-            .unwrap();
-    }
 }
 
 async fn concurrent_issuance_records_every_writ(backend: Backend) {
