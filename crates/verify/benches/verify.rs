@@ -14,7 +14,10 @@ use biscuit_auth::macros::authorizer;
 use biscuit_auth::{Biscuit, KeyPair};
 use common::*;
 use criterion::{Criterion, criterion_group, criterion_main};
-use writ_verify::{Attenuation, ResourcePattern, Verifier, attenuate, default_run_limits};
+use writ_verify::revocation::{RevocationEntry, RevocationTarget};
+use writ_verify::{
+    Attenuation, ResourcePattern, RevocationView, Verifier, attenuate, default_run_limits,
+};
 
 fn writ_with_blocks(root: &KeyPair, blocks: usize) -> String {
     let mut writ = mint(
@@ -54,6 +57,38 @@ fn plain_biscuit(writ: &str, root: &KeyPair) -> bool {
     authorizer.authorize().is_ok()
 }
 
+/// A static revocation view of 3000 entries (writs, agents, tasks) that revoke none of the
+/// benchmarked writs.
+fn busy_view() -> RevocationView {
+    let mut view = RevocationView::new();
+    for n in 0..1000_u64 {
+        let targets = [
+            RevocationTarget::Writ {
+                writ_id: format!("wr_other_{n}"),
+                revocation_id: format!("{n:0128x}"),
+            },
+            RevocationTarget::Agent {
+                agent: format!("agent-other-{n}"),
+            },
+            RevocationTarget::Task {
+                task: format!("task-other-{n}"),
+            },
+        ];
+        for (i, target) in (0_u64..).zip(targets) {
+            let seq = 3 * n + i + 1;
+            let entry = RevocationEntry {
+                seq,
+                id: format!("rv_{seq}"),
+                target,
+                issued_until: None,
+                expires_at: None,
+            };
+            view.apply(entry, now()).unwrap();
+        }
+    }
+    view
+}
+
 fn bench(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let root = KeyPair::new();
@@ -67,6 +102,15 @@ fn bench(c: &mut Criterion) {
     };
     let fresh = build(0).unwrap();
     let cached = build(1024).unwrap();
+    // The revocation check on the hot path: a view of many entries, none naming the writ.
+    let revoking = runtime
+        .block_on(
+            Verifier::builder("orders-api")
+                .static_keys([(KID, root.public())])
+                .revocations(busy_view())
+                .build(),
+        )
+        .unwrap();
 
     for blocks in [1, 3] {
         let writ = writ_with_blocks(&root, blocks);
@@ -86,6 +130,16 @@ fn bench(c: &mut Criterion) {
         });
         group.bench_function("writ-verify repeat (cached)", |b| {
             b.iter(|| black_box(cached.authorize_at(black_box(&writ), "orders/42", "read", now())))
+        });
+        assert!(
+            revoking
+                .authorize_at(&writ, "orders/42", "read", now())
+                .is_ok()
+        );
+        group.bench_function("writ-verify repeat (cached, revocation view)", |b| {
+            b.iter(|| {
+                black_box(revoking.authorize_at(black_box(&writ), "orders/42", "read", now()))
+            })
         });
         group.finish();
     }

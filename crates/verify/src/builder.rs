@@ -104,7 +104,10 @@ pub enum BuildError {
     #[error(transparent)]
     KeySet(#[from] KeySetError),
     /// The revocation staleness bound is zero or longer than [`MAX_REVOCATION_STALENESS`].
-    #[error("the revocation staleness bound must be longer than zero and at most a day")]
+    #[error(
+        "the revocation staleness bound must be longer than zero and at most {}",
+        humantime::format_duration(MAX_REVOCATION_STALENESS)
+    )]
     RevocationStaleness,
     /// The revocation poll interval is zero, or not shorter than the staleness bound (polling
     /// could then never keep the view fresh).

@@ -15,14 +15,15 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
 /// A bounded map from writ text to a verified value, evicting at expiry and oldest-first.
-#[derive(Debug)]
+///
+/// Its keys are bearer credentials: `Debug` shows the bounds and occupancy only, so a verifier
+/// printed into a log never carries the writs it has seen.
 pub(crate) struct SignatureCache<V> {
     capacity: usize,
     max_bytes: usize,
     inner: Mutex<Inner<V>>,
 }
 
-#[derive(Debug)]
 struct Inner<V> {
     map: HashMap<Arc<str>, Slot<V>>,
     /// Insertion order, for evicting the oldest entry when full.
@@ -34,7 +35,6 @@ struct Inner<V> {
     bytes: usize,
 }
 
-#[derive(Debug)]
 struct Slot<V> {
     seq: u64,
     expires_at: SystemTime,
@@ -125,6 +125,18 @@ impl<V> SignatureCache<V> {
 
     pub(crate) fn len(&self) -> usize {
         self.lock().map.len()
+    }
+}
+
+impl<V> std::fmt::Debug for SignatureCache<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let inner = self.lock();
+        f.debug_struct("SignatureCache")
+            .field("capacity", &self.capacity)
+            .field("max_bytes", &self.max_bytes)
+            .field("writs", &inner.map.len())
+            .field("bytes", &inner.bytes)
+            .finish_non_exhaustive()
     }
 }
 

@@ -5,10 +5,11 @@
 //! a token, so it is rate-limited: at most one on-demand fetch per window, however many hostile
 //! key ids arrive, and concurrent callers share one fetch. A failed fetch keeps the old keys.
 
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
+use std::time::{Duration, Instant, SystemTime};
 
-use crate::keys::{KeySetError, KeyTable};
+use crate::http_fetch::{FetchError, get_bounded};
+use crate::keys::{KeySetError, KeyTable, Lookup};
 
 /// Largest key set document read, in bytes.
 const MAX_KEY_SET_BYTES: usize = 1024 * 1024;
@@ -62,9 +63,15 @@ impl KeySource {
         })
     }
 
-    /// The keys in force now. Cheap: a read lock held for one `Arc` clone.
-    pub(crate) fn current(&self) -> Arc<KeyTable> {
-        Arc::clone(&self.table.read().unwrap_or_else(PoisonError::into_inner))
+    /// The keys in force now (a refresh swaps in a new table).
+    fn current(&self) -> RwLockReadGuard<'_, Arc<KeyTable>> {
+        self.table.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// What `kid` resolves to at `now` in the keys in force. Per request: a read lock, and no
+    /// clone of the table's `Arc` (a counter shared by every request).
+    pub(crate) fn lookup(&self, kid: u32, now: SystemTime) -> Lookup {
+        self.current().lookup(kid, now)
     }
 
     pub(crate) fn is_remote(&self) -> bool {
@@ -169,31 +176,17 @@ pub(crate) fn spawn_scheduled_refresh(
 
 /// GETs and parses the key set, reading at most [`MAX_KEY_SET_BYTES`].
 async fn fetch(client: &reqwest::Client, url: &str) -> Result<KeyTable, KeySetError> {
-    let fetch_error = |e: reqwest::Error| KeySetError::Fetch(e.to_string());
-    let mut response = client
+    let request = client
         .get(url)
-        .header(http::header::ACCEPT, "application/json")
-        .send()
+        .header(http::header::ACCEPT, "application/json");
+    let body = get_bounded(request, MAX_KEY_SET_BYTES)
         .await
-        .map_err(fetch_error)?;
-    if !response.status().is_success() {
-        return Err(KeySetError::Fetch(format!(
-            "the key set URL answered {}",
-            response.status()
-        )));
-    }
-    if response
-        .content_length()
-        .is_some_and(|len| len > MAX_KEY_SET_BYTES as u64)
-    {
-        return Err(KeySetError::TooLarge);
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(fetch_error)? {
-        if body.len() + chunk.len() > MAX_KEY_SET_BYTES {
-            return Err(KeySetError::TooLarge);
-        }
-        body.extend_from_slice(&chunk);
-    }
+        .map_err(|error| match error {
+            FetchError::Request(error) => KeySetError::Fetch(error.to_string()),
+            FetchError::Status(status) => {
+                KeySetError::Fetch(format!("the key set URL answered {status}"))
+            }
+            FetchError::TooLarge => KeySetError::TooLarge,
+        })?;
     KeyTable::from_json(&body)
 }

@@ -109,6 +109,7 @@ mod denial;
 #[cfg(feature = "axum")]
 mod extract;
 mod grant;
+mod http_fetch;
 mod inspect;
 mod key_source;
 mod keys;

@@ -253,7 +253,7 @@ impl Verifier {
     fn cached(&self, writ: &str, now: SystemTime) -> Option<Arc<VerifiedWrit>> {
         let cached = self.cache.get(writ, now)?;
         // A key removed from (or retired in) the key set must stop cached writs at once too.
-        if self.keys.current().lookup(cached.root_key_id, now) == Lookup::Usable(cached.key) {
+        if self.keys.lookup(cached.root_key_id, now) == Lookup::Usable(cached.key) {
             Some(cached)
         } else {
             self.cache.remove(writ);
@@ -286,7 +286,7 @@ impl Verifier {
         let Some(kid) = unverified.root_key_id() else {
             return Err(Denial::UnknownKey { kid: None });
         };
-        let key = match self.keys.current().lookup(kid, now) {
+        let key = match self.keys.lookup(kid, now) {
             Lookup::Usable(key) => key,
             Lookup::Retired => return Err(Denial::KeyRetired { kid }),
             Lookup::Unknown => {

@@ -25,9 +25,7 @@ async fn grants_exact_and_prefix_rights_with_trusted_values() {
     let verifier = verifier("orders-api", &root).await;
     let writ = mint(&root, &rich_spec());
 
-    let grant = verifier
-        .authorize_at(&writ, "orders/42", "read", now())
-        .unwrap();
+    let grant = read_at(&verifier, &writ, now()).unwrap();
     assert_eq!(grant.writ_id, "wr_01");
     assert_eq!(grant.agent, "agent-7");
     assert_eq!(grant.task, "refund-42");
@@ -67,10 +65,7 @@ async fn refuses_other_audiences() {
     let root = KeyPair::new();
     let billing = verifier("billing-api", &root).await;
     let writ = mint(&root, &rich_spec());
-    assert_eq!(
-        billing.authorize_at(&writ, "orders/42", "read", now()),
-        Err(Denial::WrongAudience)
-    );
+    assert_eq!(read_at(&billing, &writ, now()), Err(Denial::WrongAudience));
 }
 
 #[tokio::test]
@@ -79,18 +74,9 @@ async fn refuses_expired_writs_by_the_authority_expiry() {
     let verifier = verifier("orders-api", &root).await;
     let writ = mint(&root, &rich_spec());
     // Valid up to and including its expiry second.
-    assert!(
-        verifier
-            .authorize_at(&writ, "orders/42", "read", expires())
-            .is_ok()
-    );
+    assert!(read_at(&verifier, &writ, expires()).is_ok());
     assert_eq!(
-        verifier.authorize_at(
-            &writ,
-            "orders/42",
-            "read",
-            expires() + Duration::from_secs(1)
-        ),
+        read_at(&verifier, &writ, expires() + Duration::from_secs(1)),
         Err(Denial::Expired {
             expired_at: expires()
         })
@@ -132,14 +118,14 @@ async fn refuses_unknown_key_ids_and_foreign_signatures() {
 
     let other_kid = mint_with(&root, 2, &rich_spec());
     assert_eq!(
-        verifier.authorize_at(&other_kid, "orders/42", "read", now()),
+        read_at(&verifier, &other_kid, now()),
         Err(Denial::UnknownKey { kid: Some(2) })
     );
 
     let impostor = KeyPair::new();
     let forged = mint_with(&impostor, KID, &rich_spec());
     assert_eq!(
-        verifier.authorize_at(&forged, "orders/42", "read", now()),
+        read_at(&verifier, &forged, now()),
         Err(Denial::InvalidSignature)
     );
 
@@ -152,7 +138,7 @@ async fn refuses_unknown_key_ids_and_foreign_signatures() {
         .to_base64()
         .unwrap();
     assert_eq!(
-        verifier.authorize_at(&no_kid, "orders/42", "read", now()),
+        read_at(&verifier, &no_kid, now()),
         Err(Denial::UnknownKey { kid: None })
     );
 }
@@ -200,7 +186,7 @@ async fn refuses_malformed_input() {
         "AAAA",
         "eyJhbGciOiJub25lIn0.e30.",
     ] {
-        let result = verifier.authorize_at(garbage, "orders/42", "read", now());
+        let result = read_at(&verifier, garbage, now());
         assert!(
             matches!(result, Err(Denial::Malformed { .. })),
             "{garbage:?}: {result:?}"
@@ -208,7 +194,7 @@ async fn refuses_malformed_input() {
     }
     let huge = "A".repeat(writ_verify::DEFAULT_MAX_WRIT_BYTES + 1);
     assert_eq!(
-        verifier.authorize_at(&huge, "orders/42", "read", now()),
+        read_at(&verifier, &huge, now()),
         Err(Denial::LimitsExceeded { limit: "writ size" })
     );
 }
@@ -225,7 +211,7 @@ async fn refuses_other_format_versions() {
         },
     );
     assert!(matches!(
-        verifier.authorize_at(&v2, "orders/42", "read", now()),
+        read_at(&verifier, &v2, now()),
         Err(Denial::UnsupportedFormat { .. })
     ));
 
@@ -239,7 +225,7 @@ async fn refuses_other_format_versions() {
         .to_base64()
         .unwrap();
     assert!(matches!(
-        verifier.authorize_at(&bare, "orders/42", "read", now()),
+        read_at(&verifier, &bare, now()),
         Err(Denial::UnsupportedFormat { .. })
     ));
 }
@@ -256,7 +242,7 @@ async fn refuses_writs_deeper_than_the_limit() {
     let mut writ = mint(&root, &rich_spec());
     for depth in 1..=3 {
         writ = append_raw(&writ, r#"check if operation("read");"#);
-        let result = verifier.authorize_at(&writ, "orders/42", "read", now());
+        let result = read_at(&verifier, &writ, now());
         if depth <= 2 {
             assert_eq!(result.unwrap().attenuation_depth, depth);
         } else {
@@ -307,6 +293,63 @@ async fn builder_refuses_bad_configurations() {
 }
 
 #[tokio::test]
+async fn builder_refuses_duplicate_keys_and_a_zero_refresh_interval() {
+    use writ_verify::BuildError;
+    let root = KeyPair::new();
+    assert_eq!(
+        Verifier::builder("x")
+            .static_keys([(1, root.public()), (1, KeyPair::new().public())])
+            .build()
+            .await
+            .unwrap_err(),
+        BuildError::DuplicateKid(1)
+    );
+    // Refused before any fetch (nothing listens on port 1).
+    assert_eq!(
+        Verifier::builder("x")
+            .key_set_url("http://127.0.0.1:1/")
+            .key_refresh_interval(Duration::ZERO)
+            .build()
+            .await
+            .unwrap_err(),
+        BuildError::ZeroRefreshInterval
+    );
+}
+
+#[test]
+fn what_needs_a_runtime_is_refused_outside_one() {
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+    use writ_verify::BuildError;
+    // Polled once, without Tokio: the runtime is looked for before anything is awaited.
+    fn first_poll(build: impl Future<Output = Result<Verifier, BuildError>>) -> BuildError {
+        let mut build = std::pin::pin!(build);
+        match build.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(result) => result.unwrap_err(),
+            Poll::Pending => panic!("the build waited"),
+        }
+    }
+    let root = KeyPair::new();
+    assert_eq!(
+        first_poll(
+            Verifier::builder("x")
+                .key_set_url("http://127.0.0.1:1/")
+                .build()
+        ),
+        BuildError::NoRuntime
+    );
+    assert_eq!(
+        first_poll(
+            Verifier::builder("x")
+                .static_keys([(KID, root.public())])
+                .revocation_feed("http://127.0.0.1:1")
+                .build()
+        ),
+        BuildError::NoRuntime
+    );
+}
+
+#[tokio::test]
 async fn verifier_is_send_sync_and_shareable() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Verifier>();
@@ -317,9 +360,7 @@ async fn verifier_is_send_sync_and_shareable() {
         .map(|_| {
             let verifier = verifier.clone();
             let writ = writ.clone();
-            tokio::task::spawn_blocking(move || {
-                verifier.authorize_at(&writ, "orders/42", "read", now())
-            })
+            tokio::task::spawn_blocking(move || read_at(&verifier, &writ, now()))
         })
         .collect();
     for task in tasks {

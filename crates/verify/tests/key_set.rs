@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::routing::get;
 use biscuit_auth::KeyPair;
 use common::*;
-use writ_verify::{BuildError, Denial, KeySetDocument, PublishedKey, Verifier};
+use writ_verify::{BuildError, Denial, KeySetDocument, KeySetError, PublishedKey, Verifier};
 
 #[derive(Clone, Default)]
 struct Broker {
@@ -64,6 +64,18 @@ impl Broker {
     }
 }
 
+/// The usual limit on unknown-key refetches.
+const WINDOW: Duration = Duration::from_secs(10);
+
+/// A broker publishing key 1; answers it, the key and the key set URL.
+async fn serving_key_1() -> (Broker, KeyPair, String) {
+    let broker = Broker::default();
+    let k1 = KeyPair::new();
+    broker.publish(1, &k1, None);
+    let url = broker.serve().await;
+    (broker, k1, url)
+}
+
 async fn remote_verifier(url: &str, window: Duration) -> Verifier {
     Verifier::builder("orders-api")
         .key_set_url(url)
@@ -89,11 +101,8 @@ fn live_writ(root: &KeyPair, kid: u32) -> String {
 
 #[tokio::test]
 async fn verifies_against_a_fetched_key_set() {
-    let broker = Broker::default();
-    let k1 = KeyPair::new();
-    broker.publish(1, &k1, None);
-    let url = broker.serve().await;
-    let verifier = remote_verifier(&url, Duration::from_secs(10)).await;
+    let (broker, k1, url) = serving_key_1().await;
+    let verifier = remote_verifier(&url, WINDOW).await;
     assert_eq!(broker.hits(), 1);
     let grant = verifier
         .authorize_with_refresh(&live_writ(&k1, 1), "orders/42", "read")
@@ -105,11 +114,8 @@ async fn verifies_against_a_fetched_key_set() {
 
 #[tokio::test]
 async fn rotation_is_picked_up_by_one_refetch() {
-    let broker = Broker::default();
-    let k1 = KeyPair::new();
-    broker.publish(1, &k1, None);
-    let url = broker.serve().await;
-    let verifier = remote_verifier(&url, Duration::from_secs(10)).await;
+    let (broker, _, url) = serving_key_1().await;
+    let verifier = remote_verifier(&url, WINDOW).await;
 
     let k2 = KeyPair::new();
     broker.publish(2, &k2, None);
@@ -134,11 +140,8 @@ async fn rotation_is_picked_up_by_one_refetch() {
 
 #[tokio::test]
 async fn sync_authorize_refetches_in_the_background() {
-    let broker = Broker::default();
-    let k1 = KeyPair::new();
-    broker.publish(1, &k1, None);
-    let url = broker.serve().await;
-    let verifier = remote_verifier(&url, Duration::from_secs(10)).await;
+    let (broker, _, url) = serving_key_1().await;
+    let verifier = remote_verifier(&url, WINDOW).await;
 
     let k2 = KeyPair::new();
     broker.publish(2, &k2, None);
@@ -160,10 +163,7 @@ async fn sync_authorize_refetches_in_the_background() {
 
 #[tokio::test]
 async fn bursts_of_unknown_kids_fetch_at_most_once_per_window() {
-    let broker = Broker::default();
-    let k1 = KeyPair::new();
-    broker.publish(1, &k1, None);
-    let url = broker.serve().await;
+    let (broker, _, url) = serving_key_1().await;
     let window = Duration::from_millis(1000);
     let verifier = Arc::new(remote_verifier(&url, window).await);
     assert_eq!(broker.hits(), 1);
@@ -217,7 +217,7 @@ async fn withdrawn_and_retired_keys_stop_working() {
     broker.publish(1, &k1, None);
     broker.publish(9, &old, Some("2000-01-01T00:00:00Z"));
     let url = broker.serve().await;
-    let verifier = remote_verifier(&url, Duration::from_secs(10)).await;
+    let verifier = remote_verifier(&url, WINDOW).await;
 
     assert_eq!(
         verifier.authorize(&live_writ(&old, 9), "orders/42", "read"),
@@ -238,10 +238,7 @@ async fn withdrawn_and_retired_keys_stop_working() {
 
 #[tokio::test]
 async fn scheduled_refresh_runs() {
-    let broker = Broker::default();
-    let k1 = KeyPair::new();
-    broker.publish(1, &k1, None);
-    let url = broker.serve().await;
+    let (broker, _, url) = serving_key_1().await;
     let _verifier = Verifier::builder("orders-api")
         .key_set_url(&url)
         .key_refresh_interval(Duration::from_millis(100))
@@ -265,4 +262,61 @@ async fn unreachable_key_set_fails_the_build() {
         .build()
         .await;
     assert!(matches!(result, Err(BuildError::KeySet(_))));
+}
+
+#[tokio::test]
+async fn a_key_set_that_is_too_large_unreadable_refused_or_moved_fails_the_build() {
+    let broker = Broker::default();
+    broker.publish(1, &KeyPair::new(), None);
+    let valid = broker.serve().await;
+    // Over 1 MiB, announced by Content-Length or only found out while reading.
+    let oversized = || format!("{{\"keys\": [{}]}}", " ".repeat(1024 * 1024));
+    let streamed = move || {
+        let chunks = (0..17).map(|_| Ok::<_, std::convert::Infallible>(vec![b' '; 64 * 1024]));
+        axum::body::Body::from_stream(futures_util::stream::iter(chunks))
+    };
+    let app = axum::Router::new()
+        .route("/sized", get(move || async move { oversized() }))
+        .route("/streamed", get(move || async move { streamed() }))
+        .route("/not-json", get(|| async { "not json" }))
+        .route(
+            "/error",
+            get(|| async { axum::http::StatusCode::INTERNAL_SERVER_ERROR }),
+        )
+        .route(
+            "/moved",
+            get(move || async move { axum::response::Redirect::temporary(&valid) }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let build = |path: &str| {
+        Verifier::builder("orders-api")
+            .key_set_url(format!("http://{addr}{path}"))
+            .build()
+    };
+    for path in ["/sized", "/streamed"] {
+        assert!(
+            matches!(
+                build(path).await,
+                Err(BuildError::KeySet(KeySetError::TooLarge))
+            ),
+            "{path}"
+        );
+    }
+    assert!(matches!(
+        build("/not-json").await,
+        Err(BuildError::KeySet(KeySetError::Invalid(_)))
+    ));
+    for path in ["/error", "/moved"] {
+        assert!(
+            matches!(
+                build(path).await,
+                Err(BuildError::KeySet(KeySetError::Fetch(_)))
+            ),
+            "{path}"
+        );
+    }
+    assert_eq!(broker.hits(), 0, "the redirect was not followed");
 }

@@ -10,10 +10,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use biscuit_auth::KeyPair;
 use common::*;
-use fake_broker::{FakeBroker, Mode};
-use writ_verify::revocation::{RevocationEntry, RevocationTarget};
+use fake_broker::{FakeBroker, Mode, PageFault};
+use writ_verify::revocation::{RevocationEntry, RevocationSyncError, RevocationTarget};
 use writ_verify::{
-    Attenuation, BuildError, Denial, RevocationView, Verifier, WritIdentity, attenuate,
+    Attenuation, BuildError, Denial, RevocationView, Verifier, VerifierBuilder, WritIdentity,
+    attenuate,
 };
 
 /// The staleness bound of these tests: short, so outages show quickly.
@@ -21,19 +22,37 @@ const BOUND: Duration = Duration::from_secs(1);
 const POLL: Duration = Duration::from_millis(100);
 const HEARTBEAT: Duration = Duration::from_millis(100);
 
-async fn feed_verifier(base: &str, root: &KeyPair) -> Verifier {
-    verifier_with(base, root, BOUND, POLL).await
-}
+/// A bound and poll interval under which polling alone would take far longer than a test: only
+/// the stream (or an explicit sync) can be quick.
+const SLOW: (Duration, Duration) = (Duration::from_secs(30), Duration::from_secs(10));
 
-async fn verifier_with(base: &str, root: &KeyPair, bound: Duration, poll: Duration) -> Verifier {
+fn feed_builder(base: &str, root: &KeyPair, bound: Duration, poll: Duration) -> VerifierBuilder {
     Verifier::builder("orders-api")
         .static_keys([(KID, root.public())])
         .revocation_feed(base)
         .max_revocation_staleness(bound)
         .revocation_poll_interval(poll)
+}
+
+/// A fake broker in `mode` and a verifier following it with the staleness bound and poll
+/// interval `(bound, poll)`, trusting the returned root key.
+async fn start_with(
+    mode: Mode,
+    (bound, poll): (Duration, Duration),
+) -> (FakeBroker, KeyPair, Verifier) {
+    let (broker, base) = FakeBroker::start(HEARTBEAT).await;
+    broker.set_mode(mode);
+    let root = KeyPair::new();
+    let verifier = feed_builder(&base, &root, bound, poll)
         .build()
         .await
-        .unwrap()
+        .unwrap();
+    (broker, root, verifier)
+}
+
+/// A working fake broker and a verifier following it under [`BOUND`] and [`POLL`].
+async fn start() -> (FakeBroker, KeyPair, Verifier) {
+    start_with(Mode::Up, (BOUND, POLL)).await
 }
 
 /// The current time, to the second (writ times are whole seconds).
@@ -43,6 +62,11 @@ fn wall() -> SystemTime {
         .unwrap()
         .as_secs();
     UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+/// A writ of agent-7 for task "a", valid by the real clock, issued at `issued_at`.
+fn agent_writ(root: &KeyPair, writ_id: &str, issued_at: SystemTime) -> String {
+    writ(root, writ_id, "agent-7", "a", issued_at)
 }
 
 /// A writ valid by the real clock, issued at `issued_at`.
@@ -116,9 +140,7 @@ fn revocation_ids(writ: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn a_writ_revoked_by_id_is_refused_even_from_the_cache() {
-    let (broker, base) = FakeBroker::start(HEARTBEAT).await;
-    let root = KeyPair::new();
-    let verifier = feed_verifier(&base, &root).await;
+    let (broker, root, verifier) = start().await;
     let issued = wall() - Duration::from_secs(60);
     let doomed = writ(&root, "wr_doomed", "agent-7", "refund-42", issued);
     let spared = writ(&root, "wr_spared", "agent-7", "refund-42", issued);
@@ -134,9 +156,7 @@ async fn a_writ_revoked_by_id_is_refused_even_from_the_cache() {
 
 #[tokio::test]
 async fn revoking_a_writ_revokes_its_attenuations_but_not_its_parent() {
-    let (broker, base) = FakeBroker::start(HEARTBEAT).await;
-    let root = KeyPair::new();
-    let verifier = feed_verifier(&base, &root).await;
+    let (broker, root, verifier) = start().await;
     let issued = wall() - Duration::from_secs(60);
     let narrowed = Attenuation {
         operations: Some(vec!["read".into()]),
@@ -173,16 +193,8 @@ async fn revoking_a_writ_revokes_its_attenuations_but_not_its_parent() {
 
 #[tokio::test]
 async fn a_suspended_agent_loses_every_writ() {
-    let (broker, base) = FakeBroker::start(HEARTBEAT).await;
-    let root = KeyPair::new();
-    let verifier = feed_verifier(&base, &root).await;
-    let old = writ(
-        &root,
-        "wr_1",
-        "agent-7",
-        "a",
-        wall() - Duration::from_secs(300),
-    );
+    let (broker, root, verifier) = start().await;
+    let old = agent_writ(&root, "wr_1", wall() - Duration::from_secs(300));
     let new = writ(&root, "wr_2", "agent-7", "b", wall());
     let other_agent = writ(&root, "wr_3", "agent-8", "a", wall());
 
@@ -194,25 +206,11 @@ async fn a_suspended_agent_loses_every_writ() {
 
 #[tokio::test]
 async fn an_agent_cutoff_spares_writs_issued_after_it() {
-    let (broker, base) = FakeBroker::start(HEARTBEAT).await;
-    let root = KeyPair::new();
-    let verifier = feed_verifier(&base, &root).await;
+    let (broker, root, verifier) = start().await;
     let cutoff = wall() - Duration::from_secs(60);
-    let before = writ(
-        &root,
-        "wr_1",
-        "agent-7",
-        "a",
-        cutoff - Duration::from_secs(1),
-    );
-    let at_cutoff = writ(&root, "wr_2", "agent-7", "a", cutoff);
-    let after = writ(
-        &root,
-        "wr_3",
-        "agent-7",
-        "a",
-        cutoff + Duration::from_secs(1),
-    );
+    let before = agent_writ(&root, "wr_1", cutoff - Duration::from_secs(1));
+    let at_cutoff = agent_writ(&root, "wr_2", cutoff);
+    let after = agent_writ(&root, "wr_3", cutoff + Duration::from_secs(1));
 
     broker.revoke("rv_agent", agent_target("agent-7"), Some(cutoff), None);
     until_revoked(&verifier, &before).await;
@@ -222,9 +220,7 @@ async fn an_agent_cutoff_spares_writs_issued_after_it() {
 
 #[tokio::test]
 async fn a_task_cutoff_revokes_the_task_for_every_agent() {
-    let (broker, base) = FakeBroker::start(HEARTBEAT).await;
-    let root = KeyPair::new();
-    let verifier = feed_verifier(&base, &root).await;
+    let (broker, root, verifier) = start().await;
     let cutoff = wall() - Duration::from_secs(60);
     let issued = cutoff - Duration::from_secs(30);
     let first_agent = writ(&root, "wr_1", "agent-7", "refund-42", issued);
@@ -244,18 +240,10 @@ async fn a_task_cutoff_revokes_the_task_for_every_agent() {
 
 #[tokio::test]
 async fn lifting_a_suspension_replaces_the_entry() {
-    let (broker, base) = FakeBroker::start(HEARTBEAT).await;
-    let root = KeyPair::new();
-    let verifier = feed_verifier(&base, &root).await;
+    let (broker, root, verifier) = start().await;
     let lifted_at = wall() - Duration::from_secs(60);
-    let during = writ(
-        &root,
-        "wr_1",
-        "agent-7",
-        "a",
-        lifted_at - Duration::from_secs(10),
-    );
-    let since = writ(&root, "wr_2", "agent-7", "a", wall());
+    let during = agent_writ(&root, "wr_1", lifted_at - Duration::from_secs(10));
+    let since = agent_writ(&root, "wr_2", wall());
 
     broker.revoke("rv_suspend", agent_target("agent-7"), None, None);
     until_revoked(&verifier, &since).await;
@@ -278,9 +266,7 @@ async fn lifting_a_suspension_replaces_the_entry() {
 
 #[tokio::test]
 async fn expired_entries_are_dropped() {
-    let (broker, base) = FakeBroker::start(HEARTBEAT).await;
-    let root = KeyPair::new();
-    let verifier = feed_verifier(&base, &root).await;
+    let (broker, _, verifier) = start().await;
     until_streaming(&verifier).await;
 
     // Already expired: advances the cursor, holds nothing.
@@ -308,18 +294,10 @@ async fn expired_entries_are_dropped() {
 
 #[tokio::test]
 async fn a_live_revocation_is_refused_within_a_second() {
-    let (broker, base) = FakeBroker::start(HEARTBEAT).await;
-    let root = KeyPair::new();
     // Polling alone would take far longer than a second here: the stream must deliver.
-    let verifier = verifier_with(
-        &base,
-        &root,
-        Duration::from_secs(30),
-        Duration::from_secs(10),
-    )
-    .await;
+    let (broker, root, verifier) = start_with(Mode::Up, SLOW).await;
     until_streaming(&verifier).await;
-    let live = writ(&root, "wr_live", "agent-7", "a", wall());
+    let live = agent_writ(&root, "wr_live", wall());
     assert_eq!(read(&verifier, &live), Ok(()));
 
     broker.revoke("rv_live", writ_target("wr_live", "00"), None, None);
@@ -329,17 +307,9 @@ async fn a_live_revocation_is_refused_within_a_second() {
 
 #[tokio::test]
 async fn an_entry_the_stream_missed_is_fetched_when_a_heartbeat_reveals_it() {
-    let (broker, base) = FakeBroker::start(HEARTBEAT).await;
-    let root = KeyPair::new();
-    let verifier = verifier_with(
-        &base,
-        &root,
-        Duration::from_secs(30),
-        Duration::from_secs(10),
-    )
-    .await;
+    let (broker, root, verifier) = start_with(Mode::Up, SLOW).await;
     until_streaming(&verifier).await;
-    let missed = writ(&root, "wr_missed", "agent-7", "a", wall());
+    let missed = agent_writ(&root, "wr_missed", wall());
 
     broker.revoke_unannounced("rv_missed", writ_target("wr_missed", "00"));
     let took = until_revoked(&verifier, &missed).await;
@@ -349,12 +319,9 @@ async fn an_entry_the_stream_missed_is_fetched_when_a_heartbeat_reveals_it() {
 
 #[tokio::test]
 async fn polling_keeps_the_view_fresh_while_the_stream_is_refused() {
-    let (broker, base) = FakeBroker::start(HEARTBEAT).await;
-    broker.set_mode(Mode::StreamRefused);
-    let root = KeyPair::new();
-    let verifier = feed_verifier(&base, &root).await;
-    let fine = writ(&root, "wr_fine", "agent-7", "a", wall());
-    let doomed = writ(&root, "wr_doomed", "agent-7", "a", wall());
+    let (broker, root, verifier) = start_with(Mode::StreamRefused, (BOUND, POLL)).await;
+    let fine = agent_writ(&root, "wr_fine", wall());
+    let doomed = agent_writ(&root, "wr_doomed", wall());
 
     tokio::time::sleep(BOUND + BOUND / 2).await;
     assert_eq!(
@@ -374,11 +341,8 @@ async fn polling_keeps_the_view_fresh_while_the_stream_is_refused() {
 
 #[tokio::test]
 async fn a_silent_stream_is_abandoned_for_polling() {
-    let (broker, base) = FakeBroker::start(HEARTBEAT).await;
-    broker.set_mode(Mode::StreamSilent);
-    let root = KeyPair::new();
-    let verifier = feed_verifier(&base, &root).await;
-    let fine = writ(&root, "wr_fine", "agent-7", "a", wall());
+    let (_broker, root, verifier) = start_with(Mode::StreamSilent, (BOUND, POLL)).await;
+    let fine = agent_writ(&root, "wr_fine", wall());
 
     within(
         Duration::from_secs(2),
@@ -396,11 +360,9 @@ async fn a_silent_stream_is_abandoned_for_polling() {
 
 #[tokio::test]
 async fn a_broker_outage_refuses_every_writ_after_the_bound_then_recovers() {
-    let (broker, base) = FakeBroker::start(HEARTBEAT).await;
-    let root = KeyPair::new();
-    let verifier = feed_verifier(&base, &root).await;
+    let (broker, root, verifier) = start().await;
     until_streaming(&verifier).await;
-    let fine = writ(&root, "wr_fine", "agent-7", "a", wall());
+    let fine = agent_writ(&root, "wr_fine", wall());
     assert_eq!(read(&verifier, &fine), Ok(()));
 
     broker.set_mode(Mode::Down);
@@ -443,10 +405,8 @@ async fn a_broker_outage_refuses_every_writ_after_the_bound_then_recovers() {
 
 #[tokio::test]
 async fn a_lift_that_expired_during_an_outage_is_not_missed() {
-    let (broker, base) = FakeBroker::start(HEARTBEAT).await;
-    let root = KeyPair::new();
-    let verifier = feed_verifier(&base, &root).await;
-    let writ_of_agent = writ(&root, "wr_1", "agent-7", "a", wall());
+    let (broker, root, verifier) = start().await;
+    let writ_of_agent = agent_writ(&root, "wr_1", wall());
     broker.revoke("rv_suspend", agent_target("agent-7"), None, None);
     until_revoked(&verifier, &writ_of_agent).await;
 
@@ -479,15 +439,17 @@ async fn a_lift_that_expired_during_an_outage_is_not_missed() {
 
 #[tokio::test]
 async fn malformed_events_break_the_stream_but_not_the_verifier() {
-    let (broker, base) = FakeBroker::start(HEARTBEAT).await;
-    let root = KeyPair::new();
-    let verifier = feed_verifier(&base, &root).await;
+    let (broker, root, verifier) = start().await;
     let oversized_line = format!("data: {}", "x".repeat(70 * 1024));
-    let garbage: [&[u8]; 5] = [
+    // Lines within their limit, adding up to more than an event may hold.
+    let long_data = format!("data: {}\n", "x".repeat(40 * 1024));
+    let oversized_event = format!("event: revocation\n{long_data}{long_data}\n");
+    let garbage: [&[u8]; 6] = [
         b"event: revocation\ndata: {not json}\n\n",
         b"event: heartbeat\ndata: \"soon\"\n\n",
         b"event: revocation\ndata: \xff\xfe\n\n",
         oversized_line.as_bytes(),
+        oversized_event.as_bytes(),
         b"event: revocation\ndata: {\"seq\": 9, \"id\": \"rv_x\", \"target\": \"service\"}\n\n",
     ];
     for (round, bytes) in garbage.iter().enumerate() {
@@ -500,22 +462,20 @@ async fn malformed_events_break_the_stream_but_not_the_verifier() {
             || verifier.revocation_status().unwrap().stream_errors > errors,
         )
         .await;
-        let fine = writ(&root, &format!("wr_{round}"), "agent-7", "a", wall());
+        let fine = agent_writ(&root, &format!("wr_{round}"), wall());
         assert_eq!(read(&verifier, &fine), Ok(()), "round {round}");
     }
 
     // Back on a new stream, revocations still arrive.
     until_streaming(&verifier).await;
-    let doomed = writ(&root, "wr_doomed", "agent-7", "a", wall());
+    let doomed = agent_writ(&root, "wr_doomed", wall());
     broker.revoke("rv_1", writ_target("wr_doomed", "00"), None, None);
     until_revoked(&verifier, &doomed).await;
 }
 
 #[tokio::test]
 async fn reconnecting_resumes_from_the_cursor_with_last_event_id() {
-    let (broker, base) = FakeBroker::start(HEARTBEAT).await;
-    let root = KeyPair::new();
-    let verifier = feed_verifier(&base, &root).await;
+    let (broker, root, verifier) = start().await;
     until_streaming(&verifier).await;
     for n in 1..=3 {
         broker.revoke(&format!("rv_{n}"), agent_target("agent-x"), None, None);
@@ -535,29 +495,20 @@ async fn reconnecting_resumes_from_the_cursor_with_last_event_id() {
         [Some("0".to_owned()), Some("3".to_owned())]
     );
     until_streaming(&verifier).await;
-    let doomed = writ(&root, "wr_doomed", "agent-7", "a", wall());
+    let doomed = agent_writ(&root, "wr_doomed", wall());
     broker.revoke("rv_4", writ_target("wr_doomed", "00"), None, None);
     until_revoked(&verifier, &doomed).await;
 }
 
 #[tokio::test]
 async fn sync_revocations_now_reads_the_feed_at_once() {
-    let (broker, base) = FakeBroker::start(HEARTBEAT).await;
-    broker.set_mode(Mode::StreamRefused);
-    let root = KeyPair::new();
-    let verifier = verifier_with(
-        &base,
-        &root,
-        Duration::from_secs(30),
-        Duration::from_secs(10),
-    )
-    .await;
+    let (broker, root, verifier) = start_with(Mode::StreamRefused, SLOW).await;
     // The build's poll and the first fallback poll; the next is ten seconds away.
     within(Duration::from_secs(2), "the fallback polls", || {
         broker.page_requests() >= 2
     })
     .await;
-    let doomed = writ(&root, "wr_doomed", "agent-7", "a", wall());
+    let doomed = agent_writ(&root, "wr_doomed", wall());
     broker.revoke("rv_1", writ_target("wr_doomed", "00"), None, None);
     assert_eq!(read(&verifier, &doomed), Ok(()), "not polled yet");
 
@@ -573,12 +524,7 @@ async fn the_feed_is_read_and_checked_at_build() {
         listener.local_addr().unwrap().port()
     };
     let build = |feed: String, bound: Duration, poll: Duration| {
-        Verifier::builder("orders-api")
-            .static_keys([(KID, root.public())])
-            .revocation_feed(feed)
-            .max_revocation_staleness(bound)
-            .revocation_poll_interval(poll)
-            .build()
+        feed_builder(&feed, &root, bound, poll).build()
     };
     let closed = format!("http://127.0.0.1:{port}");
     assert!(matches!(
@@ -618,6 +564,84 @@ async fn the_feed_is_read_and_checked_at_build() {
 }
 
 #[tokio::test]
+async fn unreadable_or_partial_feeds_fail_the_build() {
+    let (broker, base) = FakeBroker::start(HEARTBEAT).await;
+    let root = KeyPair::new();
+    let build = || feed_builder(&base, &root, BOUND, POLL).build();
+    broker.set_page_fault(Some(PageFault::TooLarge));
+    assert!(matches!(
+        build().await,
+        Err(BuildError::RevocationFeed(RevocationSyncError::TooLarge))
+    ));
+    for fault in [PageFault::NotJson, PageFault::CursorStands] {
+        broker.set_page_fault(Some(fault));
+        assert!(
+            matches!(
+                build().await,
+                Err(BuildError::RevocationFeed(RevocationSyncError::Invalid(_)))
+            ),
+            "{fault:?}"
+        );
+    }
+
+    // The first page read and the second refused: the view is not complete.
+    broker.set_max_page(1);
+    broker.revoke("rv_1", agent_target("agent-x"), None, None);
+    broker.revoke("rv_2", agent_target("agent-y"), None, None);
+    broker.set_page_fault(Some(PageFault::AfterFirst));
+    assert!(matches!(
+        build().await,
+        Err(BuildError::RevocationFeed(RevocationSyncError::Fetch(_)))
+    ));
+    broker.set_page_fault(None);
+    let verifier = build().await.unwrap();
+    assert_eq!(verifier.revocation_status().unwrap().entries, 2);
+}
+
+#[tokio::test]
+async fn a_poll_cut_short_applies_what_it_read_but_confirms_nothing() {
+    let (broker, root, verifier) = start_with(Mode::StreamRefused, SLOW).await;
+    // The build's poll and the first fallback poll; the next is ten seconds away.
+    within(Duration::from_secs(2), "the fallback polls", || {
+        broker.page_requests() >= 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let age = verifier.revocation_status().unwrap().age.unwrap();
+
+    broker.set_max_page(1);
+    broker.revoke("rv_1", writ_target("wr_doomed", "00"), None, None);
+    broker.revoke("rv_2", agent_target("agent-x"), None, None);
+    broker.set_page_fault(Some(PageFault::AfterFirst));
+    assert!(matches!(
+        verifier.sync_revocations_now().await,
+        Err(RevocationSyncError::Fetch(_))
+    ));
+    let status = verifier.revocation_status().unwrap();
+    assert_eq!((status.cursor, status.entries), (1, 1), "the first page");
+    assert!(status.age.unwrap() >= age, "confirmed: {status:?}");
+    let doomed = agent_writ(&root, "wr_doomed", wall());
+    assert_eq!(read(&verifier, &doomed), Err(Denial::Revoked));
+}
+
+#[tokio::test]
+async fn a_stream_that_is_not_an_event_stream_is_left_for_polling() {
+    let (_broker, root, verifier) = start_with(Mode::StreamNotEventStream, (BOUND, POLL)).await;
+    within(Duration::from_secs(2), "the stream is refused", || {
+        verifier.revocation_status().unwrap().stream_errors >= 1
+    })
+    .await;
+    assert!(!verifier.revocation_status().unwrap().streaming);
+    tokio::time::sleep(BOUND + BOUND / 2).await;
+    let fine = agent_writ(&root, "wr_fine", wall());
+    assert_eq!(
+        read(&verifier, &fine),
+        Ok(()),
+        "polling kept the view fresh"
+    );
+}
+
+#[tokio::test]
 async fn a_static_view_is_consulted_but_its_age_is_not_enforced() {
     let root = KeyPair::new();
     let plain = verifier("orders-api", &root).await;
@@ -632,8 +656,8 @@ async fn a_static_view_is_consulted_but_its_age_is_not_enforced() {
         expires_at: None,
     };
     view.apply(entry, SystemTime::now()).unwrap();
-    let doomed = writ(&root, "wr_doomed", "agent-7", "a", wall());
-    let fine = writ(&root, "wr_fine", "agent-7", "a", wall());
+    let doomed = agent_writ(&root, "wr_doomed", wall());
+    let fine = agent_writ(&root, "wr_fine", wall());
     let identity = WritIdentity {
         writ_id: "wr_doomed",
         agent: "agent-7",

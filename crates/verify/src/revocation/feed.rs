@@ -28,6 +28,7 @@ use super::state::RevocationState;
 use super::view::{RevocationView, RevocationViewFull};
 use super::wire::{FeedHeartbeat, RevocationEntry, RevocationPage};
 use crate::BuildError;
+use crate::http_fetch::{FetchError, ensure_success, get_bounded};
 
 /// Largest page of the feed read, in bytes.
 pub const MAX_REVOCATION_PAGE_BYTES: usize = 4 * 1024 * 1024;
@@ -61,8 +62,16 @@ pub enum RevocationSyncError {
     ViewFull(#[from] RevocationViewFull),
 }
 
-fn fetch_error(error: reqwest::Error) -> RevocationSyncError {
-    RevocationSyncError::Fetch(error.to_string())
+impl From<FetchError> for RevocationSyncError {
+    fn from(error: FetchError) -> Self {
+        match error {
+            FetchError::Request(error) => RevocationSyncError::Fetch(error.to_string()),
+            FetchError::Status(status) => {
+                RevocationSyncError::Fetch(format!("the broker answered {status}"))
+            }
+            FetchError::TooLarge => RevocationSyncError::TooLarge,
+        }
+    }
 }
 
 fn invalid(error: impl ToString) -> RevocationSyncError {
@@ -79,7 +88,6 @@ pub(crate) struct RevocationFeed {
     poll_interval: Duration,
     /// Bound of one poll request, and of connecting the stream.
     request_timeout: Duration,
-    max_staleness: Duration,
     /// A stream that confirms nothing for this long is taken for broken.
     confirm_within: Duration,
     /// One poll at a time (the sync task's and `sync_revocations_now`'s), so a rebuilt view is
@@ -119,25 +127,16 @@ impl RevocationFeed {
             stream_url: format!("{base}/v1/revocations/stream"),
             poll_interval,
             request_timeout: http_timeout.min(max_staleness),
-            max_staleness,
             confirm_within: max_staleness / 2,
             polling: tokio::sync::Mutex::new(()),
         })
-    }
-
-    /// Whether the view is unconfirmed for longer than its bound (or was never confirmed).
-    fn is_stale(&self) -> bool {
-        self.state
-            .read()
-            .age(Instant::now())
-            .is_none_or(|age| age > self.max_staleness)
     }
 
     /// Brings the view up to date from the feed's pages and confirms it: caught up from its
     /// cursor while fresh, rebuilt from the start once stale.
     pub(crate) async fn poll(&self) -> Result<(), RevocationSyncError> {
         let _one_at_a_time = self.polling.lock().await;
-        if self.is_stale() {
+        if self.state.is_stale() {
             self.rebuild().await
         } else {
             self.catch_up().await
@@ -205,29 +204,15 @@ impl RevocationFeed {
     }
 
     async fn fetch_page(&self, after: u64) -> Result<RevocationPage, RevocationSyncError> {
-        let url = format!("{}?after={after}&limit={PAGE_LIMIT}", self.pages_url);
-        let mut response = self
+        let request = self
             .client
-            .get(url)
+            .get(format!(
+                "{}?after={after}&limit={PAGE_LIMIT}",
+                self.pages_url
+            ))
             .header(ACCEPT, "application/json")
-            .timeout(self.request_timeout)
-            .send()
-            .await
-            .map_err(fetch_error)?;
-        ensure_success(&response)?;
-        if response
-            .content_length()
-            .is_some_and(|len| len > MAX_REVOCATION_PAGE_BYTES as u64)
-        {
-            return Err(RevocationSyncError::TooLarge);
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(fetch_error)? {
-            if body.len() + chunk.len() > MAX_REVOCATION_PAGE_BYTES {
-                return Err(RevocationSyncError::TooLarge);
-            }
-            body.extend_from_slice(&chunk);
-        }
+            .timeout(self.request_timeout);
+        let body = get_bounded(request, MAX_REVOCATION_PAGE_BYTES).await?;
         serde_json::from_slice(&body).map_err(invalid)
     }
 
@@ -305,7 +290,7 @@ impl RevocationFeed {
         let mut response = tokio::time::timeout(self.request_timeout, request)
             .await
             .map_err(|_| RevocationSyncError::Fetch("connecting the stream timed out".into()))?
-            .map_err(fetch_error)?;
+            .map_err(FetchError::from)?;
         ensure_success(&response)?;
         let is_event_stream = response
             .headers()
@@ -324,7 +309,7 @@ impl RevocationFeed {
             let chunk = tokio::time::timeout_at(deadline.into(), response.chunk())
                 .await
                 .map_err(|_| RevocationSyncError::Silent(self.confirm_within))?
-                .map_err(fetch_error)?;
+                .map_err(FetchError::from)?;
             let Some(chunk) = chunk else {
                 return Ok(());
             };
@@ -362,7 +347,7 @@ impl RevocationFeed {
     async fn on_heartbeat(&self, head: u64) -> bool {
         let arrived_at = Instant::now();
         let cursor = self.state.read().cursor();
-        if head <= cursor && !self.is_stale() {
+        if head <= cursor && !self.state.is_stale() {
             self.confirm(arrived_at);
             return true;
         }
@@ -415,17 +400,6 @@ fn feed_base(base_url: &str) -> Result<String, BuildError> {
         ));
     }
     Ok(url.as_str().trim_end_matches('/').to_owned())
-}
-
-fn ensure_success(response: &reqwest::Response) -> Result<(), RevocationSyncError> {
-    if response.status().is_success() {
-        Ok(())
-    } else {
-        Err(RevocationSyncError::Fetch(format!(
-            "the broker answered {}",
-            response.status()
-        )))
-    }
 }
 
 /// `base` give or take a fifth, so verifiers that lost the broker together do not all

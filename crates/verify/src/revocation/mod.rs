@@ -60,8 +60,15 @@ impl RevocationSettings {
 #[derive(Debug)]
 pub(crate) struct Revocations {
     pub(crate) state: Arc<RevocationState>,
-    feed: Option<Arc<RevocationFeed>>,
-    sync: Option<tokio::task::AbortHandle>,
+    /// `None` for a static view.
+    following: Option<Following>,
+}
+
+/// The feed and the task following it; the task stops when this is dropped.
+#[derive(Debug)]
+struct Following {
+    feed: Arc<RevocationFeed>,
+    sync: tokio::task::AbortHandle,
 }
 
 impl Revocations {
@@ -72,8 +79,7 @@ impl Revocations {
         let Some(feed_url) = settings.feed_url else {
             return Ok(settings.view.map(|view| Revocations {
                 state: Arc::new(RevocationState::new(view, None)),
-                feed: None,
-                sync: None,
+                following: None,
             }));
         };
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
@@ -92,24 +98,21 @@ impl Revocations {
         let sync = spawn_sync(&feed, &runtime);
         Ok(Some(Revocations {
             state,
-            feed: Some(feed),
-            sync: Some(sync),
+            following: Some(Following { feed, sync }),
         }))
     }
 
     /// Polls the feed once now; nothing to do for a static view.
     pub(crate) async fn sync_now(&self) -> Result<(), RevocationSyncError> {
-        match &self.feed {
-            Some(feed) => feed.poll().await,
+        match &self.following {
+            Some(following) => following.feed.poll().await,
             None => Ok(()),
         }
     }
 }
 
-impl Drop for Revocations {
+impl Drop for Following {
     fn drop(&mut self) {
-        if let Some(sync) = &self.sync {
-            sync.abort();
-        }
+        self.sync.abort();
     }
 }

@@ -63,14 +63,25 @@ impl RevocationState {
         self.view.write().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The refusal due while `view` is too old to decide: never confirmed, or confirmed longer
+    /// ago than the bound. A static view never is.
+    fn staleness(&self, view: &RevocationView) -> Option<Denial> {
+        let max_staleness = self.max_staleness?;
+        let age = view.age(Instant::now());
+        age.is_none_or(|age| age > max_staleness)
+            .then_some(Denial::RevocationViewStale { age, max_staleness })
+    }
+
+    /// Whether the view is too old to decide (see [`RevocationState::check`]).
+    pub(crate) fn is_stale(&self) -> bool {
+        self.staleness(&self.read()).is_some()
+    }
+
     /// Refuses `writ` if the view is too old to decide, or names it.
     pub(crate) fn check(&self, writ: &WritIdentity<'_>) -> Result<(), Denial> {
         let view = self.read();
-        if let Some(max_staleness) = self.max_staleness {
-            let age = view.age(Instant::now());
-            if age.is_none_or(|age| age > max_staleness) {
-                return Err(Denial::RevocationViewStale { age, max_staleness });
-            }
+        if let Some(stale) = self.staleness(&view) {
+            return Err(stale);
         }
         match view.is_revoked(writ) {
             Some(entry) => {

@@ -267,18 +267,7 @@ impl RevocationView {
 
     fn insert(&mut self, stored: StoredEntry) {
         let id = stored.entry.id.clone();
-        match &stored.entry.target {
-            RevocationTarget::Writ {
-                writ_id,
-                revocation_id,
-            } => {
-                self.by_writ_id.insert(writ_id, &id);
-                self.by_revocation_id
-                    .insert(&revocation_id.to_ascii_lowercase(), &id);
-            }
-            RevocationTarget::Agent { agent } => self.by_agent.insert(agent, &id),
-            RevocationTarget::Task { task } => self.by_task.insert(task, &id),
-        }
+        self.file_under(&stored.entry.target, &id, Index::insert);
         if let Some(expires_at) = stored.expires_at {
             self.by_expiry.insert((expires_at, id.clone()));
         }
@@ -289,20 +278,35 @@ impl RevocationView {
         let Some(stored) = self.entries.remove(id) else {
             return;
         };
-        match &stored.entry.target {
+        self.file_under(&stored.entry.target, id, Index::remove);
+        if let Some(expires_at) = stored.expires_at {
+            self.by_expiry.remove(&(expires_at, stored.entry.id));
+        }
+    }
+
+    /// Applies `update` (insert or remove) to entry `id` in every index `target` is matched by,
+    /// under the same keys both ways, so a removed entry leaves no id behind.
+    fn file_under(
+        &mut self,
+        target: &RevocationTarget,
+        id: &str,
+        update: fn(&mut Index, &str, &str),
+    ) {
+        match target {
             RevocationTarget::Writ {
                 writ_id,
                 revocation_id,
             } => {
-                self.by_writ_id.remove(writ_id, id);
-                self.by_revocation_id
-                    .remove(&revocation_id.to_ascii_lowercase(), id);
+                update(&mut self.by_writ_id, writ_id, id);
+                // Writs' revocation ids are matched in lowercase hex.
+                update(
+                    &mut self.by_revocation_id,
+                    &revocation_id.to_ascii_lowercase(),
+                    id,
+                );
             }
-            RevocationTarget::Agent { agent } => self.by_agent.remove(agent, id),
-            RevocationTarget::Task { task } => self.by_task.remove(task, id),
-        }
-        if let Some(expires_at) = stored.expires_at {
-            self.by_expiry.remove(&(expires_at, stored.entry.id));
+            RevocationTarget::Agent { agent } => update(&mut self.by_agent, agent, id),
+            RevocationTarget::Task { task } => update(&mut self.by_task, task, id),
         }
     }
 }

@@ -5,9 +5,9 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
-use biscuit_auth::builder::Term;
+use biscuit_auth::builder::{BiscuitBuilder, Term};
 use biscuit_auth::{Biscuit, KeyPair};
-use writ_verify::Verifier;
+use writ_verify::{Denial, Grant, Verifier};
 
 pub const KID: u32 = 1;
 
@@ -68,59 +68,55 @@ fn s(text: &str) -> Term {
     Term::Str(text.to_owned())
 }
 
+/// Adds `code` with the parameters `pairs` to the authority block being built.
+fn with_code(builder: BiscuitBuilder, code: &str, pairs: &[(&str, Term)]) -> BiscuitBuilder {
+    builder
+        .code_with_params(code, params(pairs), HashMap::new())
+        .unwrap()
+}
+
 /// Mints `spec` with `root` under key id `kid`, in the writ format.
 pub fn mint_with(root: &KeyPair, kid: u32, spec: &WritSpec) -> String {
-    let none = HashMap::new;
-    let mut builder = Biscuit::builder()
-        .code_with_params(
-            "writ({v}); writ_id({id}); agent({agent}); task({task}); \
-             issued_at({iat}); expires_at({exp});",
-            params(&[
-                ("v", Term::Integer(spec.version)),
-                ("id", s(&spec.writ_id)),
-                ("agent", s(&spec.agent)),
-                ("task", s(&spec.task)),
-                ("iat", Term::from(spec.issued_at)),
-                ("exp", Term::from(spec.expires_at)),
-            ]),
-            none(),
-        )
-        .unwrap();
+    let mut builder = with_code(
+        Biscuit::builder(),
+        "writ({v}); writ_id({id}); agent({agent}); task({task}); \
+         issued_at({iat}); expires_at({exp});",
+        &[
+            ("v", Term::Integer(spec.version)),
+            ("id", s(&spec.writ_id)),
+            ("agent", s(&spec.agent)),
+            ("task", s(&spec.task)),
+            ("iat", Term::from(spec.issued_at)),
+            ("exp", Term::from(spec.expires_at)),
+        ],
+    );
     for service in &spec.services {
-        builder = builder
-            .code_with_params("service({s});", params(&[("s", s(service))]), none())
-            .unwrap();
+        builder = with_code(builder, "service({s});", &[("s", s(service))]);
     }
     for (resource, op) in &spec.exact {
-        builder = builder
-            .code_with_params(
-                "right({r}, {op});",
-                params(&[("r", s(resource)), ("op", s(op))]),
-                none(),
-            )
-            .unwrap();
+        builder = with_code(
+            builder,
+            "right({r}, {op});",
+            &[("r", s(resource)), ("op", s(op))],
+        );
     }
     for (prefix, op) in &spec.prefixes {
-        builder = builder
-            .code_with_params(
-                "right($r, {op}) <- resource($r), $r.starts_with({p});",
-                params(&[("p", s(prefix)), ("op", s(op))]),
-                none(),
-            )
-            .unwrap();
+        builder = with_code(
+            builder,
+            "right($r, {op}) <- resource($r), $r.starts_with({p});",
+            &[("p", s(prefix)), ("op", s(op))],
+        );
     }
-    builder
-        .code_with_params(
-            "check if time($t), $t <= {exp}; check if audience($a), service($a);",
-            params(&[("exp", Term::from(spec.expires_at))]),
-            none(),
-        )
-        .unwrap()
-        .root_key_id(kid)
-        .build(root)
-        .unwrap()
-        .to_base64()
-        .unwrap()
+    with_code(
+        builder,
+        "check if time($t), $t <= {exp}; check if audience($a), service($a);",
+        &[("exp", Term::from(spec.expires_at))],
+    )
+    .root_key_id(kid)
+    .build(root)
+    .unwrap()
+    .to_base64()
+    .unwrap()
 }
 
 pub fn mint(root: &KeyPair, spec: &WritSpec) -> String {
@@ -133,6 +129,11 @@ pub async fn verifier(service: &str, root: &KeyPair) -> Verifier {
         .build()
         .await
         .unwrap()
+}
+
+/// `verifier`'s answer to reading `orders/42` with `writ` at `at`.
+pub fn read_at(verifier: &Verifier, writ: &str, at: SystemTime) -> Result<Grant, Denial> {
+    verifier.authorize_at(writ, "orders/42", "read", at)
 }
 
 /// Appends a block of raw Datalog (test-only: lets tests forge what a hostile holder could).

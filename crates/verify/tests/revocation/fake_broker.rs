@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
-use writ_verify::revocation::{RevocationEntry, RevocationPage, RevocationTarget};
+use writ_verify::revocation::{FeedHeartbeat, RevocationEntry, RevocationPage, RevocationTarget};
 
 /// How the fake broker behaves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,6 +25,21 @@ pub enum Mode {
     StreamRefused,
     /// Pages work; the stream connects and then sends nothing, ever.
     StreamSilent,
+    /// Pages work; the stream answers 200 with a JSON content type.
+    StreamNotEventStream,
+}
+
+/// How the page endpoint misbehaves (the stream is unaffected).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PageFault {
+    /// A body over the verifier's page limit.
+    TooLarge,
+    /// A body that is not JSON.
+    NotJson,
+    /// "More entries follow", with a `next_after` that does not move.
+    CursorStands,
+    /// Every page but the first of the feed (`after=0`) answers 503.
+    AfterFirst,
 }
 
 #[derive(Clone)]
@@ -43,6 +58,9 @@ struct FeedState {
     /// `Last-Event-ID` of every stream request, in order.
     last_event_ids: Vec<Option<String>>,
     page_requests: usize,
+    page_fault: Option<PageFault>,
+    /// Most entries per page, whatever the verifier asks for.
+    max_page: usize,
 }
 
 #[derive(Deserialize)]
@@ -69,6 +87,8 @@ impl FakeBroker {
                 silent: Vec::new(),
                 last_event_ids: Vec::new(),
                 page_requests: 0,
+                page_fault: None,
+                max_page: usize::MAX,
             })),
         };
         let app = axum::Router::new()
@@ -101,6 +121,14 @@ impl FakeBroker {
         }
     }
 
+    pub fn set_page_fault(&self, fault: Option<PageFault>) {
+        self.lock().page_fault = fault;
+    }
+
+    pub fn set_max_page(&self, entries: usize) {
+        self.lock().max_page = entries;
+    }
+
     /// Records a revocation (replacing the entry with the same id) and sends it to the open
     /// streams; answers the entry.
     pub fn revoke(
@@ -110,7 +138,13 @@ impl FakeBroker {
         issued_until: Option<SystemTime>,
         expires_at: Option<SystemTime>,
     ) -> RevocationEntry {
-        let entry = self.record(id, target, issued_until, expires_at);
+        let entry = self.record(RevocationEntry {
+            seq: 0,
+            id: id.to_owned(),
+            target,
+            issued_until: issued_until.map(rfc3339),
+            expires_at: expires_at.map(rfc3339),
+        });
         self.send_to_streams(revocation_event(&entry).into_bytes());
         entry
     }
@@ -118,26 +152,21 @@ impl FakeBroker {
     /// Records a revocation without sending it on the streams (as a broker whose live channel
     /// dropped it): only the heartbeats' `head` reveals it.
     pub fn revoke_unannounced(&self, id: &str, target: RevocationTarget) -> RevocationEntry {
-        self.record(id, target, None, None)
-    }
-
-    fn record(
-        &self,
-        id: &str,
-        target: RevocationTarget,
-        issued_until: Option<SystemTime>,
-        expires_at: Option<SystemTime>,
-    ) -> RevocationEntry {
-        let mut state = self.lock();
-        state.head += 1;
-        let entry = RevocationEntry {
-            seq: state.head,
+        self.record(RevocationEntry {
+            seq: 0,
             id: id.to_owned(),
             target,
-            issued_until: issued_until.map(rfc3339),
-            expires_at: expires_at.map(rfc3339),
-        };
-        state.entries.retain(|held| held.id != id);
+            issued_until: None,
+            expires_at: None,
+        })
+    }
+
+    /// Stores `entry` at the next seq, replacing the entry with the same id.
+    fn record(&self, mut entry: RevocationEntry) -> RevocationEntry {
+        let mut state = self.lock();
+        state.head += 1;
+        entry.seq = state.head;
+        state.entries.retain(|held| held.id != entry.id);
         state.entries.push(entry.clone());
         entry
     }
@@ -214,8 +243,29 @@ async fn page(State(broker): State<FakeBroker>, Query(query): Query<PageQuery>) 
     if state.mode == Mode::Down {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
-    let limit = query.limit.unwrap_or(100);
-    let mut entries = live_after(&state, query.after.unwrap_or(0));
+    let after = query.after.unwrap_or(0);
+    match state.page_fault {
+        None => {}
+        Some(PageFault::TooLarge) => {
+            let body = vec![b' '; writ_verify::revocation::MAX_REVOCATION_PAGE_BYTES + 1];
+            return ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+        }
+        Some(PageFault::NotJson) => return "not json".into_response(),
+        Some(PageFault::CursorStands) => {
+            return axum::Json(RevocationPage {
+                entries: Vec::new(),
+                next_after: after,
+                more: true,
+            })
+            .into_response();
+        }
+        Some(PageFault::AfterFirst) if after > 0 => {
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+        Some(PageFault::AfterFirst) => {}
+    }
+    let limit = query.limit.unwrap_or(100).min(state.max_page);
+    let mut entries = live_after(&state, after);
     let more = entries.len() > limit;
     entries.truncate(limit);
     let next_after = match entries.last() {
@@ -244,6 +294,7 @@ async fn stream(
     match state.mode {
         Mode::Down => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
         Mode::StreamRefused => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        Mode::StreamNotEventStream => return axum::Json(FeedHeartbeat { head: 0 }).into_response(),
         Mode::Up | Mode::StreamSilent => {}
     }
     let (sender, mut receiver) = unbounded_channel::<Vec<u8>>();
