@@ -486,7 +486,10 @@ mod tests {
         for _ in 1..MAX_ADMIN_CREDENTIAL_BLOCKS {
             token = append(&token, &ring, BlockBuilder::new());
         }
-        assert!(verify_admin_writ(&ring, &token, now).is_ok(), "8 blocks verify");
+        assert!(
+            verify_admin_writ(&ring, &token, now).is_ok(),
+            "8 blocks verify"
+        );
         let one_more = append(&token, &ring, BlockBuilder::new());
         assert_eq!(
             verify_admin_writ(&ring, &one_more, now).unwrap_err(),
