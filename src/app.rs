@@ -9,12 +9,12 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::broker::Broker;
-use crate::config::{Config, ConfigError, DEV_ISSUER_NAME};
+use crate::config::{ABSOLUTE_MAX_SKEW, Config, ConfigError, DEV_ISSUER_NAME, WRIT_LIFETIME_BOUND};
 use crate::http::{AppState, router};
 use crate::identity::{DevIssuer, IdentityVerifier};
 use crate::keys::{KeyDir, Keys};
 use crate::policy::{DEV_POLICY, PolicySet};
-use crate::revocation::Registry;
+use crate::revocation::{Limits, RevocationView};
 use crate::store;
 use crate::store::Store;
 
@@ -66,7 +66,7 @@ impl Application {
         check_policy_issuers(&policies, &identities)?;
         let keys = Arc::new(Keys::open(KeyDir::open_or_init(&config.key_dir)?)?);
         let store = store::connect(&config.database_url).await?;
-        let revocations = Registry::new(config.revocation_poll);
+        let revocations = RevocationView::new(config.revocation_poll);
         revocations.catch_up(&store).await?;
         let listener =
             TcpListener::bind(config.listen)
@@ -83,13 +83,11 @@ impl Application {
             Arc::clone(&keys),
             config.audit_checkpoint_interval,
         ));
-        let broker = Broker {
-            identities,
-            policies,
-            keys,
-            store,
-            revocations,
+        let limits = Limits {
+            writ_lifetime: WRIT_LIFETIME_BOUND,
+            skew: ABSOLUTE_MAX_SKEW,
         };
+        let broker = Broker::new(identities, policies, keys, store, revocations, limits);
         let (shutting_down, shutdown) = tokio::sync::watch::channel(false);
         Ok(Application {
             shutting_down,
@@ -169,7 +167,7 @@ async fn checkpoint(store: &Store, keys: &Keys, signed_up_to: u64) -> Result<u64
     if seq <= signed_up_to {
         return Ok(signed_up_to);
     }
-    let now = crate::audit::unix_ms(std::time::SystemTime::now());
+    let now = crate::time::unix_ms(std::time::SystemTime::now());
     let signed = crate::audit::Checkpoint::sign(&keys.current().active, seq, hash, now)
         .map_err(|e| e.to_string())?;
     store

@@ -16,7 +16,9 @@ use biscuit_auth::error::{Format, Token};
 use biscuit_auth::{Authorizer, AuthorizerLimits, Biscuit, PublicKey};
 
 use super::{ADMIN_FORMAT_VERSION, Principal, Role};
-use crate::keys::{KeyRing, unix};
+use crate::error::{DomainError, ErrorCode, codes};
+use crate::keys::KeyRing;
+use crate::time::unix;
 
 /// Longest token accepted, in bytes of base64: an admin writ is well under 1 KiB, and a few
 /// attenuation blocks still fit. Checked before any decoding or signature work.
@@ -84,14 +86,13 @@ pub enum CredentialError {
     RoleMissing { required: Role },
 }
 
-impl CredentialError {
-    /// A stable identifier (the problem+json type of the refusal).
-    pub fn code(&self) -> &'static str {
+impl DomainError for CredentialError {
+    fn code(&self) -> ErrorCode {
         match self {
-            CredentialError::Malformed { .. } => "admin_credential_malformed",
-            CredentialError::Invalid { .. } => "admin_credential_invalid",
-            CredentialError::Expired => "admin_credential_expired",
-            CredentialError::RoleMissing { .. } => "admin_role_missing",
+            CredentialError::Malformed { .. } => codes::ADMIN_CREDENTIAL_MALFORMED,
+            CredentialError::Invalid { .. } => codes::ADMIN_CREDENTIAL_INVALID,
+            CredentialError::Expired => codes::ADMIN_CREDENTIAL_EXPIRED,
+            CredentialError::RoleMissing { .. } => codes::ADMIN_ROLE_MISSING,
         }
     }
 }
@@ -341,7 +342,7 @@ mod tests {
                 required: Role::Auditor
             }
         );
-        assert_eq!(missing.code(), "admin_role_missing");
+        assert_eq!(missing.code().name, "admin_role_missing");
     }
 
     #[test]
@@ -353,7 +354,7 @@ mod tests {
         let later = minted.expires_at + Duration::from_secs(1);
         let error = verify_admin_writ(&ring, &minted.token, later).unwrap_err();
         assert_eq!(error, CredentialError::Expired);
-        assert_eq!(error.code(), "admin_credential_expired");
+        assert_eq!(error.code().name, "admin_credential_expired");
     }
 
     #[test]
@@ -384,7 +385,7 @@ mod tests {
             matches!(error, CredentialError::Invalid { .. }),
             "{error:?}"
         );
-        assert_eq!(error.code(), "admin_credential_invalid");
+        assert_eq!(error.code().name, "admin_credential_invalid");
         // An unknown key id.
         let stranger = SigningKey {
             kid: 99,
@@ -454,7 +455,11 @@ mod tests {
         }
         for garbage in ["", "not a token!", "AAAA", "eyJhbGciOiJub25lIn0.e30."] {
             let error = verify_admin_writ(&ring, garbage, now).unwrap_err();
-            assert_eq!(error.code(), "admin_credential_malformed", "{garbage:?}");
+            assert_eq!(
+                error.code().name,
+                "admin_credential_malformed",
+                "{garbage:?}"
+            );
         }
     }
 
@@ -473,7 +478,10 @@ mod tests {
             .unwrap();
         let token = append(&minted.token, &ring, block);
         assert_eq!(
-            verify_admin_writ(&ring, &token, now).unwrap_err().code(),
+            verify_admin_writ(&ring, &token, now)
+                .unwrap_err()
+                .code()
+                .name,
             "admin_credential_malformed"
         );
     }

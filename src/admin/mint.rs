@@ -8,7 +8,10 @@ use biscuit_auth::Biscuit;
 use biscuit_auth::builder::{Term, date, fact, string};
 
 use super::{ADMIN_FORMAT_VERSION, Principal, Role};
-use crate::keys::{SigningKey, unix};
+use crate::error::{DomainError, ErrorCode, codes};
+use crate::id::{self, RandomSourceFailed};
+use crate::keys::SigningKey;
+use crate::time::unix;
 
 /// The longest lifetime of an admin writ: a stolen one is useful for a day at most.
 pub const MAX_ADMIN_TTL: Duration = Duration::from_secs(24 * 60 * 60);
@@ -17,7 +20,7 @@ pub const MAX_ADMIN_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 pub const DEFAULT_ADMIN_TTL: Duration = Duration::from_secs(60 * 60);
 
 #[derive(Debug, thiserror::Error)]
-pub enum AdminError {
+pub enum AdminMintError {
     #[error("an admin writ needs at least one role")]
     NoRoles,
     #[error("an admin writ lives at least one second")]
@@ -26,8 +29,19 @@ pub enum AdminError {
     TtlTooLong { asked: u64 },
     #[error("could not build the admin writ: {0}")]
     Build(#[from] biscuit_auth::error::Token),
-    #[error("the system random source failed")]
-    Random,
+    #[error(transparent)]
+    Random(#[from] RandomSourceFailed),
+}
+
+impl DomainError for AdminMintError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            AdminMintError::NoRoles
+            | AdminMintError::TtlTooShort
+            | AdminMintError::TtlTooLong { .. } => codes::INVALID_REQUEST,
+            AdminMintError::Build(_) | AdminMintError::Random(_) => codes::MINT_FAILED,
+        }
+    }
 }
 
 /// A signed admin writ.
@@ -46,8 +60,8 @@ pub struct MintedAdminWrit {
 
 /// A fresh admin writ id: `ad_` and 128 random bits in hex (the prefix tells it from an agent
 /// writ's `wr_` id in logs and revocation lists).
-pub fn new_admin_writ_id() -> Result<String, AdminError> {
-    crate::mint::random_id("ad_").map_err(|_| AdminError::Random)
+pub fn new_admin_writ_id() -> Result<String, AdminMintError> {
+    Ok(id::new_id(id::ADMIN_WRIT)?)
 }
 
 const AUTHORITY: &str = r#"
@@ -58,14 +72,14 @@ const AUTHORITY: &str = r#"
 "#;
 
 /// The lifetime in whole seconds (a token holds dates in seconds), within the allowed bounds.
-fn checked_ttl(ttl: Duration) -> Result<Duration, AdminError> {
+fn checked_ttl(ttl: Duration) -> Result<Duration, AdminMintError> {
     if ttl > MAX_ADMIN_TTL {
-        return Err(AdminError::TtlTooLong {
+        return Err(AdminMintError::TtlTooLong {
             asked: ttl.as_secs(),
         });
     }
     match ttl.as_secs() {
-        0 => Err(AdminError::TtlTooShort),
+        0 => Err(AdminMintError::TtlTooShort),
         secs => Ok(Duration::from_secs(secs)),
     }
 }
@@ -76,9 +90,9 @@ pub fn mint_admin_writ(
     roles: &BTreeSet<Role>,
     issued_at: SystemTime,
     ttl: Duration,
-) -> Result<MintedAdminWrit, AdminError> {
+) -> Result<MintedAdminWrit, AdminMintError> {
     if roles.is_empty() {
-        return Err(AdminError::NoRoles);
+        return Err(AdminMintError::NoRoles);
     }
     let issued_at = UNIX_EPOCH + Duration::from_secs(unix(issued_at));
     let expires_at = issued_at + checked_ttl(ttl)?;
@@ -165,17 +179,17 @@ mod tests {
         let admin = BTreeSet::from([Role::Admin]);
         assert!(matches!(
             mint_admin_writ(&key, &alice(), &BTreeSet::new(), now, DEFAULT_ADMIN_TTL),
-            Err(AdminError::NoRoles)
+            Err(AdminMintError::NoRoles)
         ));
         for short in [Duration::ZERO, Duration::from_millis(999)] {
             assert!(matches!(
                 mint_admin_writ(&key, &alice(), &admin, now, short),
-                Err(AdminError::TtlTooShort)
+                Err(AdminMintError::TtlTooShort)
             ));
         }
         assert!(matches!(
             mint_admin_writ(&key, &alice(), &admin, now, MAX_ADMIN_TTL + Duration::from_secs(1)),
-            Err(AdminError::TtlTooLong { asked }) if asked == MAX_ADMIN_TTL.as_secs() + 1
+            Err(AdminMintError::TtlTooLong { asked }) if asked == MAX_ADMIN_TTL.as_secs() + 1
         ));
         assert!(mint_admin_writ(&key, &alice(), &admin, now, MAX_ADMIN_TTL).is_ok());
     }

@@ -29,7 +29,7 @@ pub use credential::{
     AdminCredential, CredentialError, MAX_ADMIN_CREDENTIAL_LEN, verify_admin_writ,
 };
 pub use mint::{
-    AdminError, DEFAULT_ADMIN_TTL, MAX_ADMIN_TTL, MintedAdminWrit, mint_admin_writ,
+    AdminMintError, DEFAULT_ADMIN_TTL, MAX_ADMIN_TTL, MintedAdminWrit, mint_admin_writ,
     new_admin_writ_id,
 };
 pub use principal::{MAX_PRINCIPAL_LEN, Principal, PrincipalError};

@@ -20,6 +20,16 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The outcome of an operation that failed with `code`: `failed` when the broker failed,
+    /// `refused` when it said no.
+    pub fn of(code: crate::error::ErrorCode) -> Outcome {
+        if code.kind.is_server_side() {
+            Outcome::Failed
+        } else {
+            Outcome::Refused
+        }
+    }
+
     /// The stored (and hashed) name: `success`, `refused` or `failed`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -77,14 +87,6 @@ pub struct AuditEvent {
     pub details: String,
 }
 
-/// Unix milliseconds, the time of an audit event (0 for a time before 1970).
-pub fn unix_ms(time: std::time::SystemTime) -> i64 {
-    time.duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
-        })
-}
-
 /// What an actor that could not be identified is recorded as.
 pub const ANONYMOUS: &str = "anonymous";
 
@@ -92,7 +94,7 @@ impl AuditEvent {
     /// An event of `action` by `actor`, made now, with no ids and empty details.
     pub fn new(action: impl Into<String>, outcome: Outcome, actor: impl Into<String>) -> Self {
         AuditEvent {
-            at_ms: unix_ms(std::time::SystemTime::now()),
+            at_ms: crate::time::unix_ms(std::time::SystemTime::now()),
             action: action.into(),
             outcome,
             actor: actor.into(),

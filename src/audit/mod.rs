@@ -61,7 +61,7 @@ pub use chain::{
     ChainBreak, ChainHash, ChainVerifier, ChainedEvent, EVENT_DOMAIN, link, verify_chain,
 };
 pub use checkpoint::{CHECKPOINT_DOMAIN, Checkpoint, CheckpointError};
-pub use event::{ANONYMOUS, AuditEvent, EMPTY_DETAILS, Outcome, unix_ms};
+pub use event::{ANONYMOUS, AuditEvent, EMPTY_DETAILS, Outcome};
 
 /// A stored value that is not what the audit log writes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

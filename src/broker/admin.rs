@@ -1,26 +1,26 @@
-//! What admins, auditors and operators do, each call authenticated with an admin writ, checked
-//! for its role, and audited whether it succeeds or not.
+//! What admins do, each call authenticated with an admin writ, checked for its role, and
+//! audited whether it succeeds or not: issue admin writs, revoke writs, tasks and agents, lift
+//! suspensions.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
 
-use serde::Deserialize;
 use serde_json::json;
 
 use super::Broker;
 use crate::admin::{
-    AdminCredential, AdminError, CredentialError, MAX_ADMIN_TTL, MintedAdminWrit, Principal, Role,
-    mint_admin_writ, verify_admin_writ,
+    AdminCredential, AdminMintError, CredentialError, MAX_ADMIN_TTL, MintedAdminWrit, Principal,
+    Role, mint_admin_writ, verify_admin_writ,
 };
-use crate::audit::{ANONYMOUS, AuditEvent, ChainedEvent, Checkpoint, Outcome, actions, unix_ms};
-use crate::config::WRIT_LIFETIME_BOUND;
-use crate::keys::unix;
+use crate::audit::{ANONYMOUS, AuditEvent, Outcome, actions};
+use crate::error::{DomainError, ErrorCode, codes};
+use crate::id::{self, RandomSourceFailed};
 use crate::policy::TaskName;
 use crate::revocation::{
-    Lift, Revocation, RevocationError, RevocationOutcome, RevocationRequest, Target,
-    new_revocation_id, unix_seconds,
+    self, Lift, Revocation, RevocationError, RevocationOutcome, RevocationRequest, Target,
 };
-use crate::store::{AuditQuery, IssuedAdminWrit, StoreError};
+use crate::store::{IssuedAdminWrit, StoreError};
+use crate::time::{unix, unix_ms, unix_seconds};
 
 /// The longest revocation reason accepted.
 pub const MAX_REASON_LEN: usize = 500;
@@ -39,48 +39,56 @@ pub enum AdminCallError {
     #[error(transparent)]
     Revocation(#[from] RevocationError),
     #[error(transparent)]
-    Mint(#[from] AdminError),
+    Mint(#[from] AdminMintError),
     #[error(transparent)]
     Storage(#[from] StoreError),
 }
 
-impl AdminCallError {
-    /// A stable code for logs and audit records.
-    pub fn code(&self) -> &'static str {
+impl From<RandomSourceFailed> for AdminCallError {
+    fn from(error: RandomSourceFailed) -> Self {
+        AdminCallError::Mint(error.into())
+    }
+}
+
+impl DomainError for AdminCallError {
+    fn code(&self) -> ErrorCode {
         match self {
             AdminCallError::Credential(error) => error.code(),
-            AdminCallError::CredentialRevoked => "admin_credential_revoked",
-            AdminCallError::InvalidRequest(_) => "invalid_request",
-            AdminCallError::Revocation(RevocationError::UnknownWrit) => "writ_unknown",
-            AdminCallError::Revocation(RevocationError::NotSuspended) => "agent_not_suspended",
-            AdminCallError::Revocation(RevocationError::Storage(_))
-            | AdminCallError::Storage(_) => "storage_unavailable",
-            AdminCallError::Mint(AdminError::Build(_) | AdminError::Random) => "mint_failed",
-            AdminCallError::Mint(_) => "invalid_request",
+            AdminCallError::CredentialRevoked => codes::ADMIN_CREDENTIAL_REVOKED,
+            AdminCallError::InvalidRequest(_) => codes::INVALID_REQUEST,
+            AdminCallError::Revocation(error) => error.code(),
+            AdminCallError::Mint(error) => error.code(),
+            AdminCallError::Storage(error) => error.code(),
+        }
+    }
+
+    fn public_detail(&self) -> String {
+        match self {
+            AdminCallError::Storage(error) => error.public_detail(),
+            AdminCallError::Mint(error) => error.public_detail(),
+            error => error.to_string(),
         }
     }
 }
 
-/// `POST /v1/revocations`: exactly one of `writ_id`, `task`, `agent`, and a reason.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RevokeRequest {
-    #[serde(default)]
-    pub writ_id: Option<String>,
-    #[serde(default)]
-    pub task: Option<String>,
-    #[serde(default)]
-    pub agent: Option<String>,
-    pub reason: String,
+/// A revocation as an admin asks for it: exactly one of `writ_id`, `task` and `agent`, and a
+/// reason; all still unchecked.
+#[derive(Debug, Clone, Copy)]
+pub struct RevokeOrder<'a> {
+    pub writ_id: Option<&'a str>,
+    pub task: Option<&'a str>,
+    pub agent: Option<&'a str>,
+    pub reason: &'a str,
 }
 
 impl Broker {
-    /// Verifies an admin writ and its role. A refusal is audited.
+    /// Verifies an admin writ and its role for a call to `route` (`METHOD /path`, for the
+    /// audit record). A refusal is audited.
     pub async fn authorize_admin(
         &self,
         token: &str,
         role: Role,
-        action: &str,
+        route: &str,
     ) -> Result<AdminCredential, AdminCallError> {
         let now = SystemTime::now();
         let refusal = match verify_admin_writ(&self.keys.current(), token, now) {
@@ -100,8 +108,8 @@ impl Broker {
                 .map_or(ANONYMOUS, |c| c.principal.as_str()),
         )
         .at(unix_ms(now))
-        .with_reason(error.code())
-        .with_details(json!({ "action": action, "required_role": role.as_str() }));
+        .with_reason(error.code().name)
+        .with_details(json!({ "route": route, "required_role": role.as_str() }));
         refused.writ_id = credential.map(|credential| credential.writ_id);
         self.audit_best_effort(refused).await;
         Err(error)
@@ -123,14 +131,14 @@ impl Broker {
     pub async fn revoke(
         &self,
         admin: &AdminCredential,
-        request: &RevokeRequest,
+        order: RevokeOrder<'_>,
     ) -> Result<RevocationOutcome, AdminCallError> {
         let now = SystemTime::now();
-        let result = self.try_revoke(admin, request, now).await;
+        let result = self.try_revoke(admin, order, now).await;
         if let Err(error) = &result {
             let mut failed = admin_event(actions::REVOCATION_CREATED, admin, error, now);
             failed.details =
-                json!({ "writ_id": request.writ_id, "task": request.task, "agent": request.agent })
+                json!({ "writ_id": order.writ_id, "task": order.task, "agent": order.agent })
                     .to_string();
             self.audit_best_effort(failed).await;
         }
@@ -140,24 +148,26 @@ impl Broker {
     async fn try_revoke(
         &self,
         admin: &AdminCredential,
-        request: &RevokeRequest,
+        order: RevokeOrder<'_>,
         now: SystemTime,
     ) -> Result<RevocationOutcome, AdminCallError> {
-        let target = revocation_target(request)?;
-        let reason = check_reason(&request.reason)?;
         let request = RevocationRequest {
-            target,
-            reason,
+            target: revocation_target(order)?,
+            reason: check_reason(order.reason)?,
             by: admin.principal.to_string(),
             now,
-            writ_lifetime: WRIT_LIFETIME_BOUND,
         };
+        let new_id = id::new_id(id::REVOCATION)?;
+        let limits = self.limits;
         let principal = admin.principal.to_string();
         let outcome = self
             .store
-            .revoke(
-                &request,
-                new_revocation_id().map_err(|_| AdminError::Random)?,
+            .change_revocation(
+                &request.target,
+                now,
+                |state| {
+                    Ok::<_, AdminCallError>(revocation::decide(&request, state, new_id, limits)?)
+                },
                 |outcome| revocation_event(&principal, outcome, now),
             )
             .await?;
@@ -202,22 +212,25 @@ impl Broker {
             at: unix_seconds(now),
             reason: reason.clone(),
         };
+        let writ_lifetime = self.limits.writ_lifetime;
         let lifted = self
             .store
-            .lift_suspension(
-                &agent,
-                lift,
-                WRIT_LIFETIME_BOUND.as_secs() as i64,
-                |revocation| {
+            .change_revocation(
+                &Target::Agent(agent.clone()),
+                now,
+                |state| Ok::<_, AdminCallError>(revocation::lift(state, lift, writ_lifetime)?),
+                |outcome| {
                     AuditEvent::new(actions::SUSPENSION_LIFTED, Outcome::Success, &principal)
                         .at(unix_ms(now))
                         .with_agent(&agent)
-                        .with_details(json!({ "revocation": revocation.id, "reason": reason }))
+                        .with_details(
+                            json!({ "revocation": outcome.revocation.id, "reason": reason }),
+                        )
                 },
             )
             .await?;
         self.catch_up_revocations().await;
-        Ok(lifted)
+        Ok(lifted.revocation)
     }
 
     /// Issues an admin writ to another principal (an admin's call).
@@ -255,43 +268,6 @@ impl Broker {
         )
         .await?;
         Ok(issued)
-    }
-
-    /// Audit events for an auditor; the read itself is audited.
-    pub async fn read_audit(
-        &self,
-        auditor: &AdminCredential,
-        query: &AuditQuery,
-    ) -> Result<Vec<ChainedEvent>, AdminCallError> {
-        let events = self.store.audit_events(query).await?;
-        let read = AuditEvent::new(
-            actions::AUDIT_READ,
-            Outcome::Success,
-            auditor.principal.as_str(),
-        )
-        .with_details(json!({
-            "after": query.after, "limit": query.limit, "agent": query.agent,
-            "task": query.task, "writ_id": query.writ_id, "action": query.action,
-            "since_ms": query.since_ms, "until_ms": query.until_ms, "returned": events.len(),
-        }));
-        self.store.append_audit(read).await?;
-        Ok(events)
-    }
-
-    /// The signed checkpoints for an auditor; the read is audited.
-    pub async fn checkpoints(
-        &self,
-        auditor: &AdminCredential,
-    ) -> Result<Vec<Checkpoint>, AdminCallError> {
-        let checkpoints = self.store.checkpoints().await?;
-        let read = AuditEvent::new(
-            actions::AUDIT_READ,
-            Outcome::Success,
-            auditor.principal.as_str(),
-        )
-        .with_details(json!({ "checkpoints": checkpoints.len() }));
-        self.store.append_audit(read).await?;
-        Ok(checkpoints)
     }
 
     async fn catch_up_revocations(&self) {
@@ -362,15 +338,9 @@ fn admin_event(
     error: &AdminCallError,
     now: SystemTime,
 ) -> AuditEvent {
-    let outcome = match error {
-        AdminCallError::Storage(_) | AdminCallError::Revocation(RevocationError::Storage(_)) => {
-            Outcome::Failed
-        }
-        _ => Outcome::Refused,
-    };
-    AuditEvent::new(action, outcome, admin.principal.as_str())
+    AuditEvent::new(action, Outcome::of(error.code()), admin.principal.as_str())
         .at(unix_ms(now))
-        .with_reason(error.code())
+        .with_reason(error.code().name)
 }
 
 fn revocation_event(principal: &str, outcome: &RevocationOutcome, now: SystemTime) -> AuditEvent {
@@ -389,14 +359,14 @@ fn revocation_event(principal: &str, outcome: &RevocationOutcome, now: SystemTim
     }
 }
 
-fn revocation_target(request: &RevokeRequest) -> Result<Target, AdminCallError> {
+fn revocation_target(order: RevokeOrder<'_>) -> Result<Target, AdminCallError> {
     let invalid = |m: &str| Err(AdminCallError::InvalidRequest(m.to_owned()));
-    match (&request.writ_id, &request.task, &request.agent) {
+    match (order.writ_id, order.task, order.agent) {
         (Some(writ_id), None, None) => {
-            if !is_writ_id(writ_id) {
+            if !id::is_id(writ_id, id::WRIT) && !id::is_id(writ_id, id::ADMIN_WRIT) {
                 return invalid("writ_id must be wr_ or ad_ followed by 32 lowercase hex digits");
             }
-            Ok(Target::Writ(writ_id.clone()))
+            Ok(Target::Writ(writ_id.to_owned()))
         }
         (None, Some(task), None) => {
             let task = TaskName::parse(task)
@@ -406,18 +376,6 @@ fn revocation_target(request: &RevokeRequest) -> Result<Target, AdminCallError> 
         (None, None, Some(agent)) => Ok(Target::Agent(check_agent(agent)?)),
         _ => invalid("name exactly one of writ_id, task and agent"),
     }
-}
-
-fn is_writ_id(value: &str) -> bool {
-    let hex = value
-        .strip_prefix("wr_")
-        .or_else(|| value.strip_prefix("ad_"));
-    hex.is_some_and(|hex| {
-        hex.len() == 32
-            && hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    })
 }
 
 fn check_agent(agent: &str) -> Result<String, AdminCallError> {

@@ -7,27 +7,30 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use serde::Serialize;
-use serde_json::json;
+use serde_json::{Map, Value, json};
 
 use super::Broker;
-use crate::audit::{ANONYMOUS, AuditEvent, Outcome, actions, unix_ms};
+use crate::audit::{ANONYMOUS, AuditEvent, Outcome, actions};
+use crate::error::{DomainError, ErrorCode, codes};
 use crate::identity::{Identity, IdentityError};
-use crate::keys::{KeyRing, unix};
+use crate::keys::KeyRing;
 use crate::mint::{self, MintError, WritContents};
 use crate::policy::{RawWritRequest, Refusal, RequestError, Subject, TaskName, WritRequest};
 use crate::store::{IssuedWrit, RightRecord, StoreError};
+use crate::time::{unix, unix_ms};
 
 /// Why no writ was issued.
 #[derive(Debug, thiserror::Error)]
 pub enum IssueError {
     #[error(transparent)]
     Identity(#[from] IdentityError),
-    #[error("the agent is suspended")]
+    #[error(
+        "an admin suspended this agent; no writ is issued to it until the suspension is lifted"
+    )]
     Suspended,
-    #[error("invalid request: {0}")]
+    #[error("{0}")]
     Request(#[from] RequestError),
-    #[error("refused by policy")]
+    #[error("{0}")]
     Refused(Refusal),
     #[error(transparent)]
     Mint(#[from] MintError),
@@ -35,34 +38,50 @@ pub enum IssueError {
     Storage(#[from] StoreError),
 }
 
-impl IssueError {
-    /// A stable code for logs and audit records.
-    pub fn code(&self) -> &'static str {
+impl DomainError for IssueError {
+    fn code(&self) -> ErrorCode {
         match self {
             IssueError::Identity(error) => error.code(),
-            IssueError::Suspended => "agent_suspended",
-            IssueError::Request(_) => "invalid_request",
-            IssueError::Refused(_) => "policy_refused",
-            IssueError::Mint(_) => "mint_failed",
-            IssueError::Storage(_) => "storage_unavailable",
+            IssueError::Suspended => codes::AGENT_SUSPENDED,
+            IssueError::Request(_) => codes::INVALID_REQUEST,
+            IssueError::Refused(_) => codes::POLICY_REFUSED,
+            IssueError::Mint(error) => error.code(),
+            IssueError::Storage(error) => error.code(),
+        }
+    }
+
+    fn public_detail(&self) -> String {
+        match self {
+            IssueError::Identity(error) => error.public_detail(),
+            IssueError::Storage(_) => {
+                "the issuance could not be recorded, so no writ was issued; retry later".into()
+            }
+            IssueError::Mint(error) => error.public_detail(),
+            error => error.to_string(),
+        }
+    }
+
+    fn extension(&self) -> Option<Map<String, Value>> {
+        match self {
+            IssueError::Refused(refusal) => match json!(refusal) {
+                Value::Object(members) => Some(members),
+                _ => None,
+            },
+            _ => None,
         }
     }
 }
 
 /// An issued writ and what it grants.
-#[derive(Debug, Clone, Serialize)]
-pub struct IssuedWritResponse {
+#[derive(Debug, Clone)]
+pub struct Issued {
+    /// The writ itself: a bearer credential, returned to its agent and never stored or logged.
     pub writ: String,
-    pub writ_id: String,
-    pub root_key_id: u32,
-    pub agent: String,
-    pub task: String,
-    pub issued_at: String,
-    pub expires_at: String,
-    pub ttl: u64,
-    pub rights: Vec<RightRecord>,
-    pub services: Vec<String>,
+    /// What was recorded of it.
+    pub record: IssuedWrit,
+    /// The policy that allowed it.
     pub policy: String,
+    pub ttl: Duration,
 }
 
 impl Broker {
@@ -76,7 +95,7 @@ impl Broker {
                 let refused =
                     AuditEvent::new(actions::IDENTITY_REFUSED, Outcome::Refused, ANONYMOUS)
                         .at(unix_ms(now))
-                        .with_reason(error.code());
+                        .with_reason(error.code().name);
                 self.audit_best_effort(refused).await;
                 Err(error.into())
             }
@@ -88,7 +107,7 @@ impl Broker {
         &self,
         identity: Identity,
         raw: &RawWritRequest,
-    ) -> Result<IssuedWritResponse, IssueError> {
+    ) -> Result<Issued, IssueError> {
         let now = SystemTime::now();
         let result = self.try_issue(&identity, raw, now).await;
         if let Err(error) = &result {
@@ -103,7 +122,7 @@ impl Broker {
         identity: &Identity,
         raw: &RawWritRequest,
         now: SystemTime,
-    ) -> Result<IssuedWritResponse, IssueError> {
+    ) -> Result<Issued, IssueError> {
         if self.revocations.is_suspended(&identity.agent) {
             return Err(IssueError::Suspended);
         }
@@ -143,12 +162,12 @@ impl Broker {
             })
             .collect();
         let record = IssuedWrit {
-            writ_id: writ_id.clone(),
+            writ_id,
             agent: identity.agent.clone(),
             task: request.task.to_string(),
             issuer: identity.issuer.clone(),
             subject: identity.subject.clone(),
-            rights: rights.clone(),
+            rights,
             services: services.iter().map(ToString::to_string).collect(),
             root_key_id: minted.root_key_id,
             revocation_id: minted.revocation_id,
@@ -158,22 +177,15 @@ impl Broker {
         let issued_event = issued_event(&record, &approval.policy, approval.ttl, now);
         self.store.record_issued(&record, issued_event).await?;
         tracing::info!(
-            writ_id = %writ_id, agent = ?identity.agent, task = ?record.task,
+            writ_id = %record.writ_id, agent = ?identity.agent, task = ?record.task,
             policy = %approval.policy, ttl = approval.ttl.as_secs(), kid = minted.root_key_id,
             "writ issued"
         );
-        Ok(IssuedWritResponse {
+        Ok(Issued {
             writ: minted.token,
-            writ_id,
-            root_key_id: minted.root_key_id,
-            agent: identity.agent.clone(),
-            task: record.task,
-            issued_at: humantime::format_rfc3339_seconds(issued_at).to_string(),
-            expires_at: humantime::format_rfc3339_seconds(expires_at).to_string(),
-            ttl: approval.ttl.as_secs(),
-            rights,
-            services: record.services,
+            record,
             policy: approval.policy,
+            ttl: approval.ttl,
         })
     }
 }
@@ -204,10 +216,7 @@ fn refusal_event(
     error: &IssueError,
     now: SystemTime,
 ) -> AuditEvent {
-    let outcome = match error {
-        IssueError::Mint(_) | IssueError::Storage(_) => Outcome::Failed,
-        _ => Outcome::Refused,
-    };
+    let outcome = Outcome::of(error.code());
     let mut details = json!({ "issuer": identity.issuer, "subject": identity.subject });
     if let IssueError::Refused(refusal) = error {
         details["refusal"] = json!(refusal);
@@ -215,7 +224,7 @@ fn refusal_event(
     let mut refused = AuditEvent::new(actions::WRIT_REFUSED, outcome, &identity.agent)
         .at(unix_ms(now))
         .with_agent(&identity.agent)
-        .with_reason(error.code())
+        .with_reason(error.code().name)
         .with_details(details);
     refused.task = TaskName::parse(&raw.task).ok().map(|task| task.to_string());
     refused

@@ -1,31 +1,57 @@
-//! The broker's operations, free of HTTP: issuance ([`issue`]) for agents, and what admins,
-//! auditors and operators do ([`admin`]). Every decision here is written to the audit log.
+//! The broker's operations, free of HTTP: issuance ([`issue`]) for agents, what admins do
+//! ([`admin`]: admin writs and revocation) and what auditors read ([`audit`]), and the state
+//! verifiers and operators read ([`status`]). Every decision here is written to the audit log.
+//!
+//! [`Broker`] is the one face the HTTP layer sees: its parts are private, and each operation
+//! takes and returns domain values.
 
 mod admin;
+mod audit;
 mod issue;
+mod status;
 
 use std::sync::Arc;
 
-pub use admin::{AdminCallError, AdminWritOrder, RevokeRequest, issue_admin_writ};
-pub use issue::{IssueError, IssuedWritResponse};
+pub use admin::{AdminCallError, AdminWritOrder, RevokeOrder, issue_admin_writ};
+pub use issue::{IssueError, Issued};
+pub use status::NotReady;
 
 use crate::audit::AuditEvent;
 use crate::identity::IdentityVerifier;
 use crate::keys::Keys;
 use crate::policy::PolicySet;
-use crate::revocation::Registry;
+use crate::revocation::{Limits, RevocationView};
 use crate::store::Store;
 
 /// Everything the operations need, shared by every request.
 pub struct Broker {
-    pub identities: IdentityVerifier,
-    pub policies: PolicySet,
-    pub keys: Arc<Keys>,
-    pub store: Store,
-    pub revocations: Arc<Registry>,
+    identities: IdentityVerifier,
+    policies: PolicySet,
+    keys: Arc<Keys>,
+    store: Store,
+    revocations: Arc<RevocationView>,
+    limits: Limits,
 }
 
 impl Broker {
+    pub fn new(
+        identities: IdentityVerifier,
+        policies: PolicySet,
+        keys: Arc<Keys>,
+        store: Store,
+        revocations: Arc<RevocationView>,
+        limits: Limits,
+    ) -> Broker {
+        Broker {
+            identities,
+            policies,
+            keys,
+            store,
+            revocations,
+            limits,
+        }
+    }
+
     /// Appends an event whose failure must not change the answer (a refusal is a refusal
     /// whether or not it could be recorded); the failure is logged loudly instead.
     async fn audit_best_effort(&self, event: AuditEvent) {

@@ -5,19 +5,15 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
-use super::admin::authorize;
-use super::body::json_body;
 use super::error::ApiError;
+use super::extract::{AdminCaller, AdminRole, JsonBody};
 use crate::admin::{DEFAULT_ADMIN_TTL, Role};
-use crate::audit::actions;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,11 +37,9 @@ pub struct AdminWritResponse {
 
 pub async fn issue(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    AdminCaller(admin, _): AdminCaller<AdminRole>,
+    JsonBody(request): JsonBody<AdminWritRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let admin = authorize(&state, &headers, Role::Admin, actions::ADMIN_WRIT_ISSUED).await?;
-    let request: AdminWritRequest = json_body(&headers, body)?;
     let ttl = request.ttl.map_or(DEFAULT_ADMIN_TTL, Duration::from_secs);
     let minted = state
         .broker

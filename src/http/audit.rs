@@ -4,16 +4,16 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, header};
+use axum::extract::State;
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
-use super::admin::authorize;
 use super::error::ApiError;
-use crate::admin::Role;
-use crate::audit::{ChainedEvent, Checkpoint, actions};
+use super::extract::{AdminCaller, AuditorRole, QueryParams};
+use crate::admin::AdminCredential;
+use crate::audit::{ChainedEvent, Checkpoint};
 use crate::store::AuditQuery;
 
 /// Events per page by default, and the most a page may ask for.
@@ -48,18 +48,14 @@ pub struct AuditPage {
 
 pub async fn events(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    params: Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>,
+    AdminCaller(auditor, _): AdminCaller<AuditorRole>,
+    QueryParams(params): QueryParams<AuditParams>,
 ) -> Result<Response, ApiError> {
-    let auditor = authorize(&state, &headers, Role::Auditor, actions::AUDIT_READ).await?;
-    let Query(params) = params?;
     let export = match params.format.as_deref() {
         None | Some("json") => false,
         Some("jsonl") => true,
         Some(_) => {
-            return Err(ApiError::InvalidRequest(
-                "format must be json or jsonl".into(),
-            ));
+            return Err(ApiError::invalid("format must be json or jsonl"));
         }
     };
     let mut query = to_query(params)?;
@@ -84,7 +80,7 @@ pub async fn events(
 /// Streams every matching event as JSON lines, a page at a time.
 async fn export_lines(
     state: AppState,
-    auditor: crate::admin::AdminCredential,
+    auditor: AdminCredential,
     mut query: AuditQuery,
 ) -> Result<Response, ApiError> {
     query.limit = MAX_PAGE;
@@ -113,7 +109,7 @@ async fn export_lines(
                 return;
             }
             query.after = last;
-            page = match state.broker.store.audit_events(&query).await {
+            page = match state.broker.continue_audit_read(&query).await {
                 Ok(page) => page,
                 Err(error) => {
                     tracing::error!(%error, "audit export interrupted");
@@ -138,12 +134,12 @@ async fn export_lines(
 fn to_query(params: AuditParams) -> Result<AuditQuery, ApiError> {
     let limit = params.limit.unwrap_or(DEFAULT_PAGE);
     if limit == 0 || limit > MAX_PAGE {
-        return Err(ApiError::InvalidRequest(format!(
+        return Err(ApiError::invalid(format!(
             "limit must be between 1 and {MAX_PAGE}"
         )));
     }
     if params.after > i64::MAX as u64 {
-        return Err(ApiError::InvalidRequest("after is too large".into()));
+        return Err(ApiError::invalid("after is too large"));
     }
     Ok(AuditQuery {
         after: params.after,
@@ -159,8 +155,8 @@ fn to_query(params: AuditParams) -> Result<AuditQuery, ApiError> {
 
 fn parse_time(text: &str) -> Result<i64, ApiError> {
     let time = humantime::parse_rfc3339_weak(text)
-        .map_err(|_| ApiError::InvalidRequest(format!("{text:?} is not an RFC 3339 time")))?;
-    Ok(crate::audit::unix_ms(time))
+        .map_err(|_| ApiError::invalid(format!("{text:?} is not an RFC 3339 time")))?;
+    Ok(crate::time::unix_ms(time))
 }
 
 #[derive(Debug, Serialize)]
@@ -170,9 +166,8 @@ pub struct CheckpointList {
 
 pub async fn checkpoints(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    AdminCaller(auditor, _): AdminCaller<AuditorRole>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let auditor = authorize(&state, &headers, Role::Auditor, actions::AUDIT_READ).await?;
     let checkpoints = state.broker.checkpoints(&auditor).await?;
     Ok(Json(CheckpointList { checkpoints }))
 }

@@ -1,16 +1,18 @@
-//! The HTTP surface (axum only): routes, the middleware stack, and the mapping of errors to
-//! problem+json. Handlers are thin: they extract, call the domain, and map the result.
+//! The HTTP surface (axum only): the route table, the middleware stack, extractors for who is
+//! calling, and the mapping of errors to problem+json. Handlers are thin: they extract, call one
+//! [`Broker`] operation, and map the result; request and response bodies live next to their
+//! routes.
 
-mod admin;
 mod admin_writs;
 mod audit;
-mod body;
 mod error;
+mod extract;
 mod health;
 mod keys;
 mod revocations;
 mod writs;
 
+use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,14 +20,19 @@ use axum::BoxError;
 use axum::Router;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::handler::Handler;
+use axum::http::Method;
+use axum::response::IntoResponse;
+use axum::routing::MethodRouter;
 use tower::ServiceBuilder;
 use tower::timeout::TimeoutLayer;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
-pub use error::ApiError;
+pub use error::{ApiError, status};
 
 use crate::broker::Broker;
+use crate::error::codes;
 
 /// Request bodies larger than this are refused before they are read.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -40,34 +47,91 @@ pub struct AppState {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
+/// Every route the broker serves. The router is built from this table, and the OpenAPI test
+/// holds the document to it.
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::new("/v1/writs").post(writs::issue),
+        Route::new("/v1/revocations")
+            .post(revocations::revoke)
+            .get(revocations::feed),
+        Route::new("/v1/revocations/stream").get(revocations::stream),
+        Route::new("/v1/suspensions/lift").post(revocations::lift),
+        Route::new("/v1/admin/writs").post(admin_writs::issue),
+        Route::new("/v1/audit").get(audit::events),
+        Route::new("/v1/audit/checkpoints").get(audit::checkpoints),
+        Route::new("/.well-known/writ-keys").get(keys::key_set),
+        Route::new("/healthz").get(health::live),
+        Route::new("/readyz").get(health::ready),
+    ]
+}
+
 pub fn router(state: AppState, request_timeout: Duration) -> Router {
-    Router::new()
-        .route("/v1/writs", post(writs::issue))
-        .route(
-            "/v1/revocations",
-            post(revocations::revoke).get(revocations::feed),
-        )
-        .route("/v1/revocations/stream", get(revocations::stream))
-        .route("/v1/suspensions/lift", post(revocations::lift))
-        .route("/v1/admin/writs", post(admin_writs::issue))
-        .route("/v1/audit", get(audit::events))
-        .route("/v1/audit/checkpoints", get(audit::checkpoints))
-        .route("/.well-known/writ-keys", get(keys::key_set))
-        .route("/healthz", get(health::live))
-        .route("/readyz", get(health::ready))
-        .fallback(|| async { ApiError::NotFound })
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+    routes()
+        .into_iter()
+        .fold(Router::new(), |router, route| {
+            router.route(route.path, route.handlers)
+        })
+        .fallback(|| async { ApiError::new(codes::NOT_FOUND, "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                codes::METHOD_NOT_ALLOWED,
+                "this route does not accept that method",
+            )
+        })
         .with_state(state)
         // Outermost last: the trace span covers everything (it records method, path and status,
         // never headers, which carry credentials); the timeout bounds a slow client or issuer;
-        // the body limit stops reading oversized bodies (handlers answer 413 problem+json).
+        // a panic answers 500 rather than dropping the connection; the body limit stops
+        // reading oversized bodies (handlers answer 413 problem+json).
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(CatchPanicLayer::custom(|_: Box<dyn Any + Send>| {
+            ApiError::new(
+                codes::INTERNAL,
+                "the broker failed; the cause is in its log",
+            )
+            .into_response()
+        }))
         .layer(
             ServiceBuilder::new()
                 .layer(HandleErrorLayer::new(|_: BoxError| async {
-                    ApiError::Timeout
+                    ApiError::new(
+                        codes::TIMEOUT,
+                        "the request took too long and was cut off; retry later",
+                    )
                 }))
                 .layer(TimeoutLayer::new(request_timeout)),
         )
         .layer(TraceLayer::new_for_http())
+}
+
+/// One path and the methods it serves.
+pub struct Route {
+    pub path: &'static str,
+    /// The methods served, HEAD included wherever GET is (axum answers it with the GET
+    /// handler, without the body).
+    pub methods: Vec<Method>,
+    handlers: MethodRouter<AppState>,
+}
+
+impl Route {
+    fn new(path: &'static str) -> Route {
+        Route {
+            path,
+            methods: Vec::new(),
+            handlers: MethodRouter::new(),
+        }
+    }
+
+    fn get<H: Handler<T, AppState>, T: 'static>(mut self, handler: H) -> Route {
+        self.methods.extend([Method::GET, Method::HEAD]);
+        self.handlers = self.handlers.get(handler);
+        self
+    }
+
+    fn post<H: Handler<T, AppState>, T: 'static>(mut self, handler: H) -> Route {
+        self.methods.push(Method::POST);
+        self.handlers = self.handlers.post(handler);
+        self
+    }
 }

@@ -1,56 +1,68 @@
 //! `POST /v1/writs`: a workload identity token and a request in, a writ out.
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
+use serde::Serialize;
 
 use super::AppState;
-use super::body::json_body;
 use super::error::ApiError;
-use crate::broker::IssueError;
+use super::extract::{Agent, JsonBody};
+use crate::broker::Issued;
+use crate::error::DomainError;
 use crate::policy::RawWritRequest;
+use crate::store::RightRecord;
+use crate::time::rfc3339;
+
+/// An issued writ and what it grants.
+#[derive(Debug, Serialize)]
+pub struct IssuedWritResponse {
+    pub writ: String,
+    pub writ_id: String,
+    pub root_key_id: u32,
+    pub agent: String,
+    pub task: String,
+    pub issued_at: String,
+    pub expires_at: String,
+    pub ttl: u64,
+    pub rights: Vec<RightRecord>,
+    pub services: Vec<String>,
+    pub policy: String,
+}
+
+impl From<Issued> for IssuedWritResponse {
+    fn from(issued: Issued) -> Self {
+        let record = issued.record;
+        IssuedWritResponse {
+            writ: issued.writ,
+            writ_id: record.writ_id,
+            root_key_id: record.root_key_id,
+            agent: record.agent,
+            task: record.task,
+            issued_at: rfc3339(record.issued_at),
+            expires_at: rfc3339(record.expires_at),
+            ttl: issued.ttl.as_secs(),
+            rights: record.rights,
+            services: record.services,
+            policy: issued.policy,
+        }
+    }
+}
 
 pub async fn issue(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    Agent(identity): Agent,
+    JsonBody(request): JsonBody<RawWritRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    // Authenticate before looking at the body: an unauthenticated caller learns only "no".
-    let identity = state
-        .broker
-        .authenticate(bearer(&headers)?)
-        .await
-        .inspect_err(log_refusal)?;
-    let request: RawWritRequest = json_body(&headers, body)?;
     let issued = state
         .broker
         .issue(identity, &request)
         .await
-        .inspect_err(log_refusal)?;
+        .inspect_err(|error| tracing::info!(code = error.code().name, "writ refused"))?;
     Ok((
         StatusCode::CREATED,
         [(header::CACHE_CONTROL, "no-store")],
-        Json(issued),
+        Json(IssuedWritResponse::from(issued)),
     ))
-}
-
-fn log_refusal(error: &IssueError) {
-    tracing::info!(code = error.code(), "writ refused");
-}
-
-/// The token of an `Authorization: Bearer` header.
-pub fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .ok_or(ApiError::MissingCredential)?;
-    let value = value.to_str().map_err(|_| ApiError::MalformedCredential)?;
-    let (scheme, token) = value.split_once(' ').ok_or(ApiError::MalformedCredential)?;
-    let token = token.trim();
-    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
-        return Err(ApiError::MalformedCredential);
-    }
-    Ok(token)
 }

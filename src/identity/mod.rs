@@ -24,6 +24,7 @@ pub use issuer::{IssuerSettings, TrustedIssuer};
 pub use keys::KeySource;
 
 use crate::config::Config;
+use crate::error::{DomainError, ErrorCode, codes};
 
 /// A verified workload identity.
 #[derive(Debug, Clone)]
@@ -65,22 +66,26 @@ pub enum IdentityError {
     IssuerUnavailable,
 }
 
-impl IdentityError {
-    pub fn code(&self) -> &'static str {
+impl DomainError for IdentityError {
+    fn code(&self) -> ErrorCode {
         match self {
-            IdentityError::Malformed(_) => "identity_malformed",
-            IdentityError::UnknownIssuer => "identity_issuer_unknown",
-            IdentityError::AlgorithmRefused => "identity_algorithm_refused",
-            IdentityError::UnknownKey => "identity_key_unknown",
-            IdentityError::BadSignature => "identity_signature_invalid",
-            IdentityError::Expired => "identity_expired",
-            IdentityError::NotYetValid => "identity_not_yet_valid",
-            IdentityError::IssuedInFuture => "identity_issued_in_future",
-            IdentityError::WrongAudience => "identity_audience_invalid",
-            IdentityError::ClaimMissing(_) => "identity_claim_missing",
-            IdentityError::ClaimInvalid(_) => "identity_claim_invalid",
-            IdentityError::IssuerUnavailable => "identity_issuer_unavailable",
+            IdentityError::Malformed(_) => codes::IDENTITY_MALFORMED,
+            IdentityError::UnknownIssuer => codes::IDENTITY_ISSUER_UNKNOWN,
+            IdentityError::AlgorithmRefused => codes::IDENTITY_ALGORITHM_REFUSED,
+            IdentityError::UnknownKey => codes::IDENTITY_KEY_UNKNOWN,
+            IdentityError::BadSignature => codes::IDENTITY_SIGNATURE_INVALID,
+            IdentityError::Expired => codes::IDENTITY_EXPIRED,
+            IdentityError::NotYetValid => codes::IDENTITY_NOT_YET_VALID,
+            IdentityError::IssuedInFuture => codes::IDENTITY_ISSUED_IN_FUTURE,
+            IdentityError::WrongAudience => codes::IDENTITY_AUDIENCE_INVALID,
+            IdentityError::ClaimMissing(_) => codes::IDENTITY_CLAIM_MISSING,
+            IdentityError::ClaimInvalid(_) => codes::IDENTITY_CLAIM_INVALID,
+            IdentityError::IssuerUnavailable => codes::IDENTITY_ISSUER_UNAVAILABLE,
         }
+    }
+
+    fn public_detail(&self) -> String {
+        self.to_string()
     }
 }
 

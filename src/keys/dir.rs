@@ -8,12 +8,17 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use biscuit_auth::{KeyPair, PrivateKey, PublicKey};
 use serde::{Deserialize, Serialize};
 
 use super::{KeyError, KeyRing, SigningKey};
+use crate::time::{rfc3339, unix};
+
+fn rfc3339_u64(unix_seconds: u64) -> String {
+    rfc3339(i64::try_from(unix_seconds).unwrap_or(i64::MAX))
+}
 
 const MANIFEST: &str = "keyring.json";
 
@@ -42,8 +47,8 @@ impl KeyRecord {
             kid: self.kid,
             alg: "ed25519".into(),
             public_key: self.public_key.clone(),
-            not_before: rfc3339(self.created_at),
-            not_after: self.publish_until.map(rfc3339),
+            not_before: rfc3339_u64(self.created_at),
+            not_after: self.publish_until.map(rfc3339_u64),
         }
     }
 }
@@ -254,16 +259,6 @@ pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
         .recursive(true)
         .mode(0o700)
         .create(path)
-}
-
-/// Whole seconds since the Unix epoch (0 before it).
-pub fn unix(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
-/// An RFC 3339 time in whole seconds, as every time in the writ format is written.
-pub fn rfc3339(unix_seconds: u64) -> String {
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(unix_seconds)).to_string()
 }
 
 #[cfg(test)]

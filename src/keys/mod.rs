@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use biscuit_auth::KeyPair;
 
-pub use dir::{KeyDir, KeyRecord, create_private_dir, rfc3339, unix};
+pub use dir::{KeyDir, KeyRecord, create_private_dir};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {

@@ -19,6 +19,8 @@ use biscuit_auth::Biscuit;
 use biscuit_auth::builder::BiscuitBuilder;
 use biscuit_auth::builder::{Term, date, fact, string};
 
+use crate::error::{DomainError, ErrorCode, codes};
+use crate::id::{self, RandomSourceFailed};
 use crate::keys::SigningKey;
 use crate::policy::{RequestedRight, ResourcePattern, ServiceName};
 
@@ -29,8 +31,14 @@ pub const FORMAT_VERSION: i64 = 1;
 pub enum MintError {
     #[error("could not build the writ: {0}")]
     Build(#[from] biscuit_auth::error::Token),
-    #[error("the system random source failed")]
-    Random,
+    #[error(transparent)]
+    Random(#[from] RandomSourceFailed),
+}
+
+impl DomainError for MintError {
+    fn code(&self) -> ErrorCode {
+        codes::MINT_FAILED
+    }
 }
 
 /// Everything that goes into a writ's authority block.
@@ -57,14 +65,7 @@ pub struct MintedWrit {
 
 /// A fresh writ id: `wr_` and 128 random bits in hex.
 pub fn new_writ_id() -> Result<String, MintError> {
-    random_id("wr_")
-}
-
-/// `prefix` and 128 random bits in hex: ids that cannot be guessed or collide.
-pub fn random_id(prefix: &str) -> Result<String, MintError> {
-    let mut bytes = [0u8; 16];
-    getrandom::getrandom(&mut bytes).map_err(|_| MintError::Random)?;
-    Ok(format!("{prefix}{}", hex::encode(bytes)))
+    Ok(id::new_id(id::WRIT)?)
 }
 
 const AUTHORITY: &str = r#"

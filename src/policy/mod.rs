@@ -87,6 +87,37 @@ pub struct RefusedTtl {
     pub max: u64,
 }
 
+/// The detail a refused agent reads: what was refused, by name.
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.reason == "no_matching_policy" {
+            return f.write_str("no policy allows this identity to request writs");
+        }
+        let mut parts = Vec::new();
+        if !self.refused_rights.is_empty() {
+            let rights: Vec<_> = self
+                .refused_rights
+                .iter()
+                .map(|r| format!("{} {}", r.operation, r.resource))
+                .collect();
+            parts.push(format!("rights not allowed: {}", rights.join(", ")));
+        }
+        if !self.refused_services.is_empty() {
+            parts.push(format!(
+                "services not allowed: {}",
+                self.refused_services.join(", ")
+            ));
+        }
+        if let Some(ttl) = &self.refused_ttl {
+            parts.push(format!(
+                "ttl {}s exceeds the maximum {}s",
+                ttl.requested, ttl.max
+            ));
+        }
+        f.write_str(&parts.join("; "))
+    }
+}
+
 impl Refusal {
     fn size(&self) -> usize {
         self.refused_rights.len()

@@ -6,15 +6,24 @@
 //! also covers a writ that was being minted while the revocation committed. Revoking an agent
 //! leaves the rule open-ended (every writ of the agent, whenever issued) until an admin lifts
 //! the suspension; lifting closes the rule at the lift time.
+//!
+//! Pure domain: the rules ([`rules`]) are functions over values, the view ([`RevocationView`])
+//! reads entries through [`RevocationSource`], and nothing here knows SQL or HTTP. The store
+//! implements the source and runs the rules inside its transactions.
 
-mod registry;
+mod follow;
+mod rules;
+mod view;
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-pub use registry::Registry;
+pub use follow::{FeedItem, follow};
+pub use rules::{Change, Limits, TargetState, decide, lift};
+pub use view::{RevocationSource, RevocationView, ViewNotCurrent};
 use writ_verify::revocation::{RevocationEntry, RevocationTarget};
 
-use crate::keys::unix;
+use crate::error::{DomainError, ErrorCode, codes};
+use crate::time::rfc3339;
 
 /// What a revocation covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,9 +125,6 @@ pub struct RevocationRequest {
     pub reason: String,
     pub by: String,
     pub now: SystemTime,
-    /// The longest a writ can live (maximum TTL plus clock skew): how long after its cut-off a
-    /// task or agent entry must still be served.
-    pub writ_lifetime: Duration,
 }
 
 /// What a revocation request did.
@@ -138,20 +144,13 @@ pub enum RevocationError {
     UnknownWrit,
     #[error("this agent is not suspended")]
     NotSuspended,
-    #[error(transparent)]
-    Storage(#[from] crate::store::StoreError),
 }
 
-/// A fresh revocation id: `rv_` and 128 random bits in hex.
-pub fn new_revocation_id() -> Result<String, crate::mint::MintError> {
-    crate::mint::random_id("rv_")
-}
-
-/// RFC 3339 for a stored unix time (a negative one, which the broker never stores, as 1970).
-pub fn rfc3339(unix_seconds: i64) -> String {
-    crate::keys::rfc3339(u64::try_from(unix_seconds).unwrap_or_default())
-}
-
-pub fn unix_seconds(time: SystemTime) -> i64 {
-    unix(time) as i64
+impl DomainError for RevocationError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            RevocationError::UnknownWrit => codes::WRIT_UNKNOWN,
+            RevocationError::NotSuspended => codes::AGENT_NOT_SUSPENDED,
+        }
+    }
 }

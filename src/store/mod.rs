@@ -24,9 +24,11 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditEvent, ChainHash, ChainedEvent, Checkpoint};
+use crate::error::{DomainError, ErrorCode, codes};
 use crate::revocation::{
-    Lift, Revocation, RevocationError, RevocationOutcome, RevocationRequest, Target, unix_seconds,
+    Change, Revocation, RevocationOutcome, RevocationSource, Target, TargetState,
 };
+use crate::time::unix_seconds;
 use backend::{Backend, Transaction};
 use writer::Writer;
 
@@ -101,6 +103,16 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+impl DomainError for StoreError {
+    fn code(&self) -> ErrorCode {
+        codes::STORAGE_UNAVAILABLE
+    }
+
+    fn public_detail(&self) -> String {
+        "the change could not be recorded (or read), so it was not made; retry later".to_owned()
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
         StoreError::Unavailable(error)
@@ -172,103 +184,46 @@ impl Store {
         Ok(seq)
     }
 
-    /// Revokes a writ, a task or an agent, idempotently, with its audit event in the same
-    /// transaction (`event` is built from the outcome).
-    ///
-    /// - A writ is revoked once; asking again returns the same entry.
-    /// - A task or agent: the latest entry is returned when it already covers every writ of the
-    ///   target issued so far (for an agent: while it is suspended); otherwise a new entry cuts
-    ///   off at `now`. Revoking an agent suspends it (the entry is open-ended).
-    pub async fn revoke(
+    /// Changes the revocation entries of `target` under the lock that orders them: reads what
+    /// the rules need ([`TargetState`], with the clock read under the lock so that every writ
+    /// committed before is covered), lets `rule` decide, writes the entry it puts, and appends
+    /// `event` (built from the outcome) in the same transaction. The rule's refusal rolls back.
+    pub async fn change_revocation<E: From<StoreError>>(
         &self,
-        request: &RevocationRequest,
-        new_id: String,
+        target: &Target,
+        not_before: SystemTime,
+        rule: impl FnOnce(TargetState) -> Result<Change, E> + Send,
         event: impl FnOnce(&RevocationOutcome) -> AuditEvent + Send,
-    ) -> Result<RevocationOutcome, RevocationError> {
+    ) -> Result<RevocationOutcome, E> {
         let mut tx = self.backend.begin_write().await?;
-        // Read the clock under the lock: every writ committed before this point is covered.
-        let now = unix_seconds(SystemTime::now()).max(unix_seconds(request.now));
-        let target = &request.target;
-        let revoked_writ = match target {
-            Target::Writ(writ_id) => Some(
-                tx.writ_revocation_id(writ_id)
-                    .await?
-                    .ok_or(RevocationError::UnknownWrit)?,
-            ),
-            Target::Task(_) | Target::Agent(_) => None,
+        let now = unix_seconds(SystemTime::now()).max(unix_seconds(not_before));
+        let state = TargetState {
+            now,
+            next_seq: tx.revocation_head().await? + 1,
+            writ: match target {
+                Target::Writ(writ_id) => tx.writ_revocation_id(writ_id).await?,
+                Target::Task(_) | Target::Agent(_) => None,
+            },
+            newest_issue: match target {
+                Target::Writ(_) => None,
+                Target::Task(_) | Target::Agent(_) => tx.newest_issue(target).await?,
+            },
+            latest: tx.latest_revocation(target).await?,
         };
-        let newest_issue = match target {
-            Target::Writ(_) => None,
-            Target::Task(_) | Target::Agent(_) => tx.newest_issue(target).await?,
-        };
-        let in_force = tx
-            .latest_revocation(target)
-            .await?
-            .filter(|latest| covers_everything(latest, newest_issue));
-        let (revocation, created) = match in_force {
-            Some(revocation) => (revocation, false),
-            None => {
-                let seq = tx.revocation_head().await? + 1;
-                let revocation =
-                    new_revocation(request, now, new_id, seq, revoked_writ, newest_issue);
-                tx.put_revocation(&revocation).await?;
-                (revocation, true)
-            }
-        };
+        let change = rule(state)?;
+        if let Change::Put(revocation) = &change {
+            tx.put_revocation(revocation).await?;
+        }
         let outcome = RevocationOutcome {
             live_writs: tx.count_live(target, now).await?,
-            revocation,
-            created,
+            created: matches!(change, Change::Put(_)),
+            revocation: match change {
+                Change::Put(revocation) | Change::Unchanged(revocation) => revocation,
+            },
         };
         append(tx.as_mut(), event(&outcome)).await?;
         tx.commit().await?;
         Ok(outcome)
-    }
-
-    /// Lifts an agent's suspension: its open entry is closed at `lift.at`, so writs issued while
-    /// it was suspended stay revoked and new ones are valid.
-    pub async fn lift_suspension(
-        &self,
-        agent: &str,
-        lift: Lift,
-        writ_lifetime: i64,
-        event: impl FnOnce(&Revocation) -> AuditEvent + Send,
-    ) -> Result<Revocation, RevocationError> {
-        let mut tx = self.backend.begin_write().await?;
-        let target = Target::Agent(agent.to_owned());
-        let Some(mut revocation) = tx.latest_revocation(&target).await? else {
-            return Err(RevocationError::NotSuspended);
-        };
-        if !revocation.is_suspension() {
-            return Err(RevocationError::NotSuspended);
-        }
-        revocation.seq = tx.revocation_head().await? + 1;
-        // Writs already stored were issued while the agent was suspended (by a replica that
-        // had not yet heard, or with a clock ahead): they stay revoked.
-        let cut_off = lift
-            .at
-            .max(tx.newest_issue(&target).await?.unwrap_or(lift.at));
-        revocation.issued_until = Some(cut_off);
-        revocation.expires_at = Some(cut_off.saturating_add(writ_lifetime));
-        revocation.lifted = Some(lift);
-        tx.put_revocation(&revocation).await?;
-        append(tx.as_mut(), event(&revocation)).await?;
-        tx.commit().await?;
-        Ok(revocation)
-    }
-
-    /// Revocation entries with `seq > after`, in order (expired ones included; the caller
-    /// filters by its clock).
-    pub async fn revocations_after(
-        &self,
-        after: u64,
-        limit: u32,
-    ) -> Result<Vec<Revocation>, StoreError> {
-        self.backend
-            .begin_read()
-            .await?
-            .revocations_after(after, limit)
-            .await
     }
 
     /// Audit events matching `query`, in chain order.
@@ -296,10 +251,26 @@ impl Store {
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.backend.ping().await
     }
+}
 
-    /// Wakes `notify` whenever another process commits a revocation (PostgreSQL
-    /// LISTEN/NOTIFY); SQLite has no such channel and returns `None`.
-    pub fn watch_revocations(&self) -> Option<tokio::sync::mpsc::Receiver<()>> {
+/// The revocation view reads entries from the store; PostgreSQL's LISTEN/NOTIFY wakes it when
+/// another replica revokes (SQLite has no such channel: the view polls).
+impl RevocationSource for Store {
+    type Error = StoreError;
+
+    async fn revocations_after(
+        &self,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<Revocation>, StoreError> {
+        self.backend
+            .begin_read()
+            .await?
+            .revocations_after(after, limit)
+            .await
+    }
+
+    fn watch(&self) -> Option<tokio::sync::mpsc::Receiver<()>> {
         self.backend.watch_revocations()
     }
 }
@@ -325,54 +296,4 @@ async fn append_all(
         seqs.push(chained.seq);
     }
     Ok(seqs)
-}
-
-/// Whether the latest entry for a target already covers every writ of it issued so far, so a
-/// new one would change nothing. `newest_issue` is the newest stored writ of a task or agent.
-fn covers_everything(latest: &Revocation, newest_issue: Option<i64>) -> bool {
-    match (&latest.target, latest.issued_until) {
-        (Target::Writ(_), _) | (Target::Agent(_), None) | (Target::Task(_), None) => true,
-        // A lifted suspension no longer stops issuance: revoking the agent again suspends it anew.
-        (Target::Agent(_), Some(_)) => false,
-        (Target::Task(_), Some(cut_off)) => newest_issue.is_none_or(|newest| newest <= cut_off),
-    }
-}
-
-/// A new entry for `request`, cut off at `now` or at the newest stored writ of the target,
-/// whichever is later (a writ whose issuer's clock ran ahead is covered too).
-fn new_revocation(
-    request: &RevocationRequest,
-    now: i64,
-    id: String,
-    seq: u64,
-    revoked_writ: Option<(String, i64)>,
-    newest_issue: Option<i64>,
-) -> Revocation {
-    let lifetime = request.writ_lifetime.as_secs() as i64;
-    let cut_off = now.max(newest_issue.unwrap_or(now));
-    let (revocation_id, issued_until, expires_at) = match (&request.target, revoked_writ) {
-        (Target::Writ(_), Some((revocation_id, expires_at))) => {
-            // A verifier whose clock lags may still honour the writ a little past its expiry.
-            let skew = crate::config::ABSOLUTE_MAX_SKEW.as_secs() as i64;
-            (
-                Some(revocation_id),
-                None,
-                Some(expires_at.saturating_add(skew)),
-            )
-        }
-        (Target::Task(_), _) => (None, Some(cut_off), Some(cut_off.saturating_add(lifetime))),
-        (Target::Agent(_), _) | (Target::Writ(_), None) => (None, None, None),
-    };
-    Revocation {
-        id,
-        seq,
-        target: request.target.clone(),
-        revocation_id,
-        issued_until,
-        expires_at,
-        reason: request.reason.clone(),
-        revoked_by: request.by.clone(),
-        revoked_at: now,
-        lifted: None,
-    }
 }

@@ -13,9 +13,9 @@ use std::time::Duration;
 use axum::response::IntoResponse;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap};
 use serde_json::{Value, json};
-use writ::broker::AdminCallError;
+use writ::broker::IssueError;
+use writ::error::codes;
 use writ::http::ApiError;
-use writ::identity::IdentityError;
 use writ::policy::{Refusal, RefusedRight, RefusedTtl};
 use writ_testkit::{Alg, IssuerOptions, TestIssuer, now_unix};
 
@@ -534,67 +534,15 @@ fn code(body: &Value) -> &str {
 
 // ---- Routes -----------------------------------------------------------------------------------
 
-/// The routes `src/http/mod.rs` declares, as (path, methods). The router cannot be listed at run
-/// time, so its source is read: `.route("<path>", get(..).post(..))` calls.
+/// The routes the router serves, as (path, methods), from the table it is built from.
 fn router_routes() -> Vec<(String, BTreeSet<String>)> {
-    let source =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/http/mod.rs")).unwrap();
-    for unsupported in [".nest(", ".merge(", ".route_service(", ".nest_service("] {
-        assert!(
-            !source.contains(unsupported),
-            "the router uses {unsupported}: teach tests/api/openapi.rs to read it"
-        );
-    }
-    let mut routes = Vec::new();
-    for call in source.split(".route(").skip(1) {
-        let call = call.trim_start();
-        let path = call
-            .strip_prefix('"')
-            .and_then(|rest| rest.split('"').next())
-            .expect(".route( starts with a string literal path");
-        // The method router runs to the `)` that closes `.route(`.
-        let mut depth = 1;
-        let end = call
-            .char_indices()
-            .find(|&(_, c)| {
-                depth += match c {
-                    '(' => 1,
-                    ')' => -1,
-                    _ => 0,
-                };
-                depth == 0
-            })
-            .map(|(i, _)| i)
-            .unwrap();
-        let method_router = &call[..end];
-        let mut methods = BTreeSet::new();
-        for method in [
-            "get", "head", "post", "put", "patch", "delete", "options", "trace", "connect", "any",
-        ] {
-            // `get(` but not `forget(` or `some_get(`.
-            let called = method_router
-                .match_indices(&format!("{method}("))
-                .any(|(i, _)| {
-                    let before = method_router.as_bytes().get(i.wrapping_sub(1));
-                    !before.is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_')
-                });
-            if called {
-                assert_ne!(method, "any", "{path}: any() routes need no method list");
-                methods.insert(method.to_uppercase());
-                if method == "get" {
-                    // axum answers HEAD with the GET handler, without the body.
-                    methods.insert("HEAD".into());
-                }
-            }
-        }
-        assert!(!methods.is_empty(), "no method found for route {path}");
-        routes.push((path.to_owned(), methods));
-    }
-    assert!(
-        !routes.is_empty(),
-        "no .route( calls found in src/http/mod.rs"
-    );
-    routes
+    writ::http::routes()
+        .into_iter()
+        .map(|route| {
+            let methods = route.methods.iter().map(ToString::to_string).collect();
+            (route.path.to_owned(), methods)
+        })
+        .collect()
 }
 
 #[test]
@@ -2037,44 +1985,9 @@ async fn the_admin_request_schemas_refuse_exactly_what_the_broker_refuses() {
 
 // ---- Problems ---------------------------------------------------------------------------------
 
-/// One of every identity error. The match fails to compile when a variant is added.
-fn identity_errors() -> Vec<IdentityError> {
-    let all = vec![
-        IdentityError::Malformed("a part is not base64url"),
-        IdentityError::UnknownIssuer,
-        IdentityError::AlgorithmRefused,
-        IdentityError::UnknownKey,
-        IdentityError::BadSignature,
-        IdentityError::Expired,
-        IdentityError::NotYetValid,
-        IdentityError::IssuedInFuture,
-        IdentityError::WrongAudience,
-        IdentityError::ClaimMissing("sub".into()),
-        IdentityError::ClaimInvalid("sub".into()),
-        IdentityError::IssuerUnavailable,
-    ];
-    for error in &all {
-        match error {
-            IdentityError::Malformed(_)
-            | IdentityError::UnknownIssuer
-            | IdentityError::AlgorithmRefused
-            | IdentityError::UnknownKey
-            | IdentityError::BadSignature
-            | IdentityError::Expired
-            | IdentityError::NotYetValid
-            | IdentityError::IssuedInFuture
-            | IdentityError::WrongAudience
-            | IdentityError::ClaimMissing(_)
-            | IdentityError::ClaimInvalid(_)
-            | IdentityError::IssuerUnavailable => {}
-        }
-    }
-    all
-}
-
-/// One of every error the HTTP layer answers (several refusals). The match fails to compile when
-/// a variant is added.
-fn api_errors() -> Vec<ApiError> {
+/// One answer for every code the broker declares, and a policy refusal in each of its shapes
+/// (the only problem with extension members), built the way the broker builds it.
+fn answers() -> Vec<ApiError> {
     let refusal = |reason, ttl| Refusal {
         reason,
         refused_rights: vec![RefusedRight {
@@ -2084,106 +1997,22 @@ fn api_errors() -> Vec<ApiError> {
         refused_services: vec!["billing-api".into()],
         refused_ttl: ttl,
     };
-    let mut all = vec![
-        ApiError::MissingCredential,
-        ApiError::MalformedCredential,
-        ApiError::InvalidRequest("body: expected value at line 1 column 1".into()),
-        ApiError::UnsupportedMediaType,
-        ApiError::PayloadTooLarge,
-        ApiError::Refused(refusal("no_matching_policy", None)),
-        ApiError::Refused(refusal(
+    let mut all: Vec<ApiError> = codes::ALL
+        .iter()
+        .filter(|code| **code != codes::POLICY_REFUSED)
+        .map(|code| ApiError::new(*code, "what went wrong"))
+        .collect();
+    all.push(IssueError::Refused(refusal("no_matching_policy", None)).into());
+    all.push(
+        IssueError::Refused(refusal(
             "not_allowed",
             Some(RefusedTtl {
                 requested: 3600,
                 max: 600,
             }),
-        )),
-        ApiError::NotFound,
-        ApiError::MethodNotAllowed,
-        ApiError::StorageUnavailable,
-        ApiError::NotReady("storage is unavailable".into()),
-        ApiError::Timeout,
-        ApiError::Internal,
-        ApiError::Suspended,
-    ];
-    all.extend(identity_errors().into_iter().map(ApiError::Identity));
-    all.extend(admin_errors().into_iter().map(ApiError::Admin));
-    for error in &all {
-        match error {
-            ApiError::MissingCredential
-            | ApiError::MalformedCredential
-            | ApiError::Identity(_)
-            | ApiError::InvalidRequest(_)
-            | ApiError::UnsupportedMediaType
-            | ApiError::PayloadTooLarge
-            | ApiError::Refused(_)
-            | ApiError::NotFound
-            | ApiError::MethodNotAllowed
-            | ApiError::StorageUnavailable
-            | ApiError::NotReady(_)
-            | ApiError::Timeout
-            | ApiError::Internal
-            | ApiError::Suspended
-            | ApiError::Admin(_) => {}
-        }
-    }
-    all
-}
-
-/// One of each admin call error (an exhaustive match keeps the list complete).
-fn admin_errors() -> Vec<AdminCallError> {
-    use writ::admin::{AdminError, CredentialError, Role};
-    use writ::revocation::RevocationError;
-    let all = vec![
-        AdminCallError::Credential(CredentialError::Malformed {
-            reason: "not base64",
-        }),
-        AdminCallError::Credential(CredentialError::Invalid {
-            reason: "bad signature",
-        }),
-        AdminCallError::Credential(CredentialError::Expired),
-        AdminCallError::Credential(CredentialError::RoleMissing {
-            required: Role::Admin,
-        }),
-        AdminCallError::CredentialRevoked,
-        AdminCallError::InvalidRequest("reason must be 1 to 500 bytes".into()),
-        AdminCallError::Revocation(RevocationError::UnknownWrit),
-        AdminCallError::Revocation(RevocationError::NotSuspended),
-        AdminCallError::Revocation(RevocationError::Storage(
-            writ::store::StoreError::WriterStopped,
-        )),
-        AdminCallError::Storage(writ::store::StoreError::WriterStopped),
-        AdminCallError::Mint(AdminError::NoRoles),
-        AdminCallError::Mint(AdminError::TtlTooShort),
-        AdminCallError::Mint(AdminError::TtlTooLong { asked: 86_401 }),
-        // `AdminError::Build` answers as `Random` does (a biscuit error cannot be made here).
-        AdminCallError::Mint(AdminError::Random),
-    ];
-    for error in &all {
-        match error {
-            AdminCallError::Credential(
-                CredentialError::Malformed { .. }
-                | CredentialError::Invalid { .. }
-                | CredentialError::Expired
-                | CredentialError::RoleMissing { .. },
-            )
-            | AdminCallError::CredentialRevoked
-            | AdminCallError::InvalidRequest(_)
-            | AdminCallError::Revocation(
-                RevocationError::UnknownWrit
-                | RevocationError::NotSuspended
-                | RevocationError::Storage(_),
-            )
-            | AdminCallError::Storage(_)
-            | AdminCallError::Mint(
-                AdminError::NoRoles
-                | AdminError::TtlTooShort
-                | AdminError::TtlTooLong { .. }
-                | AdminError::Build(_)
-                | AdminError::Random,
-            ) => {}
-        }
-    }
+        ))
+        .into(),
+    );
     all
 }
 
@@ -2210,7 +2039,7 @@ fn responses_with_status(status: &str) -> Vec<(String, &'static Value)> {
 #[tokio::test]
 async fn every_problem_the_broker_answers_is_documented() {
     let mut answered = BTreeSet::new();
-    for error in api_errors() {
+    for error in answers() {
         let label = format!("{error:?}");
         let response = error.into_response();
         let status = response.status().as_u16();

@@ -1,7 +1,9 @@
-//! The broker's in-memory view of live revocation entries, kept in step with the database: after
-//! each local revocation, on every PostgreSQL notification (another replica revoked), and by a
-//! poll that catches anything a lost notification missed. The feed and the stream are served
-//! from it, and issuance asks it whether an agent is suspended.
+//! The broker's in-memory view of live revocation entries (the SDK's `RevocationView` follows
+//! it), kept in step with the durable entries: after each local revocation, on every
+//! notification that another replica revoked, and by a poll that catches anything a lost
+//! notification missed. The feed and the stream are served from it, and issuance asks it whether
+//! an agent is suspended. It reads entries through [`RevocationSource`], which the store
+//! implements.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -10,8 +12,40 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{Mutex, watch};
 use writ_verify::revocation::RevocationPage;
 
-use super::{Revocation, Target, unix_seconds};
-use crate::store::{Store, StoreError};
+use super::{Revocation, Target};
+use crate::error::{DomainError, ErrorCode, codes};
+use crate::time::unix_seconds;
+
+/// Where the view reads durable entries from.
+pub trait RevocationSource: Clone + Send + Sync + 'static {
+    type Error: std::fmt::Display + Send;
+
+    /// Entries with `seq > after`, in order, at most `limit` (expired ones included).
+    fn revocations_after(
+        &self,
+        after: u64,
+        limit: u32,
+    ) -> impl std::future::Future<Output = Result<Vec<Revocation>, Self::Error>> + Send;
+
+    /// A channel woken when another process commits an entry, where the source has one.
+    fn watch(&self) -> Option<tokio::sync::mpsc::Receiver<()>>;
+}
+
+/// The view cannot be kept current (its source cannot be read), so it must not vouch for
+/// itself: the feed, the stream and readiness refuse.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the broker's revocation view is not current: its database cannot be read")]
+pub struct ViewNotCurrent;
+
+impl DomainError for ViewNotCurrent {
+    fn code(&self) -> ErrorCode {
+        codes::NOT_READY
+    }
+
+    fn public_detail(&self) -> String {
+        self.to_string()
+    }
+}
 
 /// Entries read from the database per query while catching up.
 const READ_PAGE: u32 = 500;
@@ -27,7 +61,7 @@ struct State {
     head: u64,
 }
 
-pub struct Registry {
+pub struct RevocationView {
     state: RwLock<State>,
     /// Announces the head after each change (for the stream).
     changed: watch::Sender<u64>,
@@ -40,11 +74,11 @@ pub struct Registry {
     max_lag: Duration,
 }
 
-impl Registry {
+impl RevocationView {
     /// A view re-read every `poll`; it counts as current while its last read is no older than
     /// three polls (at least 3 s), so one slow read does not stop the feed.
-    pub fn new(poll: Duration) -> Arc<Registry> {
-        Arc::new(Registry {
+    pub fn new(poll: Duration) -> Arc<RevocationView> {
+        Arc::new(RevocationView {
             state: RwLock::new(State::default()),
             changed: watch::Sender::new(0),
             catching_up: Mutex::new(()),
@@ -54,12 +88,12 @@ impl Registry {
     }
 
     /// Reads every entry committed since the last read. Returns whether anything changed.
-    pub async fn catch_up(&self, store: &Store) -> Result<bool, StoreError> {
+    pub async fn catch_up<S: RevocationSource>(&self, source: &S) -> Result<bool, S::Error> {
         let _one_at_a_time = self.catching_up.lock().await;
         let mut changed = false;
         loop {
             let after = self.read().head;
-            let page = store.revocations_after(after, READ_PAGE).await?;
+            let page = source.revocations_after(after, READ_PAGE).await?;
             let full = page.len() == READ_PAGE as usize;
             if page.is_empty() {
                 break;
@@ -87,7 +121,16 @@ impl Registry {
         Ok(changed)
     }
 
-    /// Whether the view was read from the database recently enough to vouch for it.
+    /// The view if it is current.
+    pub fn current(&self) -> Result<&Self, ViewNotCurrent> {
+        if self.is_current() {
+            Ok(self)
+        } else {
+            Err(ViewNotCurrent)
+        }
+    }
+
+    /// Whether the view was read from its source recently enough to vouch for it.
     pub fn is_current(&self) -> bool {
         self.synced_at
             .read()
@@ -159,14 +202,14 @@ impl Registry {
 
     /// Keeps the view current until the task is aborted: woken by the database's notifications
     /// where it has them, and polled every `poll` regardless.
-    pub fn spawn_sync(
+    pub fn spawn_sync<S: RevocationSource>(
         self: &Arc<Self>,
-        store: Store,
+        source: S,
         poll: Duration,
     ) -> tokio::task::JoinHandle<()> {
-        let registry = Arc::clone(self);
+        let view = Arc::clone(self);
         tokio::spawn(async move {
-            let mut notified = store.watch_revocations();
+            let mut notified = source.watch();
             let mut tick = tokio::time::interval(poll);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -181,7 +224,7 @@ impl Registry {
                         tick.tick().await;
                     }
                 }
-                if let Err(error) = registry.catch_up(&store).await {
+                if let Err(error) = view.catch_up(&source).await {
                     tracing::warn!(%error, "revocations could not be read; the feed may lag");
                 }
             }

@@ -1,0 +1,54 @@
+//! Time as the broker writes it: whole Unix seconds in writs and records, Unix milliseconds in
+//! audit events, RFC 3339 on the wire. None of these panics, whatever the time.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Whole seconds since the Unix epoch (0 before it).
+pub fn unix(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Whole seconds since the Unix epoch, as stored (0 before it).
+pub fn unix_seconds(time: SystemTime) -> i64 {
+    i64::try_from(unix(time)).unwrap_or(i64::MAX)
+}
+
+/// Milliseconds since the Unix epoch, the time of an audit event (0 before it).
+pub fn unix_ms(time: SystemTime) -> i64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |elapsed| {
+        i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+    })
+}
+
+/// The instant `unix_seconds` after the epoch (the epoch for a negative one, the latest
+/// representable instant for one too large).
+pub fn from_unix_seconds(unix_seconds: i64) -> SystemTime {
+    let seconds = u64::try_from(unix_seconds).unwrap_or_default();
+    UNIX_EPOCH
+        .checked_add(Duration::from_secs(seconds))
+        .unwrap_or(UNIX_EPOCH)
+}
+
+/// The last second RFC 3339 can write (9999-12-31T23:59:59Z).
+const LAST_RFC3339_SECOND: i64 = 253_402_300_799;
+
+/// An RFC 3339 time in whole seconds, as every time in the writ format is written (times past
+/// year 9999 are written as its last second).
+pub fn rfc3339(unix_seconds: i64) -> String {
+    let seconds = unix_seconds.min(LAST_RFC3339_SECOND);
+    humantime::format_rfc3339_seconds(from_unix_seconds(seconds)).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extreme_times_do_not_panic() {
+        assert_eq!(rfc3339(-5), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(i64::MAX), "9999-12-31T23:59:59Z");
+        assert_eq!(unix(UNIX_EPOCH - Duration::from_secs(1)), 0);
+        assert_eq!(unix_ms(UNIX_EPOCH + Duration::from_millis(1500)), 1500);
+    }
+}
