@@ -1,7 +1,7 @@
 //! Assembling and running the broker: configuration in, a bound listener and a router out.
 //! Tests build the same [`Application`] on port 0 with a fresh database.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,8 +9,10 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::broker::Broker;
-use crate::config::{ABSOLUTE_MAX_SKEW, Config, ConfigError, DEV_ISSUER_NAME, WRIT_LIFETIME_BOUND};
-use crate::http::{AppState, router};
+use crate::config::{
+    ABSOLUTE_MAX_SKEW, Config, ConfigError, ConnectionLimits, DEV_ISSUER_NAME, WRIT_LIFETIME_BOUND,
+};
+use crate::http::{self, AppState, router};
 use crate::identity::{DevIssuer, IdentityVerifier};
 use crate::keys::{KeyDir, Keys};
 use crate::policy::{DEV_POLICY, PolicySet};
@@ -40,6 +42,9 @@ pub enum StartError {
 pub struct Application {
     listener: TcpListener,
     request_timeout: Duration,
+    connections: ConnectionLimits,
+    /// Writes refusal counts; it ends after writing the last window once shutdown begins.
+    refusal_counts: tokio::task::JoinHandle<()>,
     state: AppState,
     shutting_down: tokio::sync::watch::Sender<bool>,
     background: Vec<tokio::task::JoinHandle<()>>,
@@ -87,16 +92,33 @@ impl Application {
             writ_lifetime: WRIT_LIFETIME_BOUND,
             skew: ABSOLUTE_MAX_SKEW,
         };
-        let broker = Broker::new(identities, policies, keys, store, revocations, limits);
+        let broker = Arc::new(Broker::new(
+            identities,
+            policies,
+            keys,
+            store,
+            revocations,
+            limits,
+        ));
         let (shutting_down, shutdown) = tokio::sync::watch::channel(false);
+        let refusal_counts = spawn_refusal_counts(
+            Arc::clone(&broker),
+            config.audit_refusal_window,
+            shutdown.clone(),
+        );
         Ok(Application {
             shutting_down,
             listener,
             request_timeout: config.request_timeout,
+            connections: config.connections,
+            refusal_counts,
             state: AppState {
-                broker: Arc::new(broker),
+                broker,
                 revocation_heartbeat: config.revocation_heartbeat,
                 shutdown,
+                streams: Arc::new(tokio::sync::Semaphore::new(
+                    config.connections.max_revocation_streams,
+                )),
             },
             background,
         })
@@ -106,40 +128,59 @@ impl Application {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` resolves, then finishes in-flight requests.
-    pub async fn run(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
+    /// Serves until `shutdown` resolves, then gives in-flight requests `request_timeout` to
+    /// finish (a client that stopped reading a stream or an export must not hold the shutdown
+    /// forever) and stops the background tasks.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
         let app = router(self.state, self.request_timeout);
         let shutting_down = self.shutting_down;
-        let mut draining = shutting_down.subscribe();
-        let shutdown = async move {
+        let down = shutting_down.subscribe();
+        tokio::spawn(async move {
             shutdown.await;
             shutting_down.send_replace(true);
-        };
-        let serving = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .into_future();
-        // In-flight requests get `request_timeout` to finish; a client that stopped reading a
-        // stream or an export must not hold the shutdown forever.
-        let grace = self.request_timeout;
-        let deadline = async move {
-            let _ = draining.wait_for(|down| *down).await;
-            tokio::time::sleep(grace).await;
-        };
-        let result = tokio::select! {
-            result = serving => result,
-            () = deadline => {
-                tracing::warn!("connections still open after the grace period were closed");
-                Ok(())
-            }
-        };
+        });
+        http::serve(
+            self.listener,
+            app,
+            self.connections,
+            down,
+            self.request_timeout,
+        )
+        .await;
         for task in self.background {
             task.abort();
         }
-        result
+        // The last window's refusal counts are written before the broker stops.
+        if tokio::time::timeout(self.request_timeout, self.refusal_counts)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the last refusal counts could not be written in time");
+        }
     }
+}
+
+/// Writes the refusal counts every `window` (see `audit::RefusalTally`), and once more when
+/// the broker shuts down. It is never aborted mid-write, so no count is lost on a clean stop.
+fn spawn_refusal_counts(
+    broker: Arc<Broker>,
+    window: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(window);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let stopping = tokio::select! {
+                _ = tick.tick() => false,
+                _ = shutdown.wait_for(|down| *down) => true,
+            };
+            broker.flush_refusals().await;
+            if stopping {
+                return;
+            }
+        }
+    })
 }
 
 /// Signs the audit chain's head every `every`, when it moved, so an outside party holding a

@@ -65,9 +65,78 @@ pub struct Config {
         with = "humantime_serde"
     )]
     pub audit_checkpoint_interval: Duration,
+    /// Refusals of credentials that never verified are counted and written as one audit event
+    /// per action, issuer and code per window of this length.
+    #[serde(default = "default_audit_refusal_window", with = "humantime_serde")]
+    pub audit_refusal_window: Duration,
+    /// Bounds on connections (`[connections]`).
+    #[serde(default)]
+    pub connections: ConnectionLimits,
     /// Trusted workload identity issuers.
     #[serde(default, rename = "issuer")]
     pub issuers: Vec<IssuerConfig>,
+}
+
+/// Bounds on what clients can hold open, so that idle, slow or streaming clients cannot starve
+/// issuance of connections or descriptors.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionLimits {
+    /// Connections open at once; one more is answered `503 over_capacity` and closed.
+    #[serde(default = "default_max_connections")]
+    pub max: usize,
+    /// Revocation streams open at once (each also holds a connection); one more is answered
+    /// `503 over_capacity` with `Retry-After`. At most half of `max`, so streams never take
+    /// every connection.
+    #[serde(default = "default_max_revocation_streams")]
+    pub max_revocation_streams: usize,
+    /// A client must send a request's headers within this; it also closes a connection left
+    /// idle between requests.
+    #[serde(default = "default_header_read_timeout", with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            max: default_max_connections(),
+            max_revocation_streams: default_max_revocation_streams(),
+            header_read_timeout: default_header_read_timeout(),
+        }
+    }
+}
+
+impl ConnectionLimits {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        if !(16..=65_536).contains(&self.max) {
+            return invalid("connections.max must be between 16 and 65536");
+        }
+        if self.max_revocation_streams == 0 || self.max_revocation_streams > self.max / 2 {
+            return invalid(
+                "connections.max_revocation_streams must be between 1 and half of connections.max",
+            );
+        }
+        if self.header_read_timeout < Duration::from_secs(1)
+            || self.header_read_timeout > Duration::from_secs(60)
+        {
+            return invalid("connections.header_read_timeout must be between 1s and 1m");
+        }
+        Ok(())
+    }
+}
+
+fn default_audit_refusal_window() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_max_connections() -> usize {
+    1024
+}
+fn default_max_revocation_streams() -> usize {
+    256
+}
+fn default_header_read_timeout() -> Duration {
+    Duration::from_secs(5)
 }
 
 /// One trusted workload identity issuer.
@@ -133,6 +202,8 @@ impl Config {
             revocation_poll: default_revocation_poll(),
             revocation_heartbeat: default_revocation_heartbeat(),
             audit_checkpoint_interval: default_audit_checkpoint_interval(),
+            audit_refusal_window: default_audit_refusal_window(),
+            connections: ConnectionLimits::default(),
             issuers: Vec::new(),
         }
     }
@@ -196,6 +267,14 @@ impl Config {
                 self.listen
             ));
         }
+        if !within(
+            self.audit_refusal_window,
+            Duration::from_secs(1),
+            Duration::from_secs(300),
+        ) {
+            return invalid("audit_refusal_window must be between 1s and 5m".into());
+        }
+        self.connections.validate()?;
         if !self.dev && self.policy_dir.is_none() {
             return invalid("policy_dir is required outside dev mode".into());
         }

@@ -128,6 +128,7 @@ pub mod codes {
         IDENTITY_ISSUER_UNAVAILABLE = "identity_issuer_unavailable", Unavailable, "Identity issuer unavailable";
         NOT_READY = "not_ready", Unavailable, "Not ready";
         TIMEOUT = "timeout", Unavailable, "Timeout";
+        OVER_CAPACITY = "over_capacity", Unavailable, "Over capacity";
     }
 }
 

@@ -78,6 +78,10 @@ impl AdminCredential {
 pub enum CredentialError {
     #[error("the admin credential is malformed: {reason}")]
     Malformed { reason: &'static str },
+    /// Its signature or key does not verify: anyone could have sent it.
+    #[error("the admin credential is not valid: {reason}")]
+    Unverified { reason: &'static str },
+    /// Signed by the broker, but not a valid admin writ (an agent's writ, say).
     #[error("the admin credential is not valid: {reason}")]
     Invalid { reason: &'static str },
     #[error("the admin credential has expired")]
@@ -86,11 +90,24 @@ pub enum CredentialError {
     RoleMissing { required: Role },
 }
 
+impl CredentialError {
+    /// Whether the credential's signature had verified when it was refused: only then does the
+    /// refusal say anything about who sent it.
+    pub fn after_signature(&self) -> bool {
+        !matches!(
+            self,
+            CredentialError::Malformed { .. } | CredentialError::Unverified { .. }
+        )
+    }
+}
+
 impl DomainError for CredentialError {
     fn code(&self) -> ErrorCode {
         match self {
             CredentialError::Malformed { .. } => codes::ADMIN_CREDENTIAL_MALFORMED,
-            CredentialError::Invalid { .. } => codes::ADMIN_CREDENTIAL_INVALID,
+            CredentialError::Unverified { .. } | CredentialError::Invalid { .. } => {
+                codes::ADMIN_CREDENTIAL_INVALID
+            }
             CredentialError::Expired => codes::ADMIN_CREDENTIAL_EXPIRED,
             CredentialError::RoleMissing { .. } => codes::ADMIN_ROLE_MISSING,
         }
@@ -99,6 +116,10 @@ impl DomainError for CredentialError {
 
 fn malformed(reason: &'static str) -> CredentialError {
     CredentialError::Malformed { reason }
+}
+
+fn unverified(reason: &'static str) -> CredentialError {
+    CredentialError::Unverified { reason }
 }
 
 fn invalid(reason: &'static str) -> CredentialError {
@@ -118,7 +139,7 @@ pub fn verify_admin_writ(
         .map_err(|error| parse_error(&error))?
         .block_count();
     if blocks > MAX_ADMIN_CREDENTIAL_BLOCKS {
-        return Err(invalid("too many blocks"));
+        return Err(unverified("too many blocks"));
     }
     let biscuit = Biscuit::from_base64(token, |kid| root_key(ring, kid, now))
         .map_err(|error| parse_error(&error))?;
@@ -168,11 +189,11 @@ fn root_key(ring: &KeyRing, kid: Option<u32>, now: SystemTime) -> Result<PublicK
 /// malformed.
 fn parse_error(error: &Token) -> CredentialError {
     match error {
-        Token::Format(Format::UnknownPublicKey) => invalid("unknown or retired root key"),
+        Token::Format(Format::UnknownPublicKey) => unverified("unknown or retired root key"),
         Token::Format(Format::Signature(_) | Format::SealedSignature) => {
-            invalid("the signature does not verify")
+            unverified("the signature does not verify")
         }
-        Token::Format(Format::UnknownExternalKey) => invalid("unknown third-party key"),
+        Token::Format(Format::UnknownExternalKey) => unverified("unknown third-party key"),
         Token::Base64(_) => malformed("the token is not base64url"),
         _ => malformed("the token is not a Biscuit"),
     }
@@ -294,7 +315,10 @@ mod tests {
     }
 
     fn is_invalid(result: Result<AdminCredential, CredentialError>) -> bool {
-        matches!(result, Err(CredentialError::Invalid { .. }))
+        matches!(
+            result,
+            Err(CredentialError::Invalid { .. } | CredentialError::Unverified { .. })
+        )
     }
 
     /// An admin-looking token signed by `key`, with the standard values and `extra` Datalog
@@ -382,9 +406,10 @@ mod tests {
         let minted = mint(&signer.active, &[Role::Admin], now);
         let error = verify_admin_writ(&other, &minted.token, now).unwrap_err();
         assert!(
-            matches!(error, CredentialError::Invalid { .. }),
+            matches!(error, CredentialError::Unverified { .. }),
             "{error:?}"
         );
+        assert!(!error.after_signature());
         assert_eq!(error.code().name, "admin_credential_invalid");
         // An unknown key id.
         let stranger = SigningKey {
@@ -448,7 +473,9 @@ mod tests {
             assert!(
                 matches!(
                     error,
-                    CredentialError::Invalid { .. } | CredentialError::Malformed { .. }
+                    CredentialError::Invalid { .. }
+                        | CredentialError::Unverified { .. }
+                        | CredentialError::Malformed { .. }
                 ),
                 "byte {position}: {error:?}"
             );
@@ -501,7 +528,7 @@ mod tests {
         let one_more = append(&token, &ring, BlockBuilder::new());
         assert_eq!(
             verify_admin_writ(&ring, &one_more, now).unwrap_err(),
-            invalid("too many blocks")
+            unverified("too many blocks")
         );
     }
 

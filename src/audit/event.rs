@@ -135,12 +135,20 @@ impl AuditEvent {
 
     /// Sets the details from a JSON object (`serde_json::json!({ .. })`). Details are always an
     /// object, so that readers can add keys over time; any other value is kept under `"value"`.
+    /// Sets the details (an object; anything else is wrapped as `{"value": ..}`). Details over
+    /// [`MAX_DETAILS_BYTES`] are replaced by `{"truncated": true, "bytes": <their size>}`: an
+    /// event's size is bounded whatever a caller sent.
     pub fn with_details(mut self, details: serde_json::Value) -> Self {
         let object = match details {
             serde_json::Value::Object(object) => object,
             other => serde_json::Map::from_iter([("value".to_owned(), other)]),
         };
-        self.details = serde_json::Value::Object(object).to_string();
+        let text = serde_json::Value::Object(object).to_string();
+        self.details = if text.len() > MAX_DETAILS_BYTES {
+            serde_json::json!({ "truncated": true, "bytes": text.len() }).to_string()
+        } else {
+            text
+        };
         self
     }
 
@@ -149,6 +157,9 @@ impl AuditEvent {
         serde_json::from_str(&self.details).ok()
     }
 }
+
+/// The largest details an event records.
+pub const MAX_DETAILS_BYTES: usize = 16 * 1024;
 
 /// The details of an event that has none.
 pub const EMPTY_DETAILS: &str = "{}";

@@ -56,12 +56,14 @@
 mod chain;
 mod checkpoint;
 mod event;
+mod tally;
 
 pub use chain::{
     ChainBreak, ChainHash, ChainVerifier, ChainedEvent, EVENT_DOMAIN, link, verify_chain,
 };
 pub use checkpoint::{CHECKPOINT_DOMAIN, Checkpoint, CheckpointError};
-pub use event::{ANONYMOUS, AuditEvent, EMPTY_DETAILS, Outcome};
+pub use event::{ANONYMOUS, AuditEvent, EMPTY_DETAILS, MAX_DETAILS_BYTES, Outcome};
+pub use tally::{RefusalTally, UNKNOWN_ISSUER, WindowCounts};
 
 /// A stored value that is not what the audit log writes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

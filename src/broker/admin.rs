@@ -12,7 +12,7 @@ use crate::admin::{
     AdminCredential, AdminMintError, CredentialError, MAX_ADMIN_TTL, MintedAdminWrit, Principal,
     Role, mint_admin_writ, verify_admin_writ,
 };
-use crate::audit::{ANONYMOUS, AuditEvent, Outcome, actions};
+use crate::audit::{ANONYMOUS, AuditEvent, Outcome, UNKNOWN_ISSUER, actions};
 use crate::error::{DomainError, ErrorCode, codes};
 use crate::id::{self, RandomSourceFailed};
 use crate::policy::TaskName;
@@ -99,7 +99,22 @@ impl Broker {
             Err(error) => (None, error.into()),
         };
         let (credential, error) = refusal;
-        // A credential that verified (revoked, or without the role) names who used it.
+        let unverified = match &error {
+            AdminCallError::Credential(error) => !error.after_signature(),
+            _ => false,
+        };
+        if unverified {
+            // Nothing verified: anyone can send this, so it is counted, not recorded alone.
+            self.refusals.count(
+                actions::ADMIN_REFUSED,
+                UNKNOWN_ISSUER,
+                error.code().name,
+                unix_ms(now),
+            );
+            return Err(error);
+        }
+        // A credential that verified names who used it when it is an admin writ (revoked, or
+        // without the role); a signed token that is none (an agent's writ) is recorded too.
         let mut refused = AuditEvent::new(
             actions::ADMIN_REFUSED,
             Outcome::Refused,

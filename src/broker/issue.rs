@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use serde_json::{Map, Value, json};
 
 use super::Broker;
-use crate::audit::{ANONYMOUS, AuditEvent, Outcome, actions};
+use crate::audit::{ANONYMOUS, AuditEvent, Outcome, UNKNOWN_ISSUER, actions};
 use crate::error::{DomainError, ErrorCode, codes};
 use crate::identity::{Identity, IdentityError};
 use crate::keys::KeyRing;
@@ -63,7 +63,7 @@ impl DomainError for IssueError {
 
     fn extension(&self) -> Option<Map<String, Value>> {
         match self {
-            IssueError::Refused(refusal) => match json!(refusal) {
+            IssueError::Refused(refusal) => match json!(refusal.summary()) {
                 Value::Object(members) => Some(members),
                 _ => None,
             },
@@ -86,17 +86,31 @@ pub struct Issued {
 
 impl Broker {
     /// Verifies the caller's workload identity token. Call this before reading anything else the
-    /// caller sent. A refusal is audited (with its code, never the token).
+    /// caller sent. A refusal is audited (with its code, never the token): one event each when
+    /// the signature verified, counted into the refusal tally otherwise.
     pub async fn authenticate(&self, identity_token: &str) -> Result<Identity, IssueError> {
         let now = SystemTime::now();
         match self.identities.verify(identity_token, now).await {
             Ok(identity) => Ok(identity),
-            Err(error) => {
+            Err(error) if error.after_signature() => {
                 let refused =
                     AuditEvent::new(actions::IDENTITY_REFUSED, Outcome::Refused, ANONYMOUS)
                         .at(unix_ms(now))
                         .with_reason(error.code().name);
                 self.audit_best_effort(refused).await;
+                Err(error.into())
+            }
+            Err(error) => {
+                let issuer = self
+                    .identities
+                    .claimed_issuer(identity_token)
+                    .unwrap_or(UNKNOWN_ISSUER);
+                self.refusals.count(
+                    actions::IDENTITY_REFUSED,
+                    issuer,
+                    error.code().name,
+                    unix_ms(now),
+                );
                 Err(error.into())
             }
         }
@@ -219,7 +233,7 @@ fn refusal_event(
     let outcome = Outcome::of(error.code());
     let mut details = json!({ "issuer": identity.issuer, "subject": identity.subject });
     if let IssueError::Refused(refusal) = error {
-        details["refusal"] = json!(refusal);
+        details["refusal"] = json!(refusal.summary());
     }
     let mut refused = AuditEvent::new(actions::WRIT_REFUSED, outcome, &identity.agent)
         .at(unix_ms(now))

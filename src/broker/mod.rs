@@ -11,17 +11,19 @@ mod issue;
 mod status;
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 pub use admin::{AdminCallError, AdminWritOrder, RevokeOrder, issue_admin_writ};
 pub use issue::{IssueError, Issued};
 pub use status::NotReady;
 
-use crate::audit::AuditEvent;
+use crate::audit::{AuditEvent, RefusalTally};
 use crate::identity::IdentityVerifier;
 use crate::keys::Keys;
 use crate::policy::PolicySet;
 use crate::revocation::{Limits, RevocationView};
 use crate::store::Store;
+use crate::time::unix_ms;
 
 /// Everything the operations need, shared by every request.
 pub struct Broker {
@@ -31,6 +33,8 @@ pub struct Broker {
     store: Store,
     revocations: Arc<RevocationView>,
     limits: Limits,
+    /// Refusals of credentials that never verified, written as counts per window.
+    refusals: RefusalTally,
 }
 
 impl Broker {
@@ -49,6 +53,19 @@ impl Broker {
             store,
             revocations,
             limits,
+            refusals: RefusalTally::default(),
+        }
+    }
+
+    /// Writes the refusals counted since the last call, one event per action, issuer and code
+    /// with its exact count. Counts that cannot be written are kept for the next call.
+    pub async fn flush_refusals(&self) {
+        let Some(window) = self.refusals.take(unix_ms(SystemTime::now())) else {
+            return;
+        };
+        if let Err(error) = self.store.append_audit_events(window.events()).await {
+            tracing::warn!(%error, "refusal counts not recorded yet; kept for the next window");
+            self.refusals.restore(window);
         }
     }
 

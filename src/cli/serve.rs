@@ -68,9 +68,7 @@ pub async fn run(args: ServeArgs) -> CliResult {
     if dev {
         print_first_steps(addr);
     }
-    app.run(shutdown_signal())
-        .await
-        .map_err(|e| e.to_string())?;
+    app.run(shutdown_signal()).await;
     tracing::info!("writ stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -16,6 +16,8 @@ pub struct ApiError {
     code: ErrorCode,
     detail: String,
     extension: Option<Map<String, Value>>,
+    /// Seconds after which a retry may succeed (`Retry-After`).
+    retry_after: Option<u32>,
 }
 
 impl ApiError {
@@ -25,7 +27,14 @@ impl ApiError {
             code,
             detail: detail.into(),
             extension: None,
+            retry_after: None,
         }
+    }
+
+    /// Tells the client when a retry may succeed.
+    pub fn retry_after(mut self, seconds: u32) -> ApiError {
+        self.retry_after = Some(seconds);
+        self
     }
 
     /// `400 invalid_request`.
@@ -48,6 +57,7 @@ impl<E: DomainError> From<E> for ApiError {
             code,
             detail: error.public_detail(),
             extension: error.extension(),
+            retry_after: None,
         }
     }
 }
@@ -87,6 +97,9 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Some(seconds) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }

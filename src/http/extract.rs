@@ -27,7 +27,7 @@ impl FromRequestParts<AppState> for Agent {
         match state.broker.authenticate(token).await {
             Ok(identity) => Ok(Agent(identity)),
             Err(error) => {
-                tracing::info!(code = error.code().name, "identity refused");
+                tracing::debug!(code = error.code().name, "identity refused");
                 Err(error.into())
             }
         }
@@ -69,7 +69,7 @@ impl<R: RequiredRole> FromRequestParts<AppState> for AdminCaller<R> {
                 .map_or(parts.uri.path(), MatchedPath::as_str)
         );
         let token = bearer(&parts.headers).inspect_err(|_| {
-            tracing::info!(%route, "admin call without a usable credential");
+            tracing::debug!(%route, "admin call without a usable credential");
         })?;
         let credential = state.broker.authorize_admin(token, R::ROLE, &route).await?;
         Ok(AdminCaller(credential, PhantomData))

@@ -10,6 +10,7 @@ mod extract;
 mod health;
 mod keys;
 mod revocations;
+mod serve;
 mod writs;
 
 use std::any::Any;
@@ -30,6 +31,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
 pub use error::{ApiError, status};
+pub use serve::serve;
 
 use crate::broker::Broker;
 use crate::error::codes;
@@ -45,6 +47,8 @@ pub struct AppState {
     /// Turns true when the broker starts shutting down: long-lived streams end, so the
     /// graceful shutdown does not wait on them forever.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// One permit per revocation stream that may be open.
+    pub streams: Arc<tokio::sync::Semaphore>,
 }
 
 /// Every route the broker serves. The router is built from this table, and the OpenAPI test

@@ -2,6 +2,7 @@
 //! the stream (both public: entries carry ids and cut-offs, never reasons or who revoked).
 
 use std::convert::Infallible;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
@@ -16,11 +17,15 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::{AdminCaller, AdminRole, JsonBody, QueryParams};
 use crate::broker::RevokeOrder;
+use crate::error::codes;
 use crate::revocation::{FeedItem, Revocation};
 use crate::time::rfc3339;
 
 /// The most entries one feed page carries.
 pub const MAX_PAGE: usize = 1000;
+
+/// Seconds a client refused a stream at the cap is told to wait.
+const STREAM_RETRY_AFTER: u32 = 5;
 
 /// A revocation as admins see it: the feed entry and who, when and why.
 #[derive(Debug, Serialize)]
@@ -165,12 +170,24 @@ pub async fn stream(
             .ok_or_else(|| ApiError::invalid("Last-Event-ID must be a number"))?,
         None => query.after.unwrap_or(0),
     };
+    let Ok(permit) = Arc::clone(&state.streams).try_acquire_owned() else {
+        tracing::debug!("revocation stream refused: at the stream cap");
+        return Err(ApiError::new(
+            codes::OVER_CAPACITY,
+            "too many revocation streams are open; retry, or poll GET /v1/revocations",
+        )
+        .retry_after(STREAM_RETRY_AFTER));
+    };
     let items = state.broker.follow_revocations(
         after,
         state.revocation_heartbeat,
         state.shutdown.clone(),
     )?;
-    let events = items.map(|item| Ok::<_, Infallible>(sse_event(&item)));
+    // The permit lives as long as the stream: it is released when the client goes away.
+    let events = items.map(move |item| {
+        let _held = &permit;
+        Ok::<_, Infallible>(sse_event(&item))
+    });
     Ok(([(header::CACHE_CONTROL, "no-store")], Sse::new(events)))
 }
 

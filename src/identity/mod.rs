@@ -66,6 +66,17 @@ pub enum IdentityError {
     IssuerUnavailable,
 }
 
+impl IdentityError {
+    /// Whether the token's signature had verified when it was refused: only then does the
+    /// refusal say anything about who sent it (anyone can make every other refusal).
+    pub fn after_signature(&self) -> bool {
+        matches!(
+            self,
+            IdentityError::ClaimMissing(_) | IdentityError::ClaimInvalid(_)
+        )
+    }
+}
+
 impl DomainError for IdentityError {
     fn code(&self) -> ErrorCode {
         match self {
@@ -131,6 +142,16 @@ impl IdentityVerifier {
 
     pub fn issuer_names(&self) -> impl Iterator<Item = &str> {
         self.issuers.iter().map(|issuer| issuer.name.as_str())
+    }
+
+    /// The name of the configured issuer a token claims to come from (unverified: for counting
+    /// refusals only).
+    pub fn claimed_issuer(&self, token: &str) -> Option<&str> {
+        let unverified = jwt::decode(token).ok()?;
+        self.issuers
+            .iter()
+            .find(|issuer| issuer.issuer.as_str() == unverified.issuer)
+            .map(|issuer| issuer.name.as_str())
     }
 
     pub async fn verify(&self, token: &str, now: SystemTime) -> Result<Identity, IdentityError> {

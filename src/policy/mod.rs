@@ -87,28 +87,75 @@ pub struct RefusedTtl {
     pub max: u64,
 }
 
-/// The detail a refused agent reads: what was refused, by name.
+/// How many refused rights and services a refusal names where it is answered or recorded; the
+/// rest are counted. A request can ask for 512 (right, operation) pairs of 1 KiB each, and a
+/// refusal must not answer or record all of them.
+pub const MAX_NAMED: usize = 8;
+
+/// A refusal as it is answered and recorded: the first [`MAX_NAMED`] refused rights and
+/// services, and how many there are in all.
+#[derive(Debug, Serialize)]
+pub struct RefusalSummary<'a> {
+    pub reason: &'static str,
+    pub refused_rights: &'a [RefusedRight],
+    pub refused_rights_total: usize,
+    pub refused_services: &'a [String],
+    pub refused_services_total: usize,
+    pub refused_ttl: Option<&'a RefusedTtl>,
+}
+
+impl Refusal {
+    pub fn summary(&self) -> RefusalSummary<'_> {
+        let named = |total: usize| total.min(MAX_NAMED);
+        RefusalSummary {
+            reason: self.reason,
+            refused_rights: &self.refused_rights[..named(self.refused_rights.len())],
+            refused_rights_total: self.refused_rights.len(),
+            refused_services: &self.refused_services[..named(self.refused_services.len())],
+            refused_services_total: self.refused_services.len(),
+            refused_ttl: self.refused_ttl.as_ref(),
+        }
+    }
+}
+
+/// The detail a refused agent reads: what was refused, by name (the first few of each).
 impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.reason == "no_matching_policy" {
             return f.write_str("no policy allows this identity to request writs");
         }
+        let summary = self.summary();
+        let more = |named: usize, total: usize| {
+            if total > named {
+                format!(" and {} more", total - named)
+            } else {
+                String::new()
+            }
+        };
         let mut parts = Vec::new();
-        if !self.refused_rights.is_empty() {
-            let rights: Vec<_> = self
+        if !summary.refused_rights.is_empty() {
+            let rights: Vec<_> = summary
                 .refused_rights
                 .iter()
                 .map(|r| format!("{} {}", r.operation, r.resource))
                 .collect();
-            parts.push(format!("rights not allowed: {}", rights.join(", ")));
-        }
-        if !self.refused_services.is_empty() {
             parts.push(format!(
-                "services not allowed: {}",
-                self.refused_services.join(", ")
+                "rights not allowed: {}{}",
+                rights.join(", "),
+                more(rights.len(), summary.refused_rights_total)
             ));
         }
-        if let Some(ttl) = &self.refused_ttl {
+        if !summary.refused_services.is_empty() {
+            parts.push(format!(
+                "services not allowed: {}{}",
+                summary.refused_services.join(", "),
+                more(
+                    summary.refused_services.len(),
+                    summary.refused_services_total
+                )
+            ));
+        }
+        if let Some(ttl) = summary.refused_ttl {
             parts.push(format!(
                 "ttl {}s exceeds the maximum {}s",
                 ttl.requested, ttl.max

@@ -166,6 +166,13 @@ impl Store {
         self.writer.commit(None, event).await
     }
 
+    /// Appends several audit events in one transaction, in order.
+    pub async fn append_audit_events(&self, events: Vec<AuditEvent>) -> Result<(), StoreError> {
+        let mut tx = self.backend.begin_write().await?;
+        append_all(tx.as_mut(), events).await?;
+        tx.commit().await
+    }
+
     /// Reads one issued writ's record.
     pub async fn issued_writ(&self, writ_id: &str) -> Result<Option<IssuedWrit>, StoreError> {
         self.backend.begin_read().await?.writ(writ_id).await

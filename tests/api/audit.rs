@@ -67,7 +67,9 @@ async fn allow_tampering(url: &str) {
 
 #[tokio::test]
 async fn every_decision_is_an_event_and_no_event_carries_a_token() {
-    let broker = TestBroker::start().await;
+    let mut setup = Setup::new(Backend::Sqlite);
+    setup.tweak = Box::new(|config| config.audit_refusal_window = Duration::from_secs(1));
+    let broker = TestBroker::start_with(setup).await;
     let admin = broker.admin_token("root", &["admin"]).await;
     let auditor = broker.admin_token("eve", &["auditor"]).await;
     let identity = broker.orders_identity();
@@ -95,6 +97,8 @@ async fn every_decision_is_an_event_and_no_event_carries_a_token() {
         )
         .await;
 
+    // Refusals of tokens whose signature never verified are written as counts, per window.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     let all = events(&broker, &auditor, "").await;
     let find = |action: &str| {
         all.iter()
@@ -115,6 +119,9 @@ async fn every_decision_is_an_event_and_no_event_carries_a_token() {
         field(&refused_identity, "reason"),
         "identity_signature_invalid"
     );
+    let counted: Value =
+        serde_json::from_str(field(&refused_identity, "details").as_str().unwrap()).unwrap();
+    assert_eq!(counted["count"], 1, "{counted}");
     let issued_event = find("writ.issued");
     assert_eq!(field(&issued_event, "writ_id"), writ_id);
     assert_eq!(field(&issued_event, "agent"), "k8s:orders/report-bot");

@@ -70,7 +70,7 @@ pub struct TestBroker {
     pub database_url: String,
     postgres_db: Option<String>,
     shutdown: Option<oneshot::Sender<()>>,
-    server: Option<JoinHandle<std::io::Result<()>>>,
+    server: Option<JoinHandle<()>>,
 }
 
 pub struct Setup {
@@ -303,7 +303,7 @@ impl TestBroker {
             let _ = shutdown.send(());
         }
         if let Some(server) = self.server.take() {
-            server.await.unwrap().unwrap();
+            server.await.unwrap();
         }
         if let Some(name) = self.postgres_db.take() {
             drop_postgres_database(&name).await;
@@ -378,6 +378,14 @@ impl ServeProcess {
             "{name} did not announce its address:\n{}",
             std::fs::read_to_string(&log_path).unwrap()
         );
+    }
+}
+
+impl ServeProcess {
+    /// SIGKILL: no shutdown, no flush, as a crash or an OOM kill would stop it.
+    pub fn kill_hard(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -497,7 +505,7 @@ pub async fn fresh_postgres_database() -> String {
     name
 }
 
-async fn drop_postgres_database(name: &str) {
+pub async fn drop_postgres_database(name: &str) {
     use sqlx::Connection;
     let mut admin = sqlx::PgConnection::connect(&postgres_admin_url())
         .await

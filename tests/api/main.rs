@@ -4,7 +4,9 @@
 
 mod audit;
 mod cli;
+mod crash;
 mod examples;
+mod hardening;
 mod helpers;
 mod identity;
 mod issue;

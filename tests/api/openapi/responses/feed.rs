@@ -1,14 +1,39 @@
 //! `GET /v1/revocations`, the feed (public, paged, never a reason), and
-//! `GET /v1/revocations/stream` (the backlog, then heartbeats): 200, 400.
+//! `GET /v1/revocations/stream` (the backlog, then heartbeats, and a cap): 200, 400, 503.
 
 use serde_json::{Value, json};
 
-use super::Context;
+use super::{Context, STREAMS};
+use crate::helpers::client;
 use crate::openapi::{Probe, Request};
 
 pub(super) async fn cases(cx: &mut Context) {
     let (entries, head) = feed(&mut cx.probe).await;
     stream(&mut cx.probe, &entries, head).await;
+    streams_past_the_cap(cx).await;
+}
+
+/// With every stream slot held, one more stream is answered `over_capacity`.
+async fn streams_past_the_cap(cx: &mut Context) {
+    let mut held = Vec::new();
+    for _ in 0..STREAMS {
+        let stream = client()
+            .get(format!("{}/v1/revocations/stream", cx.broker.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(stream.status(), 200);
+        held.push(stream);
+    }
+    cx.probe
+        .expect_at(
+            "GET",
+            "/v1/revocations/stream",
+            Request::default(),
+            503,
+            "over_capacity",
+        )
+        .await;
 }
 
 /// The feed lists the revocations made so far, paged; answers its entries and its head.

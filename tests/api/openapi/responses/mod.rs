@@ -39,6 +39,9 @@ const UNPROVOKED: [(&str, &str, &str); 5] = [
 const UNPROVOKED_PROBLEMS: [&str; 2] =
     ["urn:writ:problem:internal", "urn:writ:problem:mint_failed"];
 
+/// Revocation streams the broker under test holds at once.
+const STREAMS: usize = 4;
+
 /// What the sections share. The admin writs and the orders bot's writ are made by
 /// [`Context::sign_in`], after the writ sections; `deployer` by [`admin_writs`].
 struct Context {
@@ -73,6 +76,7 @@ impl Context {
             // Short enough for the slow-client probe, long enough for everything else.
             config.request_timeout = Duration::from_secs(3);
             config.audit_checkpoint_interval = Duration::from_secs(1);
+            config.connections.max_revocation_streams = STREAMS;
             let mut issuer = config.issuers[0].clone();
             issuer.name = "impostor".into();
             issuer.issuer = impostor_url;
