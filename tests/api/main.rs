@@ -11,4 +11,5 @@ mod issue;
 mod openapi;
 mod replicas;
 mod revocation;
+mod settings;
 mod storage;
