@@ -369,3 +369,133 @@ async fn a_claim_the_agent_template_needs_must_be_present() {
     assert_refused(&broker, &token, "identity_claim_missing").await;
     broker.stop().await;
 }
+
+/// Kubernetes-shaped claims from `issuer` for service account `name` in `orders`.
+fn orders_claims_from(issuer: &str, name: &str) -> Value {
+    let mut claims = claims_base(
+        issuer,
+        &format!("system:serviceaccount:orders:{name}"),
+        AUDIENCE,
+        Duration::from_secs(600),
+    );
+    claims["kubernetes.io"] = json!({"namespace": "orders", "serviceaccount": {"name": name}});
+    claims
+}
+
+/// A broker whose `kubernetes` issuer is `issuer` (at `issuer_url`).
+async fn broker_trusting(issuer_url: String) -> TestBroker {
+    let mut setup = Setup::new(Backend::Sqlite);
+    setup.tweak = Box::new(move |config| config.issuers[0].issuer = issuer_url);
+    TestBroker::start_with(setup).await
+}
+
+/// A chunked answer without Content-Length is read only up to the document limit: the broker
+/// refuses the issuer's keys after reading a bounded amount, not after 256 MiB.
+#[tokio::test]
+async fn huge_issuer_documents_are_read_only_up_to_the_limit() {
+    const HUGE: usize = 256 * 1024 * 1024;
+    for options in [
+        IssuerOptions {
+            huge_jwks: Some(HUGE),
+            ..IssuerOptions::default()
+        },
+        IssuerOptions {
+            huge_discovery: Some(HUGE),
+            ..IssuerOptions::default()
+        },
+    ] {
+        let hostile = TestIssuer::start_with(options.clone()).await;
+        let broker = broker_trusting(hostile.issuer()).await;
+        let token = hostile.sign(Alg::Rs256, &orders_claims_from(&hostile.issuer(), "bot"));
+        let started = std::time::Instant::now();
+        assert_eq!(
+            problem_type(&broker, &token).await,
+            (503, "identity_issuer_unavailable".into())
+        );
+        let elapsed = started.elapsed();
+        let fetches = if options.huge_jwks.is_some() {
+            hostile.jwks_fetches()
+        } else {
+            hostile.discovery_fetches()
+        };
+        assert!(fetches >= 1);
+        // 512 KiB are read; what the sockets buffer on loopback comes on top.
+        let per_fetch = hostile.huge_bytes_served() / fetches;
+        assert!(
+            per_fetch < 16 * 1024 * 1024,
+            "{per_fetch} bytes served per fetch ({fetches} fetches)"
+        );
+        assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+        broker.stop().await;
+        hostile.shutdown().await;
+    }
+}
+
+/// An RSA key under 2048 bits in the issuer's key set is dropped: a token it signed is refused as
+/// signed by a key the issuer does not publish, and the issuer's other keys still work.
+#[tokio::test]
+async fn a_weak_rsa_key_in_the_issuers_key_set_is_not_trusted() {
+    let issuer = TestIssuer::start_with(IssuerOptions {
+        publish_weak_rsa_key: true,
+        ..IssuerOptions::default()
+    })
+    .await;
+    let broker = broker_trusting(issuer.issuer()).await;
+    let claims = orders_claims_from(&issuer.issuer(), "bot");
+    assert_refused(
+        &broker,
+        &issuer.sign_with_weak_rsa_key(&claims),
+        "identity_key_unknown",
+    )
+    .await;
+    broker
+        .issue(&issuer.sign(Alg::Rs256, &claims), &orders_request())
+        .await;
+    broker.stop().await;
+    issuer.shutdown().await;
+}
+
+/// An issuer that is unreachable when the broker starts is retried with a short backoff, not
+/// after `jwks_min_refetch_interval` (10 s here): its tokens are accepted within about two
+/// seconds of its return.
+#[tokio::test]
+async fn an_issuer_down_at_start_is_trusted_soon_after_it_comes_back() {
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let broker = broker_trusting(format!("http://127.0.0.1:{port}")).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let early = TestIssuer::start().await; // only to sign a token with the right claims shape
+    let token = early.sign(
+        Alg::Rs256,
+        &orders_claims_from(&format!("http://127.0.0.1:{port}"), "bot"),
+    );
+    early.shutdown().await;
+    assert_eq!(
+        problem_type(&broker, &token).await,
+        (503, "identity_issuer_unavailable".into())
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let issuer = TestIssuer::start_with(IssuerOptions {
+        port,
+        ..IssuerOptions::default()
+    })
+    .await;
+    let back = std::time::Instant::now();
+    let accepted = loop {
+        let response = broker.request(&token, &orders_request()).await;
+        if response.status() == 201 {
+            break back.elapsed();
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(6),
+            "still refused {:?} after the issuer came back",
+            back.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(accepted < Duration::from_millis(2500), "{accepted:?}");
+    broker.stop().await;
+    issuer.shutdown().await;
+}
