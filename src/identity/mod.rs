@@ -12,6 +12,7 @@ pub mod dev;
 mod issuer;
 mod jwt;
 mod keys;
+mod text;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -22,6 +23,7 @@ pub use agent::AgentTemplate;
 pub use dev::DevIssuer;
 pub use issuer::{IssuerSettings, TrustedIssuer};
 pub use keys::{KeySource, MAX_DOCUMENT_BYTES, MIN_RSA_BITS};
+pub use text::display_name_problem;
 
 use crate::config::Config;
 
@@ -150,6 +152,10 @@ impl IdentityVerifier {
             .unwrap_or_default()
             .to_owned();
         let agent = issuer.agent.render(&claims)?;
+        // The subject is recorded and shown beside the agent: the same rules apply.
+        if let Some(why) = display_name_problem(&subject) {
+            return Err(IdentityError::ClaimInvalid(format!("sub ({why})")));
+        }
         Ok(Identity {
             issuer: issuer.name.clone(),
             subject,

@@ -499,3 +499,58 @@ async fn an_issuer_down_at_start_is_trusted_soon_after_it_comes_back() {
     broker.stop().await;
     issuer.shutdown().await;
 }
+
+/// Identities that would look like another one in logs, audit records and admin commands are
+/// refused: a second service account whose name carries a bidi override, a zero-width character
+/// or another encoding of the same text cannot pass for a suspended one.
+#[tokio::test]
+async fn look_alike_agent_identities_are_refused() {
+    let broker = TestBroker::start().await;
+    let admin = broker.admin_token("alice", &["admin"]).await;
+    let suspended = broker
+        .admin_post(
+            "/v1/revocations",
+            &admin,
+            &json!({"agent": "k8s:orders/report-bot", "reason": "prompt injection suspected"}),
+        )
+        .await;
+    assert_eq!(suspended.status(), 201);
+    let issuer = broker.kubernetes.issuer();
+    for name in [
+        "report-bot\u{200B}",         // zero-width space
+        "report\u{2060}-bot",         // word joiner
+        "report-bot\u{FE0F}",         // variation selector
+        "\u{202E}tob-troper",         // right-to-left override: shows as report-bot
+        "\u{2067}tob-troper\u{2069}", // right-to-left isolate
+        "report-bot\u{00A0}",         // no-break space
+        "report-bot ",                // trailing space
+    ] {
+        let token = broker
+            .kubernetes
+            .sign(Alg::Rs256, &orders_claims_from(&issuer, name));
+        assert_refused(&broker, &token, "identity_claim_invalid").await;
+    }
+    // Two encodings of one visible name: only the NFC one is an agent identity.
+    let composed = broker
+        .kubernetes
+        .sign(Alg::Rs256, &orders_claims_from(&issuer, "zoë-bot"));
+    let writ = broker.issue(&composed, &orders_request()).await;
+    assert_eq!(writ["agent"], "k8s:orders/zoë-bot");
+    let decomposed = broker
+        .kubernetes
+        .sign(Alg::Rs256, &orders_claims_from(&issuer, "zoe\u{0308}-bot"));
+    assert_refused(&broker, &decomposed, "identity_claim_invalid").await;
+    // The subject is recorded beside the agent: the same rules apply to it.
+    let mut claims = orders_claims_from(&issuer, "bot");
+    claims["sub"] = json!("system:serviceaccount:orders:bot\u{202E}");
+    let response = broker
+        .request(
+            &broker.kubernetes.sign(Alg::Rs256, &claims),
+            &orders_request(),
+        )
+        .await;
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["type"], "urn:writ:problem:identity_claim_invalid");
+    assert!(body["detail"].as_str().unwrap().contains("sub ("), "{body}");
+    broker.stop().await;
+}
