@@ -117,11 +117,6 @@ impl ConnectionLimits {
                 "connections.max_revocation_streams must be between 1 and half of connections.max",
             );
         }
-        if self.header_read_timeout < Duration::from_secs(1)
-            || self.header_read_timeout > Duration::from_secs(60)
-        {
-            return invalid("connections.header_read_timeout must be between 1s and 1m");
-        }
         Ok(())
     }
 }
@@ -219,60 +214,63 @@ impl Config {
         })
     }
 
-    /// Checks what serde cannot: caps, dev-mode exposure, issuer names.
+    /// Checks what serde cannot: every duration's range, dev-mode exposure, issuer names.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
-        if self.max_ttl > ABSOLUTE_MAX_TTL || self.max_ttl < Duration::from_secs(10) {
-            return invalid(format!(
-                "max_ttl must be between 10s and {}",
-                humantime::format_duration(ABSOLUTE_MAX_TTL)
-            ));
+        for (setting, value, range) in [
+            ("max_ttl", self.max_ttl, ranges::MAX_TTL),
+            ("clock_skew", self.clock_skew, ranges::CLOCK_SKEW),
+            (
+                "request_timeout",
+                self.request_timeout,
+                ranges::REQUEST_TIMEOUT,
+            ),
+            (
+                "revocation_poll",
+                self.revocation_poll,
+                ranges::REVOCATION_POLL,
+            ),
+            (
+                "revocation_heartbeat",
+                self.revocation_heartbeat,
+                ranges::REVOCATION_HEARTBEAT,
+            ),
+            (
+                "audit_checkpoint_interval",
+                self.audit_checkpoint_interval,
+                ranges::AUDIT_CHECKPOINT_INTERVAL,
+            ),
+            (
+                "audit_refusal_window",
+                self.audit_refusal_window,
+                ranges::AUDIT_REFUSAL_WINDOW,
+            ),
+            (
+                "connections.header_read_timeout",
+                self.connections.header_read_timeout,
+                ranges::HEADER_READ_TIMEOUT,
+            ),
+        ] {
+            range.check(setting, value).map_err(ConfigError::Invalid)?;
         }
-        if self.clock_skew > ABSOLUTE_MAX_SKEW {
-            return invalid(format!(
-                "clock_skew must be at most {}",
-                humantime::format_duration(ABSOLUTE_MAX_SKEW)
-            ));
-        }
-        if self.request_timeout < Duration::from_secs(1)
-            || self.request_timeout > Duration::from_secs(300)
-        {
-            return invalid("request_timeout must be between 1s and 5m".into());
-        }
-        let within = |value: Duration, low: Duration, high: Duration| low <= value && value <= high;
-        if !within(
-            self.revocation_poll,
-            Duration::from_millis(100),
-            Duration::from_secs(60),
-        ) {
-            return invalid("revocation_poll must be between 100ms and 1m".into());
-        }
-        if !within(
-            self.revocation_heartbeat,
-            Duration::from_millis(100),
-            Duration::from_secs(60),
-        ) {
-            return invalid("revocation_heartbeat must be between 100ms and 1m".into());
-        }
-        if !within(
-            self.audit_checkpoint_interval,
-            Duration::from_secs(1),
-            Duration::from_secs(86_400),
-        ) {
-            return invalid("audit_checkpoint_interval must be between 1s and 24h".into());
+        for issuer in &self.issuers {
+            let within_issuer =
+                |m: String| ConfigError::Invalid(format!("issuer {:?}: {m}", issuer.name));
+            ranges::JWKS_REFRESH
+                .check("jwks_refresh", issuer.jwks_refresh)
+                .map_err(within_issuer)?;
+            ranges::JWKS_MIN_REFETCH_INTERVAL
+                .check(
+                    "jwks_min_refetch_interval",
+                    issuer.jwks_min_refetch_interval,
+                )
+                .map_err(within_issuer)?;
         }
         if self.dev && !self.listen.ip().is_loopback() {
             return invalid(format!(
                 "dev mode trusts a built-in identity issuer and may only listen on loopback, not {}",
                 self.listen
             ));
-        }
-        if !within(
-            self.audit_refusal_window,
-            Duration::from_secs(1),
-            Duration::from_secs(300),
-        ) {
-            return invalid("audit_refusal_window must be between 1s and 5m".into());
         }
         self.connections.validate()?;
         if !self.dev && self.policy_dir.is_none() {
@@ -288,6 +286,64 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+/// The range of every configured duration. A zero interval would panic a timer or switch a rate
+/// limit off; an absurdly long one would silently disable what it schedules. Values outside are
+/// refused at start with the setting's name and its range.
+pub mod ranges {
+    use std::time::Duration;
+
+    /// An inclusive range of durations.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct DurationRange {
+        pub low: Duration,
+        pub high: Duration,
+    }
+
+    const fn range(low: Duration, high: Duration) -> DurationRange {
+        DurationRange { low, high }
+    }
+    const fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+    const fn s(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    pub const MAX_TTL: DurationRange = range(s(10), super::ABSOLUTE_MAX_TTL);
+    pub const CLOCK_SKEW: DurationRange = range(s(0), super::ABSOLUTE_MAX_SKEW);
+    pub const REQUEST_TIMEOUT: DurationRange = range(s(1), s(5 * 60));
+    pub const REVOCATION_POLL: DurationRange = range(ms(100), s(60));
+    pub const REVOCATION_HEARTBEAT: DurationRange = range(ms(100), s(60));
+    pub const AUDIT_CHECKPOINT_INTERVAL: DurationRange = range(s(1), s(24 * 3600));
+    pub const AUDIT_REFUSAL_WINDOW: DurationRange = range(s(1), s(5 * 60));
+    pub const HEADER_READ_TIMEOUT: DurationRange = range(s(1), s(60));
+    /// Scheduled refetch of an issuer's keys: often enough to pick up a rotation, rarely enough
+    /// not to poll the issuer.
+    pub const JWKS_REFRESH: DurationRange = range(s(30), s(24 * 3600));
+    /// The unknown-`kid` rate limit: at most one fetch per second per issuer however many forged
+    /// tokens arrive, and a rotated issuer key is accepted within 5 minutes at worst.
+    pub const JWKS_MIN_REFETCH_INTERVAL: DurationRange = range(s(1), s(5 * 60));
+
+    impl DurationRange {
+        pub fn contains(&self, value: Duration) -> bool {
+            self.low <= value && value <= self.high
+        }
+
+        /// `Err` names the setting, the value and the range.
+        pub fn check(&self, setting: &str, value: Duration) -> Result<(), String> {
+            if self.contains(value) {
+                return Ok(());
+            }
+            Err(format!(
+                "{setting} = \"{}\" is out of range: it must be between {} and {}",
+                humantime::format_duration(value),
+                humantime::format_duration(self.low),
+                humantime::format_duration(self.high),
+            ))
+        }
     }
 }
 
@@ -387,6 +443,62 @@ mod tests {
                 .validate()
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn every_duration_is_refused_out_of_its_range_by_name() {
+        let issuer = "[[issuer]]\nname = \"k8s\"\nissuer = \"https://k8s\"\naudience = \"writ\"\nagent = \"{sub}\"\n";
+        for (line, expected) in [
+            (
+                "max_ttl = \"5s\"",
+                "max_ttl = \"5s\" is out of range: it must be between 10s and 1h",
+            ),
+            (
+                "clock_skew = \"10m\"",
+                "clock_skew = \"10m\" is out of range: it must be between 0s and 5m",
+            ),
+            ("request_timeout = \"0s\"", "request_timeout"),
+            ("revocation_poll = \"0s\"", "revocation_poll"),
+            ("revocation_heartbeat = \"2m\"", "revocation_heartbeat"),
+            (
+                "audit_checkpoint_interval = \"0s\"",
+                "audit_checkpoint_interval",
+            ),
+        ] {
+            let error = parse(&format!("dev = true\n{line}"))
+                .unwrap()
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(expected), "{line}: {error}");
+        }
+        for (line, expected) in [
+            (
+                "jwks_refresh = \"0s\"",
+                "issuer \"k8s\": jwks_refresh = \"0s\" is out of range: it must be between 30s and 1day",
+            ),
+            ("jwks_refresh = \"2days\"", "jwks_refresh"),
+            (
+                "jwks_min_refetch_interval = \"0s\"",
+                "issuer \"k8s\": jwks_min_refetch_interval = \"0s\" is out of range: it must be between 1s and 5m",
+            ),
+            (
+                "jwks_min_refetch_interval = \"999ms\"",
+                "jwks_min_refetch_interval",
+            ),
+        ] {
+            let error = parse(&format!("dev = true\n{issuer}{line}"))
+                .unwrap()
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(expected), "{line}: {error}");
+        }
+        // The bounds themselves are inside.
+        let edges = format!(
+            "dev = true\nmax_ttl = \"1h\"\nclock_skew = \"0s\"\n{issuer}jwks_refresh = \"30s\"\njwks_min_refetch_interval = \"1s\""
+        );
+        assert!(parse(&edges).unwrap().validate().is_ok());
     }
 
     #[test]

@@ -43,6 +43,11 @@ pub struct BrokerFiles {
 }
 
 impl BrokerFiles {
+    /// The configuration file, when one was named.
+    pub fn config_file(&self) -> Option<&std::path::Path> {
+        self.config.as_deref()
+    }
+
     /// The database URL and key directory, from flags, then the file, then the defaults.
     pub fn resolve(&self) -> Result<(String, PathBuf), String> {
         let config = match &self.config {

@@ -12,10 +12,15 @@ use serde_json::json;
 use super::admin::{BrokerFiles, operator};
 use super::{CliResult, default_key_dir};
 use crate::audit::{AuditEvent, Outcome, actions};
+use crate::config::{ABSOLUTE_MAX_SKEW, ABSOLUTE_MAX_TTL, Config, WRIT_LIFETIME_BOUND};
 use crate::keys::KeyDir;
 
 /// The absolute lifetime cap plus the largest clock skew (checked by a test below).
 const DEFAULT_RETAIN: &str = "65m";
+
+/// The longest a retired key may stay published: long enough for every writ and admin writ it
+/// signed, short enough that a retired key does not linger for months.
+const MAX_RETAIN: Duration = Duration::from_secs(7 * 24 * 3600);
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
@@ -37,9 +42,9 @@ pub struct RotateArgs {
     /// The key directory and the database where the rotation is audited.
     #[command(flatten)]
     files: BrokerFiles,
-    /// How long a retired key stays published. The default outlasts any writ (the absolute
-    /// lifetime cap plus the largest clock skew); it may be lowered to the broker's max_ttl plus
-    /// its clock_skew.
+    /// How long a retired key stays published, at most 7 days. The default outlasts any writ (the
+    /// absolute lifetime cap plus the largest clock skew); with --config it may be lowered to the
+    /// broker's max_ttl plus its clock_skew, never below.
     #[arg(long, default_value = DEFAULT_RETAIN, value_parser = humantime::parse_duration)]
     retain_for: Duration,
 }
@@ -47,6 +52,11 @@ pub struct RotateArgs {
 pub async fn run(command: KeysCommand) -> CliResult {
     match command {
         KeysCommand::Rotate(args) => {
+            let config = match args.files.config_file() {
+                Some(path) => Some(Config::load(path).map_err(|e| e.to_string())?),
+                None => None,
+            };
+            check_retain_for(args.retain_for, config.as_ref())?;
             // Reach the database first, so the rotation can be recorded once it is made.
             let (database_url, key_dir) = args.files.resolve()?;
             let store = crate::store::connect_existing(&database_url)
@@ -94,16 +104,57 @@ pub async fn run(command: KeysCommand) -> CliResult {
     }
 }
 
+/// A retired key must stay published as long as a writ it signed can be valid: the broker's
+/// `max_ttl` plus its `clock_skew` when its configuration is known, otherwise the longest any writ
+/// can live. Shorter, and live writs would fail verification after the rotation.
+fn check_retain_for(retain_for: Duration, config: Option<&Config>) -> Result<(), String> {
+    let (low, why) = match config {
+        Some(config) => (
+            config.max_ttl.min(ABSOLUTE_MAX_TTL) + config.clock_skew.min(ABSOLUTE_MAX_SKEW),
+            "the broker's max_ttl plus clock_skew, from --config",
+        ),
+        None => (
+            WRIT_LIFETIME_BOUND,
+            "the longest any writ lives; with --config the floor is the broker's max_ttl plus clock_skew",
+        ),
+    };
+    if low <= retain_for && retain_for <= MAX_RETAIN {
+        return Ok(());
+    }
+    Err(format!(
+        "--retain-for {} is out of range: it must be between {} ({why}) and {}",
+        humantime::format_duration(retain_for),
+        humantime::format_duration(low),
+        humantime::format_duration(MAX_RETAIN),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ABSOLUTE_MAX_SKEW, ABSOLUTE_MAX_TTL};
 
     #[test]
     fn retired_keys_outlast_every_writ_by_default() {
         assert_eq!(
             humantime::parse_duration(DEFAULT_RETAIN).unwrap(),
             ABSOLUTE_MAX_TTL + ABSOLUTE_MAX_SKEW
+        );
+    }
+
+    #[test]
+    fn retain_for_is_bounded() {
+        let hour = Duration::from_secs(3600);
+        assert!(check_retain_for(Duration::from_secs(6), None).is_err());
+        assert!(check_retain_for(hour, None).is_err());
+        assert!(check_retain_for(WRIT_LIFETIME_BOUND, None).is_ok());
+        assert!(check_retain_for(MAX_RETAIN + Duration::from_secs(1), None).is_err());
+        let mut config = Config::default_embedded(); // max_ttl 15m, clock_skew 30s
+        config.max_ttl = Duration::from_secs(600);
+        assert!(check_retain_for(Duration::from_secs(630), Some(&config)).is_ok());
+        let error = check_retain_for(Duration::from_secs(629), Some(&config)).unwrap_err();
+        assert!(
+            error.contains("--retain-for 10m 29s is out of range: it must be between 10m 30s"),
+            "{error}"
         );
     }
 }

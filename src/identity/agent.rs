@@ -5,6 +5,7 @@
 use serde_json::{Map, Value};
 
 use super::IdentityError;
+use super::text::display_name_problem;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Piece {
@@ -57,7 +58,10 @@ impl AgentTemplate {
     }
 
     /// Renders the agent identity. A missing, empty or non-scalar claim is an error, as is a
-    /// result with control characters (it would forge lines in logs and audit records).
+    /// result over [`MAX_AGENT_LEN`] bytes or one that is not an unambiguous display name
+    /// ([`super::text`]: control characters would forge log lines; bidi overrides, zero-width
+    /// and other invisible characters, or another encoding of the same text, would let a second
+    /// agent look exactly like a suspended one).
     pub fn render(&self, claims: &Map<String, Value>) -> Result<String, IdentityError> {
         let mut agent = String::new();
         for piece in &self.pieces {
@@ -66,8 +70,16 @@ impl AgentTemplate {
                 Piece::Claim(path) => agent.push_str(&claim_text(claims, path)?),
             }
         }
-        if agent.len() > MAX_AGENT_LEN || agent.chars().any(char::is_control) {
-            return Err(IdentityError::ClaimInvalid(self.claim_names()));
+        let problem = if agent.len() > MAX_AGENT_LEN {
+            Some("the agent identity would be too long")
+        } else {
+            display_name_problem(&agent)
+        };
+        if let Some(why) = problem {
+            return Err(IdentityError::ClaimInvalid(format!(
+                "{} ({why})",
+                self.claim_names()
+            )));
         }
         Ok(agent)
     }
@@ -142,6 +154,35 @@ mod tests {
             t.render(&claims(json!({"repository": "a\"); right(\"*\")"})))
                 .unwrap(),
             "github:a\"); right(\"*\")"
+        );
+    }
+
+    #[test]
+    fn look_alike_identities_are_refused() {
+        let t = AgentTemplate::parse("k8s:{ns}/{sa}").unwrap();
+        for sa in [
+            "bot\u{202E}",
+            "b\u{200B}ot",
+            "bot\u{FE0F}",
+            "bot ",
+            "bo\u{0308}t",
+        ] {
+            let error = t
+                .render(&claims(json!({"ns": "orders", "sa": sa})))
+                .unwrap_err();
+            assert!(matches!(error, IdentityError::ClaimInvalid(_)), "{sa:?}");
+            assert!(error.to_string().contains("ns, sa ("), "{error}");
+        }
+        assert!(matches!(
+            t.render(&claims(
+                json!({"ns": "orders", "sa": "x".repeat(MAX_AGENT_LEN)})
+            )),
+            Err(IdentityError::ClaimInvalid(_))
+        ));
+        assert_eq!(
+            t.render(&claims(json!({"ns": "orders", "sa": "böt"})))
+                .unwrap(),
+            "k8s:orders/böt"
         );
     }
 

@@ -1,6 +1,7 @@
 //! The development identity issuer, trusted only in dev mode, so a newcomer can get a first writ
 //! without any identity provider. Its Ed25519 key lives in the key directory (`dev-issuer.pem`,
-//! 0600); `writ dev token` signs identity tokens with it. A broker outside dev mode never loads
+//! 0600, refused like a root key when group or others may read it); `writ dev token` signs
+//! identity tokens with it. A broker outside dev mode never loads
 //! it, and the configuration refuses an issuer of the same name.
 
 use std::fs::{self, OpenOptions};
@@ -57,6 +58,9 @@ impl DevIssuer {
             file.write_all(pem.as_bytes())
                 .map_err(|e| error(e.to_string()))?;
         }
+        // The same rule as the root keys: whoever can read this key can sign identities the dev
+        // broker trusts.
+        crate::keys::check_private_file(&path).map_err(|e| error(e.to_string()))?;
         let pem = fs::read_to_string(&path).map_err(|e| error(e.to_string()))?;
         let signing_key = CoreEdDsaPrivateSigningKey::from_ed25519_pem(
             &pem,
@@ -89,10 +93,13 @@ impl DevIssuer {
             .duration_since(UNIX_EPOCH)
             .map_err(|e| e.to_string())?
             .as_secs();
+        let exp = iat
+            .checked_add(ttl.as_secs())
+            .ok_or("the token's lifetime is too long")?;
         let header = json!({"alg": "EdDSA", "typ": "JWT", "kid": KEY_ID});
         let claims = json!({
             "iss": DEV_ISSUER_URL, "sub": subject, "aud": DEV_AUDIENCE,
-            "iat": iat, "nbf": iat, "exp": iat + ttl.as_secs(),
+            "iat": iat, "nbf": iat, "exp": exp,
         });
         let signing_input = format!(
             "{}.{}",

@@ -5,16 +5,23 @@
 //! parsed key by key so that one key of an unknown type does not void the others, and SPIFFE
 //! bundles' `use: "jwt-svid"` is read as a signing key. No redirects are followed.
 
+use std::io::Read;
 use std::path::Path;
 use std::time::Duration;
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use openidconnect::core::{CoreJsonWebKey, CoreJsonWebKeySet};
 use serde_json::Value;
 
 use crate::config::JwksSource;
 
-/// Larger answers from an issuer are refused.
-const MAX_DOCUMENT_BYTES: usize = 512 * 1024;
+/// RSA keys with a shorter modulus are dropped from an issuer's key set.
+pub const MIN_RSA_BITS: usize = 2048;
+
+/// Larger answers from an issuer (discovery document or key set) are refused; reading stops at
+/// this size, whether or not the answer announced its length.
+pub const MAX_DOCUMENT_BYTES: usize = 512 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFetchError {
@@ -114,29 +121,56 @@ async fn get_json(client: &reqwest::Client, url: &str) -> Result<Value, KeyFetch
     if !response.status().is_success() {
         return Err(http(format!("status {}", response.status())));
     }
-    if response
-        .content_length()
-        .is_some_and(|n| n > MAX_DOCUMENT_BYTES as u64)
-    {
-        return Err(http("the document is too large".into()));
-    }
-    let body = response.bytes().await.map_err(|e| http(e.to_string()))?;
-    if body.len() > MAX_DOCUMENT_BYTES {
-        return Err(http("the document is too large".into()));
-    }
+    let body = read_bounded(response, MAX_DOCUMENT_BYTES)
+        .await
+        .map_err(|e| http(e.to_string()))?;
     serde_json::from_slice(&body).map_err(|e| KeyFetchError::Document {
         url: url.to_owned(),
         message: format!("not JSON: {e}"),
     })
 }
 
+#[derive(Debug, thiserror::Error)]
+enum BodyError {
+    #[error("the document is larger than {0} bytes")]
+    TooLarge(usize),
+    #[error(transparent)]
+    Http(#[from] reqwest::Error),
+}
+
+/// Reads a response body chunk by chunk and stops at `max` bytes: a chunked answer without a
+/// Content-Length is never read whole before its size is known.
+async fn read_bounded(mut response: reqwest::Response, max: usize) -> Result<Vec<u8>, BodyError> {
+    if response.content_length().is_some_and(|n| n > max as u64) {
+        return Err(BodyError::TooLarge(max));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > max {
+            return Err(BodyError::TooLarge(max));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 fn read_file(path: &Path) -> Result<CoreJsonWebKeySet, KeyFetchError> {
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| KeyFetchError::File {
+    let file_error = |message: String| KeyFetchError::File {
         path: name.clone(),
-        message: e.to_string(),
-    })?;
-    let value = serde_json::from_str(&text).map_err(|e| KeyFetchError::Document {
+        message,
+    };
+    let file = std::fs::File::open(path).map_err(|e| file_error(e.to_string()))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_DOCUMENT_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| file_error(e.to_string()))?;
+    if bytes.len() > MAX_DOCUMENT_BYTES {
+        return Err(file_error(format!(
+            "the key set is larger than {MAX_DOCUMENT_BYTES} bytes"
+        )));
+    }
+    let value = serde_json::from_slice(&bytes).map_err(|e| KeyFetchError::Document {
         url: name.clone(),
         message: format!("not JSON: {e}"),
     })?;
@@ -155,6 +189,11 @@ pub fn parse_key_set(url: &str, document: &Value) -> Result<CoreJsonWebKeySet, K
     let usable: Vec<CoreJsonWebKey> = keys
         .iter()
         .filter_map(|key| {
+            if let Some(weakness) = rsa_weakness(key) {
+                let kid = key.get("kid").and_then(Value::as_str).unwrap_or_default();
+                tracing::warn!(%url, kid, weakness, "dropping a weak RSA key from the issuer's key set");
+                return None;
+            }
             let mut key = key.clone();
             if key.get("use").and_then(Value::as_str) == Some("jwt-svid") {
                 key["use"] = Value::String("sig".into());
@@ -169,6 +208,42 @@ pub fn parse_key_set(url: &str, document: &Value) -> Result<CoreJsonWebKeySet, K
         })
         .collect();
     Ok(CoreJsonWebKeySet::new(usable))
+}
+
+/// Why an RSA JWK is too weak to trust, if it is: a modulus under [`MIN_RSA_BITS`] (factorable
+/// with enough effort, so anyone could sign as the issuer), or a public exponent that is even or
+/// below 3 (`e = 1` makes the signature equal to the padded message). Other key types, and RSA
+/// keys too malformed to read, are left to the JWK parser.
+fn rsa_weakness(key: &Value) -> Option<String> {
+    if key.get("kty").and_then(Value::as_str) != Some("RSA") {
+        return None;
+    }
+    let number = |name: &str| {
+        let text = key.get(name).and_then(Value::as_str)?;
+        let bytes = URL_SAFE_NO_PAD.decode(text).ok()?;
+        let first = bytes.iter().position(|&b| b != 0)?;
+        Some(bytes[first..].to_vec())
+    };
+    let (Some(modulus), Some(exponent)) = (number("n"), number("e")) else {
+        return None;
+    };
+    let bits = bit_length(&modulus);
+    if bits < MIN_RSA_BITS {
+        return Some(format!("{bits}-bit modulus, under {MIN_RSA_BITS} bits"));
+    }
+    let odd = exponent.last().is_some_and(|b| b & 1 == 1);
+    if !odd || (exponent.len() == 1 && exponent[0] < 3) {
+        return Some("public exponent is even or below 3".into());
+    }
+    None
+}
+
+/// The bit length of a big-endian unsigned integer without leading zero bytes.
+fn bit_length(bytes: &[u8]) -> usize {
+    match bytes.first() {
+        None => 0,
+        Some(first) => (bytes.len() - 1) * 8 + (8 - first.leading_zeros() as usize),
+    }
 }
 
 #[cfg(test)]
@@ -186,6 +261,35 @@ mod tests {
         ]});
         let set = parse_key_set("test", &document).unwrap();
         assert_eq!(set.keys().len(), 1);
+    }
+
+    #[test]
+    fn weak_rsa_keys_are_dropped() {
+        let b64 = |bytes: &[u8]| URL_SAFE_NO_PAD.encode(bytes);
+        let rsa = |bits: usize, e: &[u8]| {
+            let mut n = vec![0u8; 1 + bits / 8]; // a leading zero byte does not count
+            n[1] = 0x80;
+            json!({"kty": "RSA", "kid": format!("k{bits}"), "alg": "RS256", "n": b64(&n), "e": b64(e)})
+        };
+        assert_eq!(rsa_weakness(&rsa(2048, &[1, 0, 1])), None);
+        assert_eq!(rsa_weakness(&rsa(4096, &[3])), None);
+        assert!(
+            rsa_weakness(&rsa(2040, &[1, 0, 1]))
+                .unwrap()
+                .contains("2040-bit")
+        );
+        assert!(rsa_weakness(&rsa(1024, &[1, 0, 1])).is_some());
+        assert!(rsa_weakness(&rsa(2048, &[1])).is_some());
+        assert!(rsa_weakness(&rsa(2048, &[1, 0, 0])).is_some());
+        let set = parse_key_set(
+            "test",
+            &json!({"keys": [rsa(1024, &[1, 0, 1]), rsa(2048, &[1, 0, 1])]}),
+        )
+        .unwrap();
+        assert_eq!(set.keys().len(), 1);
+        assert_eq!(bit_length(&[]), 0);
+        assert_eq!(bit_length(&[1]), 1);
+        assert_eq!(bit_length(&[0xff, 0]), 16);
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod dev;
 mod issuer;
 mod jwt;
 mod keys;
+mod text;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -21,7 +22,8 @@ use serde_json::{Map, Value};
 pub use agent::AgentTemplate;
 pub use dev::DevIssuer;
 pub use issuer::{IssuerSettings, TrustedIssuer};
-pub use keys::KeySource;
+pub use keys::{KeySource, MAX_DOCUMENT_BYTES, MIN_RSA_BITS};
+pub use text::display_name_problem;
 
 use crate::config::Config;
 use crate::error::{DomainError, ErrorCode, codes};
@@ -176,6 +178,10 @@ impl IdentityVerifier {
             .unwrap_or_default()
             .to_owned();
         let agent = issuer.agent.render(&claims)?;
+        // The subject is recorded and shown beside the agent: the same rules apply.
+        if let Some(why) = display_name_problem(&subject) {
+            return Err(IdentityError::ClaimInvalid(format!("sub ({why})")));
+        }
         Ok(Identity {
             issuer: issuer.name.clone(),
             subject,
@@ -184,19 +190,20 @@ impl IdentityVerifier {
         })
     }
 
-    /// Fetches every issuer's keys once (at start), then refreshes each on its schedule.
+    /// Fetches every issuer's keys once (at start), then refreshes each on its schedule; a failed
+    /// fetch is retried with a short backoff until it succeeds.
     pub fn spawn_refresh(&self) -> Vec<tokio::task::JoinHandle<()>> {
         self.issuers
             .iter()
             .map(|issuer| {
                 let issuer = Arc::clone(issuer);
                 tokio::spawn(async move {
-                    let mut tick = tokio::time::interval(issuer.refresh_every);
                     // Half the period: a fetch made for a request moments ago counts.
                     let min_age = issuer.refresh_every / 2;
                     loop {
-                        tick.tick().await;
                         let _ = issuer.refresh(min_age).await;
+                        // After a failure, soon (with backoff); otherwise after the period.
+                        tokio::time::sleep(issuer.next_scheduled_refresh().await).await;
                     }
                 })
             })

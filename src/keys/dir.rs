@@ -187,11 +187,7 @@ impl KeyDir {
 
     fn read_private(&self, record: &KeyRecord) -> Result<KeyPair, KeyError> {
         let path = self.private_path(record.kid);
-        let metadata = fs::metadata(&path).map_err(|e| self.io(e))?;
-        let mode = metadata.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(KeyError::Permissions { path, mode });
-        }
+        check_private_file(&path)?;
         let pem = fs::read_to_string(&path).map_err(|e| self.io(e))?;
         let private = PrivateKey::from_pem(&pem).map_err(|_| {
             KeyError::Invalid(format!("{} is not an Ed25519 private key", path.display()))
@@ -251,6 +247,22 @@ impl KeyDir {
             source,
         }
     }
+}
+
+/// Refuses a private key file that group or others may access in any way.
+pub fn check_private_file(path: &Path) -> Result<(), KeyError> {
+    let metadata = fs::metadata(path).map_err(|source| KeyError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mode = metadata.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(KeyError::Permissions {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    Ok(())
 }
 
 /// Creates `path` (and parents) readable by the owner only, if it does not exist yet.

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use biscuit_auth::KeyPair;
 
-pub use dir::{KeyDir, KeyRecord, create_private_dir};
+pub use dir::{KeyDir, KeyRecord, check_private_file, create_private_dir};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {

@@ -272,15 +272,16 @@ async fn keys_are_cached_and_unknown_kids_refetch_at_most_once_per_window() {
 #[tokio::test]
 async fn a_rotated_issuer_key_is_fetched_on_first_sight() {
     let mut setup = Setup::new(Backend::Sqlite);
+    // The shortest interval allowed.
     setup.tweak =
-        Box::new(|config| config.issuers[0].jwks_min_refetch_interval = Duration::from_millis(1));
+        Box::new(|config| config.issuers[0].jwks_min_refetch_interval = Duration::from_secs(1));
     let broker = TestBroker::start_with(setup).await;
     broker
         .issue(&broker.orders_identity(), &orders_request())
         .await;
     let before = broker.kubernetes.jwks_fetches();
     broker.kubernetes.rotate_rsa_key();
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    tokio::time::sleep(Duration::from_millis(1050)).await;
     broker
         .issue(&broker.orders_identity(), &orders_request())
         .await;
@@ -366,5 +367,190 @@ async fn a_claim_the_agent_template_needs_must_be_present() {
         }),
     );
     assert_refused(&broker, &token, "identity_claim_missing").await;
+    broker.stop().await;
+}
+
+/// Kubernetes-shaped claims from `issuer` for service account `name` in `orders`.
+fn orders_claims_from(issuer: &str, name: &str) -> Value {
+    let mut claims = claims_base(
+        issuer,
+        &format!("system:serviceaccount:orders:{name}"),
+        AUDIENCE,
+        Duration::from_secs(600),
+    );
+    claims["kubernetes.io"] = json!({"namespace": "orders", "serviceaccount": {"name": name}});
+    claims
+}
+
+/// A broker whose `kubernetes` issuer is `issuer` (at `issuer_url`).
+async fn broker_trusting(issuer_url: String) -> TestBroker {
+    let mut setup = Setup::new(Backend::Sqlite);
+    setup.tweak = Box::new(move |config| config.issuers[0].issuer = issuer_url);
+    TestBroker::start_with(setup).await
+}
+
+/// A chunked answer without Content-Length is read only up to the document limit: the broker
+/// refuses the issuer's keys after reading a bounded amount, not after 256 MiB.
+#[tokio::test]
+async fn huge_issuer_documents_are_read_only_up_to_the_limit() {
+    const HUGE: usize = 256 * 1024 * 1024;
+    for options in [
+        IssuerOptions {
+            huge_jwks: Some(HUGE),
+            ..IssuerOptions::default()
+        },
+        IssuerOptions {
+            huge_discovery: Some(HUGE),
+            ..IssuerOptions::default()
+        },
+    ] {
+        let hostile = TestIssuer::start_with(options.clone()).await;
+        let broker = broker_trusting(hostile.issuer()).await;
+        let token = hostile.sign(Alg::Rs256, &orders_claims_from(&hostile.issuer(), "bot"));
+        let started = std::time::Instant::now();
+        assert_eq!(
+            problem_type(&broker, &token).await,
+            (503, "identity_issuer_unavailable".into())
+        );
+        let elapsed = started.elapsed();
+        let fetches = if options.huge_jwks.is_some() {
+            hostile.jwks_fetches()
+        } else {
+            hostile.discovery_fetches()
+        };
+        assert!(fetches >= 1);
+        // 512 KiB are read; what the sockets buffer on loopback comes on top.
+        let per_fetch = hostile.huge_bytes_served() / fetches;
+        assert!(
+            per_fetch < 16 * 1024 * 1024,
+            "{per_fetch} bytes served per fetch ({fetches} fetches)"
+        );
+        assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+        broker.stop().await;
+        hostile.shutdown().await;
+    }
+}
+
+/// An RSA key under 2048 bits in the issuer's key set is dropped: a token it signed is refused as
+/// signed by a key the issuer does not publish, and the issuer's other keys still work.
+#[tokio::test]
+async fn a_weak_rsa_key_in_the_issuers_key_set_is_not_trusted() {
+    let issuer = TestIssuer::start_with(IssuerOptions {
+        publish_weak_rsa_key: true,
+        ..IssuerOptions::default()
+    })
+    .await;
+    let broker = broker_trusting(issuer.issuer()).await;
+    let claims = orders_claims_from(&issuer.issuer(), "bot");
+    assert_refused(
+        &broker,
+        &issuer.sign_with_weak_rsa_key(&claims),
+        "identity_key_unknown",
+    )
+    .await;
+    broker
+        .issue(&issuer.sign(Alg::Rs256, &claims), &orders_request())
+        .await;
+    broker.stop().await;
+    issuer.shutdown().await;
+}
+
+/// An issuer that is unreachable when the broker starts is retried with a short backoff, not
+/// after `jwks_min_refetch_interval` (10 s here): its tokens are accepted within about two
+/// seconds of its return.
+#[tokio::test]
+async fn an_issuer_down_at_start_is_trusted_soon_after_it_comes_back() {
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let broker = broker_trusting(format!("http://127.0.0.1:{port}")).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let early = TestIssuer::start().await; // only to sign a token with the right claims shape
+    let token = early.sign(
+        Alg::Rs256,
+        &orders_claims_from(&format!("http://127.0.0.1:{port}"), "bot"),
+    );
+    early.shutdown().await;
+    assert_eq!(
+        problem_type(&broker, &token).await,
+        (503, "identity_issuer_unavailable".into())
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let issuer = TestIssuer::start_with(IssuerOptions {
+        port,
+        ..IssuerOptions::default()
+    })
+    .await;
+    let back = std::time::Instant::now();
+    let accepted = loop {
+        let response = broker.request(&token, &orders_request()).await;
+        if response.status() == 201 {
+            break back.elapsed();
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(6),
+            "still refused {:?} after the issuer came back",
+            back.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(accepted < Duration::from_millis(2500), "{accepted:?}");
+    broker.stop().await;
+    issuer.shutdown().await;
+}
+
+/// Identities that would look like another one in logs, audit records and admin commands are
+/// refused: a second service account whose name carries a bidi override, a zero-width character
+/// or another encoding of the same text cannot pass for a suspended one.
+#[tokio::test]
+async fn look_alike_agent_identities_are_refused() {
+    let broker = TestBroker::start().await;
+    let admin = broker.admin_token("alice", &["admin"]).await;
+    let suspended = broker
+        .admin_post(
+            "/v1/revocations",
+            &admin,
+            &json!({"agent": "k8s:orders/report-bot", "reason": "prompt injection suspected"}),
+        )
+        .await;
+    assert_eq!(suspended.status(), 201);
+    let issuer = broker.kubernetes.issuer();
+    for name in [
+        "report-bot\u{200B}",         // zero-width space
+        "report\u{2060}-bot",         // word joiner
+        "report-bot\u{FE0F}",         // variation selector
+        "\u{202E}tob-troper",         // right-to-left override: shows as report-bot
+        "\u{2067}tob-troper\u{2069}", // right-to-left isolate
+        "report-bot\u{00A0}",         // no-break space
+        "report-bot ",                // trailing space
+    ] {
+        let token = broker
+            .kubernetes
+            .sign(Alg::Rs256, &orders_claims_from(&issuer, name));
+        assert_refused(&broker, &token, "identity_claim_invalid").await;
+    }
+    // Two encodings of one visible name: only the NFC one is an agent identity.
+    let composed = broker
+        .kubernetes
+        .sign(Alg::Rs256, &orders_claims_from(&issuer, "zoë-bot"));
+    let writ = broker.issue(&composed, &orders_request()).await;
+    assert_eq!(writ["agent"], "k8s:orders/zoë-bot");
+    let decomposed = broker
+        .kubernetes
+        .sign(Alg::Rs256, &orders_claims_from(&issuer, "zoe\u{0308}-bot"));
+    assert_refused(&broker, &decomposed, "identity_claim_invalid").await;
+    // The subject is recorded beside the agent: the same rules apply to it.
+    let mut claims = orders_claims_from(&issuer, "bot");
+    claims["sub"] = json!("system:serviceaccount:orders:bot\u{202E}");
+    let response = broker
+        .request(
+            &broker.kubernetes.sign(Alg::Rs256, &claims),
+            &orders_request(),
+        )
+        .await;
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["type"], "urn:writ:problem:identity_claim_invalid");
+    assert!(body["detail"].as_str().unwrap().contains("sub ("), "{body}");
     broker.stop().await;
 }

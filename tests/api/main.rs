@@ -13,4 +13,5 @@ mod issue;
 mod openapi;
 mod replicas;
 mod revocation;
+mod settings;
 mod storage;

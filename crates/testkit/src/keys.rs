@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use crate::Alg;
 
 /// One signing key with the `kid` it is published under.
-// Only four of these exist, in one static: their size does not matter.
+// Only five of these exist, in one static: their size does not matter.
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Key {
     Rsa {
@@ -34,10 +34,11 @@ pub(crate) enum Key {
 }
 
 /// Every key the test kit knows. `rsa[0]` is published at start, `rsa[1]` after a rotation, `rogue`
-/// never.
+/// never, `weak` (RSA-1024) on request.
 pub(crate) struct Keys {
     pub rsa: [Key; 2],
     pub rogue: Key,
+    pub weak: Key,
     pub ec: Key,
 }
 
@@ -47,6 +48,7 @@ pub(crate) static KEYS: LazyLock<Keys> = LazyLock::new(|| Keys {
         Key::rsa(include_str!("../keys/rsa-rotated.pem")),
     ],
     rogue: Key::rsa(include_str!("../keys/rsa-rogue.pem")),
+    weak: Key::rsa(include_str!("../keys/rsa-1024-weak.pem")),
     ec: Key::ec(include_str!("../keys/ec-p256.pem")),
 });
 

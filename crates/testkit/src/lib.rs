@@ -30,7 +30,10 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
+use axum::body::Body;
 use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -79,6 +82,14 @@ pub struct IssuerOptions {
     /// one (default true, as real issuers do during a rollover). False drops it, so tokens signed
     /// before the rotation stop verifying.
     pub keep_old_key_on_rotation: bool,
+    /// Also publish a 1024-bit RSA key (default false), which signs
+    /// [`TestIssuer::sign_with_weak_rsa_key`] tokens. A verifier must not trust a key that short.
+    pub publish_weak_rsa_key: bool,
+    /// Answer `GET /jwks` with a body of this many bytes, sent chunked (no Content-Length): a JSON
+    /// key set that opens and never closes. [`TestIssuer::huge_bytes_served`] counts what was sent.
+    pub huge_jwks: Option<usize>,
+    /// The same for the discovery document.
+    pub huge_discovery: Option<usize>,
 }
 
 impl Default for IssuerOptions {
@@ -89,6 +100,9 @@ impl Default for IssuerOptions {
             discovery_issuer_override: None,
             jwks_use: None,
             keep_old_key_on_rotation: true,
+            publish_weak_rsa_key: false,
+            huge_jwks: None,
+            huge_discovery: None,
         }
     }
 }
@@ -108,6 +122,7 @@ struct Shared {
     rsa: Mutex<RsaSlots>,
     jwks_fetches: AtomicUsize,
     discovery_fetches: AtomicUsize,
+    huge_bytes_served: Arc<AtomicUsize>,
 }
 
 /// Which of `KEYS.rsa` signs now, and which older one is still published.
@@ -138,6 +153,7 @@ impl TestIssuer {
             }),
             jwks_fetches: AtomicUsize::new(0),
             discovery_fetches: AtomicUsize::new(0),
+            huge_bytes_served: Arc::new(AtomicUsize::new(0)),
             options,
         });
 
@@ -182,6 +198,20 @@ impl TestIssuer {
     /// How many times the discovery document was served.
     pub fn discovery_fetches(&self) -> usize {
         self.state.discovery_fetches.load(Ordering::SeqCst)
+    }
+
+    /// How many bytes of the huge documents ([`IssuerOptions::huge_jwks`],
+    /// [`IssuerOptions::huge_discovery`]) were handed to the connection, over all requests. The
+    /// server produces a chunk only when the connection takes it, so this is what a client read
+    /// plus what socket buffers hold.
+    pub fn huge_bytes_served(&self) -> usize {
+        self.state.huge_bytes_served.load(Ordering::SeqCst)
+    }
+
+    /// RS256, signed by the 1024-bit RSA key under its own `kid`; the key is in the JWKS only with
+    /// [`IssuerOptions::publish_weak_rsa_key`].
+    pub fn sign_with_weak_rsa_key(&self, claims: &Value) -> String {
+        KEYS.weak.sign_jwt(claims)
     }
 
     /// The `kid` the current key for `alg` is published and signs under.
@@ -350,8 +380,11 @@ fn decode_segment(segment: &str) -> Value {
 
 /// `GET /.well-known/openid-configuration`. Shaped like the Kubernetes API server's document:
 /// no `authorization_endpoint` (GitHub's omits it as well), which strict OIDC clients reject.
-async fn discovery(State(state): State<Arc<Shared>>) -> Json<Value> {
+async fn discovery(State(state): State<Arc<Shared>>) -> Response {
     state.discovery_fetches.fetch_add(1, Ordering::SeqCst);
+    if let Some(size) = state.options.huge_discovery {
+        return huge_document(&state, r#"{"issuer":"#, size);
+    }
     let issuer = state
         .options
         .discovery_issuer_override
@@ -364,11 +397,15 @@ async fn discovery(State(state): State<Arc<Shared>>) -> Json<Value> {
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256", "ES256"],
     }))
+    .into_response()
 }
 
 /// `GET /jwks`: the current RSA key, the previous one if kept after a rotation, and the P-256 key.
-async fn jwks(State(state): State<Arc<Shared>>) -> Json<Value> {
+async fn jwks(State(state): State<Arc<Shared>>) -> Response {
     state.jwks_fetches.fetch_add(1, Ordering::SeqCst);
+    if let Some(size) = state.options.huge_jwks {
+        return huge_document(&state, r#"{"keys":["#, size);
+    }
     let key_use = state.options.jwks_use.as_deref().unwrap_or("sig");
     let slots = *state.rsa.lock().unwrap();
     let mut keys = vec![KEYS.rsa[slots.current].jwk(key_use)];
@@ -376,5 +413,36 @@ async fn jwks(State(state): State<Arc<Shared>>) -> Json<Value> {
         keys.push(KEYS.rsa[previous].jwk(key_use));
     }
     keys.push(KEYS.ec.jwk(key_use));
-    Json(json!({ "keys": keys }))
+    if state.options.publish_weak_rsa_key {
+        keys.push(KEYS.weak.jwk(key_use));
+    }
+    Json(json!({ "keys": keys })).into_response()
+}
+
+/// A JSON body of `size` bytes that starts with `opening` and goes on with spaces, streamed in
+/// 64 KiB chunks without a Content-Length, each chunk made only when the connection asks for it.
+fn huge_document(state: &Shared, opening: &'static str, size: usize) -> Response {
+    const CHUNK: usize = 64 * 1024;
+    let served = Arc::clone(&state.huge_bytes_served);
+    let chunks = futures_util::stream::unfold(0usize, move |sent| {
+        let served = Arc::clone(&served);
+        async move {
+            if sent >= size {
+                return None;
+            }
+            let len = CHUNK.min(size - sent);
+            let mut chunk = vec![b' '; len];
+            if sent == 0 {
+                let head = opening.len().min(len);
+                chunk[..head].copy_from_slice(&opening.as_bytes()[..head]);
+            }
+            served.fetch_add(len, Ordering::SeqCst);
+            Some((Ok::<_, std::io::Error>(chunk), sent + len))
+        }
+    });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(chunks),
+    )
+        .into_response()
 }
