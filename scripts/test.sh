@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs writ's whole test suite: unit tests, the broker's integration tests on SQLite and
-# PostgreSQL, the verifier SDK's tests and doc tests, the test kit's tests.
+# PostgreSQL, the verifier SDK's tests and doc tests, the test kit's tests, then schemathesis
+# against openapi.yaml and a live broker (installed with pip when missing).
 #
 # Needs PostgreSQL on 127.0.0.1:5432 (trust auth), or WRIT_TEST_POSTGRES_URL pointing at a server
 # where the user may create databases. The PostgreSQL suite is never skipped: when the server
@@ -22,3 +23,4 @@ fi
 postgres_up || { echo "PostgreSQL is not reachable at $WRIT_TEST_POSTGRES_URL; the PostgreSQL suite cannot run" >&2; exit 1; }
 
 cargo test --workspace "$@"
+scripts/schemathesis.sh

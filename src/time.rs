@@ -39,9 +39,63 @@ pub fn rfc3339(unix_seconds: i64) -> String {
     humantime::format_rfc3339_seconds(from_unix_seconds(seconds)).to_string()
 }
 
+/// Serde: an optional count of whole seconds, written as any JSON number whose value is a
+/// non-negative integer (`300`, and also `300.0` or `3e2`, which JSON Schema counts as the
+/// same integer); a fraction, a negative number or anything else is refused.
+pub mod whole_seconds {
+    use serde::{Deserialize, Deserializer, de::Error};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<u64>, D::Error> {
+        let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+            return Ok(None);
+        };
+        if let Some(whole) = number.as_u64() {
+            return Ok(Some(whole));
+        }
+        // Integral floats up to 2^53, where every integer is exact.
+        match number.as_f64() {
+            Some(value)
+                if value >= 0.0 && value.fract() == 0.0 && value <= 9_007_199_254_740_992.0 =>
+            {
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                Ok(Some(value as u64))
+            }
+            _ => Err(D::Error::custom(format!(
+                "expected a whole number of seconds, not {number}"
+            ))),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(serde::Deserialize)]
+    struct Ttl {
+        #[serde(default, with = "whole_seconds")]
+        ttl: Option<u64>,
+    }
+
+    #[test]
+    fn whole_seconds_are_integers_however_written() {
+        let ttl = |text: &str| serde_json::from_str::<Ttl>(text).map(|t| t.ttl);
+        assert_eq!(ttl(r#"{"ttl": 300}"#).ok(), Some(Some(300)));
+        assert_eq!(ttl(r#"{"ttl": 300.0}"#).ok(), Some(Some(300)));
+        assert_eq!(ttl(r#"{"ttl": 3e2}"#).ok(), Some(Some(300)));
+        assert_eq!(ttl(r#"{"ttl": null}"#).ok(), Some(None));
+        assert_eq!(ttl(r#"{}"#).ok(), Some(None));
+        for refused in [
+            r#"{"ttl": 1.5}"#,
+            r#"{"ttl": -1}"#,
+            r#"{"ttl": "300"}"#,
+            r#"{"ttl": 1e300}"#,
+        ] {
+            assert!(ttl(refused).is_err(), "{refused}");
+        }
+    }
 
     #[test]
     fn extreme_times_do_not_panic() {

@@ -21,7 +21,7 @@ pub struct AdminWritRequest {
     pub principal: String,
     pub roles: BTreeSet<Role>,
     /// Seconds; one hour when absent.
-    #[serde(default)]
+    #[serde(default, with = "crate::time::whole_seconds")]
     pub ttl: Option<u64>,
 }
 

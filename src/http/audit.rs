@@ -141,6 +141,13 @@ fn to_query(params: AuditParams) -> Result<AuditQuery, ApiError> {
     if params.after > i64::MAX as u64 {
         return Err(ApiError::invalid("after is too large"));
     }
+    if let Some(action) = &params.action
+        && !is_action_name(action)
+    {
+        return Err(ApiError::invalid(
+            "action must be dotted lowercase words, like writ.issued",
+        ));
+    }
     Ok(AuditQuery {
         after: params.after,
         limit,
@@ -153,8 +160,14 @@ fn to_query(params: AuditParams) -> Result<AuditQuery, ApiError> {
     })
 }
 
+/// `^[a-z_]+(\.[a-z_]+)*$`: the shape of every action name.
+fn is_action_name(text: &str) -> bool {
+    text.split('.')
+        .all(|word| !word.is_empty() && word.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+}
+
 fn parse_time(text: &str) -> Result<i64, ApiError> {
-    let time = humantime::parse_rfc3339_weak(text)
+    let time = humantime::parse_rfc3339(text)
         .map_err(|_| ApiError::invalid(format!("{text:?} is not an RFC 3339 time")))?;
     Ok(crate::time::unix_ms(time))
 }

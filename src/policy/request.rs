@@ -22,7 +22,7 @@ pub struct RawWritRequest {
     pub rights: Vec<RawRight>,
     pub services: Vec<String>,
     /// Lifetime in seconds; the policy's default when absent.
-    #[serde(default)]
+    #[serde(default, with = "crate::time::whole_seconds")]
     pub ttl: Option<u64>,
 }
 

@@ -30,7 +30,7 @@ async fn events(cx: &mut Context) {
     let revocations = cx
         .as_auditor(
             "GET",
-            "/v1/audit?action=revocation.created&limit=2&since=2020-01-01T00:00:00Z&until=2100-01-01%2000:00:00",
+            "/v1/audit?action=revocation.created&limit=2&since=2020-01-01T00:00:00Z&until=2100-01-01T00:00:00Z",
             200,
             "",
         )
