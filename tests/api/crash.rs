@@ -11,43 +11,17 @@ use serde_json::Value;
 use writ_testkit::TestIssuer;
 
 use crate::helpers::{
-    AUDIENCE, POLICIES, ServeProcess, WRIT, client, drop_postgres_database,
-    fresh_postgres_database, orders_request, postgres_url,
+    AUDIENCE, ServeProcess, WRIT, client, drop_postgres_database, fresh_postgres_database,
+    orders_request, postgres_url, process_config,
 };
 
 /// Clients issuing at once.
 const CLIENTS: usize = 8;
 
-async fn killed_under_load(database_url: &str, dir: &Path, issuer: &TestIssuer) {
-    let policy_dir = dir.join("policies");
-    std::fs::create_dir_all(&policy_dir).unwrap();
-    std::fs::write(policy_dir.join("test.toml"), POLICIES).unwrap();
-    // The shared policies also name a GitHub issuer; it is configured with an empty key set.
-    let jwks = dir.join("empty-jwks.json");
-    std::fs::write(&jwks, r#"{"keys": []}"#).unwrap();
-    let config = format!(
-        r#"
-listen = "127.0.0.1:0"
-database_url = "{database_url}"
-key_dir = "{key_dir}"
-policy_dir = "{policy_dir}"
-[[issuer]]
-name = "kubernetes"
-issuer = "{issuer}"
-audience = "{AUDIENCE}"
-agent = "k8s:{{kubernetes.io/namespace}}/{{kubernetes.io/serviceaccount/name}}"
-[[issuer]]
-name = "github"
-issuer = "{issuer}/unused"
-audience = "{AUDIENCE}"
-agent = "github:{{repository}}"
-jwks = {{ file = "{jwks}" }}
-"#,
-        jwks = jwks.display(),
-        key_dir = dir.join("keys").display(),
-        policy_dir = policy_dir.display(),
-        issuer = issuer.issuer(),
-    );
+async fn killed_under_load(database_url: &str, dir: &Path) {
+    let issuer = TestIssuer::start().await;
+    let github = TestIssuer::start().await;
+    let config = process_config(dir, database_url, &issuer, &github);
     let config_path = dir.join("writ.toml");
     std::fs::write(&config_path, config).unwrap();
     let mut broker =
@@ -154,17 +128,15 @@ async fn writ_ids(url: &str, query: &'static str) -> BTreeSet<String> {
 
 #[tokio::test]
 async fn a_broker_killed_under_load_on_sqlite_lost_no_writ_it_returned() {
-    let issuer = TestIssuer::start().await;
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("writ.db").display());
-    killed_under_load(&url, dir.path(), &issuer).await;
+    killed_under_load(&url, dir.path()).await;
 }
 
 #[tokio::test]
 async fn a_broker_killed_under_load_on_postgres_lost_no_writ_it_returned() {
-    let issuer = TestIssuer::start().await;
     let dir = tempfile::tempdir().unwrap();
     let database = fresh_postgres_database().await;
-    killed_under_load(&postgres_url(&database), dir.path(), &issuer).await;
+    killed_under_load(&postgres_url(&database), dir.path()).await;
     drop_postgres_database(&database).await;
 }

@@ -335,6 +335,41 @@ pub async fn problem_type(response: reqwest::Response) -> (u16, String) {
     (status, body["type"].as_str().unwrap_or_default().to_owned())
 }
 
+/// The configuration of a broker process in `dir` on `database_url`, trusting `kubernetes` and
+/// `github` the way [`TestBroker`] does, with [`POLICIES`] written to `<dir>/policies`.
+pub fn process_config(
+    dir: &Path,
+    database_url: &str,
+    kubernetes: &TestIssuer,
+    github: &TestIssuer,
+) -> String {
+    let policy_dir = dir.join("policies");
+    std::fs::create_dir_all(&policy_dir).unwrap();
+    std::fs::write(policy_dir.join("test.toml"), POLICIES).unwrap();
+    format!(
+        r#"
+listen = "127.0.0.1:0"
+database_url = "{database_url}"
+key_dir = "{key_dir}"
+policy_dir = "{policy_dir}"
+[[issuer]]
+name = "kubernetes"
+issuer = "{kubernetes}"
+audience = "{AUDIENCE}"
+agent = "k8s:{{kubernetes.io/namespace}}/{{kubernetes.io/serviceaccount/name}}"
+[[issuer]]
+name = "github"
+issuer = "{github}"
+audience = "{AUDIENCE}"
+agent = "github:{{repository}}"
+"#,
+        key_dir = dir.join("keys").display(),
+        policy_dir = policy_dir.display(),
+        kubernetes = kubernetes.issuer(),
+        github = github.issuer(),
+    )
+}
+
 /// A `writ serve` process, killed on drop.
 pub struct ServeProcess {
     child: Child,

@@ -11,8 +11,8 @@ use writ_testkit::TestIssuer;
 use writ_verify::{Denial, Verifier};
 
 use crate::helpers::{
-    AUDIENCE, POLICIES, ServeProcess, TestBroker, WRIT, client, fresh_postgres_database,
-    orders_request, postgres_url,
+    AUDIENCE, ServeProcess, TestBroker, WRIT, client, fresh_postgres_database, orders_request,
+    postgres_url, process_config,
 };
 
 async fn follower(broker_url: &str) -> Verifier {
@@ -105,33 +105,8 @@ async fn a_revocation_through_one_replica_reaches_a_verifier_following_the_other
     let issuer = TestIssuer::start().await;
     let github = TestIssuer::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let policy_dir = dir.path().join("policies");
-    std::fs::create_dir_all(&policy_dir).unwrap();
-    std::fs::write(policy_dir.join("test.toml"), POLICIES).unwrap();
     let database = fresh_postgres_database().await;
-    let config = format!(
-        r#"
-listen = "127.0.0.1:0"
-database_url = "{database_url}"
-key_dir = "{key_dir}"
-policy_dir = "{policy_dir}"
-[[issuer]]
-name = "kubernetes"
-issuer = "{issuer}"
-audience = "{AUDIENCE}"
-agent = "k8s:{{kubernetes.io/namespace}}/{{kubernetes.io/serviceaccount/name}}"
-[[issuer]]
-name = "github"
-issuer = "{github}"
-audience = "{AUDIENCE}"
-agent = "github:{{repository}}"
-"#,
-        database_url = postgres_url(&database),
-        key_dir = dir.path().join("keys").display(),
-        policy_dir = policy_dir.display(),
-        issuer = issuer.issuer(),
-        github = github.issuer(),
-    );
+    let config = process_config(dir.path(), &postgres_url(&database), &issuer, &github);
     let replica_a = replica(dir.path(), "a", &config);
     let replica_b = replica(dir.path(), "b", &config);
 
