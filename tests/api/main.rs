@@ -5,6 +5,7 @@
 mod audit;
 mod cli;
 mod examples;
+mod hardening;
 mod helpers;
 mod identity;
 mod issue;
