@@ -237,8 +237,13 @@ fn read_values(authorizer: &mut Authorizer) -> Result<AuthorityValues, Credentia
     )?;
     let principal =
         Principal::parse(&principal).map_err(|_| invalid("the principal is not valid"))?;
+    // Bounded in the query: biscuit converts a date to `SystemTime` with `UNIX_EPOCH + secs`,
+    // which panics past what `SystemTime` holds; a date beyond year 9999 is no expiry here.
     let expires_at: SystemTime = exactly_one(
-        query(authorizer, "v($v) <- expires_at($v)")?,
+        query(
+            authorizer,
+            "v($v) <- expires_at($v), $v <= 9999-12-31T23:59:59Z",
+        )?,
         "the token has no expires_at",
     )?;
     let names: Vec<(String,)> = query(authorizer, "v($v) <- role($v)")?;
@@ -340,6 +345,31 @@ mod tests {
             .unwrap()
             .to_base64()
             .unwrap()
+    }
+
+    #[test]
+    fn expiries_past_what_system_time_holds_are_refused_not_panics() {
+        let (_temp, _dir, ring) = ring();
+        let now = SystemTime::now();
+        for secs in [u64::MAX, 1 << 63, 253_402_300_800] {
+            let token = Biscuit::builder()
+                .code_with_params(
+                    r#"writ_admin(1); writ_id("ad_00"); principal("alice@example.com");
+                       role("admin"); expires_at({expires_at});"#,
+                    HashMap::from([(
+                        "expires_at".to_owned(),
+                        biscuit_auth::builder::Term::Date(secs),
+                    )]),
+                    HashMap::new(),
+                )
+                .unwrap()
+                .root_key_id(ring.active.kid)
+                .build(&ring.active.key_pair)
+                .unwrap()
+                .to_base64()
+                .unwrap();
+            assert!(is_invalid(verify_admin_writ(&ring, &token, now)), "{secs}");
+        }
     }
 
     #[test]

@@ -92,9 +92,18 @@ fn describe(inspection: &Inspection, now: SystemTime) -> String {
         "issued at",
         inspection.issued_at.map_or("-".into(), rfc3339),
     );
-    let expiry = inspection.expires_at.map_or("-".into(), |at| {
+    // The effective expiry, as a verifier decides: an attenuation may have set an earlier one.
+    let expiry = inspection.effective_expires_at.map_or("-".into(), |at| {
         let state = if at < now { "expired" } else { "valid" };
-        format!("{} ({state})", rfc3339(at))
+        match (inspection.expiry_block, inspection.expires_at) {
+            (Some(block), Some(issued)) => format!(
+                "{} ({state}; set by block {block}, issued to expire {})",
+                rfc3339(at),
+                rfc3339(issued)
+            ),
+            (Some(block), None) => format!("{} ({state}; set by block {block})", rfc3339(at)),
+            (None, _) => format!("{} ({state})", rfc3339(at)),
+        }
     });
     line(&mut out, "expires at", expiry);
     line(&mut out, "services", inspection.services.join(", "));
@@ -135,7 +144,15 @@ pub fn attenuate(args: AttenuateArgs) -> CliResult {
         resources: (!resources.is_empty()).then_some(resources),
         operations: non_empty(args.operations),
         services: non_empty(args.services),
-        expires_at: args.expires_in.map(|ttl| SystemTime::now() + ttl),
+        expires_at: args
+            .expires_in
+            .map(|ttl| {
+                // `SystemTime + Duration` panics past what `SystemTime` holds.
+                SystemTime::now()
+                    .checked_add(ttl)
+                    .ok_or_else(|| format!("--expires-in {ttl:?} is too far in the future"))
+            })
+            .transpose()?,
     };
     let narrower = writ_verify::attenuate(&writ, &attenuation).map_err(|e| e.to_string())?;
     println!("{narrower}");
@@ -195,6 +212,41 @@ fn parse_static_key(text: &str) -> Result<(u32, PublicKey), String> {
     Ok((kid, key))
 }
 
+/// RFC 3339 to the second for any time a writ can carry: years past 9999 are written with a
+/// sign (`+10000-01-01T00:00:00Z`, ISO 8601's expanded form; humantime's formatter fails there,
+/// which panics `to_string`), times beyond chrono's range in seconds since the epoch.
 fn rfc3339(time: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(time).to_string()
+    let secs = match time.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(since) => i64::try_from(since.as_secs()).ok(),
+        Err(before) => i64::try_from(before.duration().as_secs())
+            .ok()
+            .map(|secs| -secs),
+    };
+    match secs.and_then(|secs| chrono::DateTime::from_timestamp(secs, 0)) {
+        Some(at) => at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        None => match time.duration_since(SystemTime::UNIX_EPOCH) {
+            Ok(since) => format!("{} s after 1970-01-01T00:00:00Z", since.as_secs()),
+            Err(before) => format!(
+                "{} s before 1970-01-01T00:00:00Z",
+                before.duration().as_secs()
+            ),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn times_of_any_year_are_written() {
+        let at = |secs: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+        assert_eq!(rfc3339(at(1_795_000_000)), "2026-11-18T11:06:40Z");
+        assert_eq!(rfc3339(at(253_402_300_800)), "+10000-01-01T00:00:00Z");
+        assert_eq!(
+            rfc3339(at(i64::MAX as u64)),
+            format!("{} s after 1970-01-01T00:00:00Z", i64::MAX)
+        );
+    }
 }

@@ -10,7 +10,7 @@
 mod agent;
 pub mod dev;
 mod issuer;
-mod jwt;
+pub mod jwt;
 mod keys;
 mod text;
 

@@ -35,8 +35,11 @@ mod tests {
 
     #[test]
     fn hostile_text_is_just_a_resource() {
-        let hostile = r#"x"), right("orders/1", "admin") //"#;
+        // Quotes and spaces must be percent-encoded in a canonical resource; what is left of
+        // Datalog syntax is still only text.
+        let hostile = r#"x%22),right(%22orders/1%22,%22admin%22)"#;
         assert_eq!(p(hostile).exact(), Some(hostile));
+        assert!(ResourcePattern::parse(r#"x"), right("orders/1", "admin") //"#).is_err());
         assert!(ResourcePattern::parse("orders/1\nright").is_err());
     }
 }

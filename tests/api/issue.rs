@@ -211,7 +211,8 @@ async fn an_identity_no_policy_matches_is_refused() {
 async fn datalog_in_task_names_and_resources_is_only_text() {
     let broker = TestBroker::start().await;
     let task = r#"x"); right("*", "write"); agent("root") // ) /* "#;
-    let resource = r#"orders/1"), right("orders/2", "write") //"#;
+    // Canonical resources carry no raw quotes or spaces: Datalog-looking text arrives encoded.
+    let resource = r#"orders/1%22),right(%22orders/2%22,%22write%22)"#;
     let body = json!({"task": task, "rights": [{"resource": resource, "operations": ["read"]}], "services": ["orders-api"]});
     let answer = broker.issue(&broker.orders_identity(), &body).await;
     let writ = answer["writ"].as_str().unwrap();
@@ -219,9 +220,14 @@ async fn datalog_in_task_names_and_resources_is_only_text() {
     let grant = orders.authorize(writ, resource, "read").unwrap();
     assert_eq!(grant.task, task);
     assert_eq!(grant.agent, "k8s:orders/report-bot");
+    // `*` is no resource at all (it is not canonical): refused before any grant is read.
+    assert!(matches!(
+        orders.authorize(writ, "*", "write"),
+        Err(Denial::NonCanonicalResource { .. })
+    ));
     for (resource, operation) in [
         ("orders/2", "write"),
-        ("*", "write"),
+        ("orders/%2A", "write"),
         ("orders/1", "read"),
         (resource, "write"),
     ] {

@@ -8,6 +8,7 @@ mod crash;
 mod examples;
 mod hardening;
 mod helpers;
+mod hostile_inputs;
 mod identity;
 mod issue;
 mod openapi;

@@ -45,8 +45,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// `/orders/42` is the resource `orders/42`; reading methods are `read`, the rest `write`.
+/// Exactly one leading `/` goes: the verifier refuses paths that are not canonical resources
+/// (`//orders/42`, `/orders/%2E%2E/admin`) with 400 before it looks at the writ.
 fn resource_and_operation(parts: &Parts) -> (String, String) {
-    let resource = parts.uri.path().trim_start_matches('/').to_owned();
+    let path = parts.uri.path();
+    let resource = path.strip_prefix('/').unwrap_or(path).to_owned();
     let operation = match parts.method {
         Method::GET | Method::HEAD => "read",
         _ => "write",

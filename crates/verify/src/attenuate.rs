@@ -204,7 +204,8 @@ mod tests {
             resources: Some(vec![
                 pattern("orders/42"),
                 pattern("reports/*"),
-                pattern(hostile),
+                // Canonical resources carry no raw quotes, but `)`, `;` and `,` are allowed.
+                pattern("x%22);right(%22y%22,%22write%22);"),
             ]),
             operations: Some(vec!["read".into(), hostile.into()]),
             services: Some(vec!["orders-api".into()]),

@@ -18,6 +18,7 @@ use biscuit_auth::format::schema::{self, term::Content};
 use prost::Message;
 
 use crate::Denial;
+use crate::time_limit;
 
 /// The only writ format version this crate understands.
 pub(crate) const WRIT_VERSION: i64 = 1;
@@ -34,6 +35,9 @@ pub(crate) struct AuthorityValues {
     /// When the broker issued the writ: what agent and task revocations are measured against.
     pub(crate) issued_at: SystemTime,
     pub(crate) expires_at: SystemTime,
+    /// When the writ stops being valid: the earliest of `expires_at` and every time limit its
+    /// blocks set (an attenuation may set an earlier one; see [`time_limit`]).
+    pub(crate) effective_expires_at: SystemTime,
     pub(crate) services: Vec<String>,
 }
 
@@ -95,7 +99,10 @@ pub(crate) fn read(token: &Biscuit) -> Result<AuthorityValues, Denial> {
                 else {
                     return Err(wrong_shape());
                 };
-                let at = UNIX_EPOCH + Duration::from_secs(*secs);
+                // A date past what `SystemTime` holds would panic `UNIX_EPOCH + ...`.
+                let at = UNIX_EPOCH
+                    .checked_add(Duration::from_secs(*secs))
+                    .ok_or_else(|| unsupported("an authority date is out of range"))?;
                 match name {
                     "issued_at" => found.issued.push(at),
                     _ => found.expiries.push(at),
@@ -104,7 +111,13 @@ pub(crate) fn read(token: &Biscuit) -> Result<AuthorityValues, Denial> {
             _ => {}
         }
     }
-    found.into_values()
+    let mut values = found.into_values()?;
+    let limit = time_limit::earliest(&container)
+        .and_then(|limit| UNIX_EPOCH.checked_add(Duration::from_secs(limit.at)));
+    if let Some(limit) = limit {
+        values.effective_expires_at = values.effective_expires_at.min(limit);
+    }
+    Ok(values)
 }
 
 #[derive(Default)]
@@ -125,16 +138,18 @@ impl Found {
             [] => return Err(unsupported("no writ(..) version fact")),
             _ => return Err(unsupported("the writ version is not 1")),
         }
+        let expires_at = exactly_one(
+            self.expiries,
+            "no expires_at(..)",
+            "expires_at(..) is repeated",
+        )?;
         Ok(AuthorityValues {
             writ_id: exactly_one(self.writ_ids, "no writ_id(..)", "writ_id(..) is repeated")?,
             agent: exactly_one(self.agents, "no agent(..)", "agent(..) is repeated")?,
             task: exactly_one(self.tasks, "no task(..)", "task(..) is repeated")?,
             issued_at: exactly_one(self.issued, "no issued_at(..)", "issued_at(..) is repeated")?,
-            expires_at: exactly_one(
-                self.expiries,
-                "no expires_at(..)",
-                "expires_at(..) is repeated",
-            )?,
+            expires_at,
+            effective_expires_at: expires_at,
             // Possibly empty: a valid writ that no verifier accepts (wrong audience everywhere).
             services: self.services,
         })

@@ -7,6 +7,8 @@
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
+use crate::ResourceError;
+
 /// The reason a writ does not authorize a request.
 ///
 /// Codes are stable; new variants may be added (the enum is `#[non_exhaustive]`), so match with a
@@ -16,6 +18,15 @@ use std::time::{Duration, SystemTime};
 pub enum Denial {
     /// No writ was presented (no `Authorization: Bearer` header). Code `missing_credential`.
     MissingCredential,
+    /// The request names a resource that is not in canonical form (dot or empty segments,
+    /// encoded separators or dots, characters that must be encoded; see
+    /// [`check_canonical_resource`](crate::check_canonical_resource)). Refused before the writ
+    /// is read or any grant considered, whatever the writ grants. HTTP 400.
+    /// Code `non_canonical_resource`.
+    NonCanonicalResource {
+        /// What is wrong with the resource.
+        reason: ResourceError,
+    },
     /// The input is not a Biscuit token at all: empty, not base64, not a valid container.
     /// Code `malformed`.
     Malformed {
@@ -44,9 +55,10 @@ pub enum Denial {
     /// A block signature does not verify (tampered bytes, or signed by another key under a known
     /// key id). Code `invalid_signature`.
     InvalidSignature,
-    /// The writ's lifetime (`expires_at` in the authority block) is over. Code `expired`.
+    /// The writ's lifetime is over: past its `expires_at` (authority block), or past the
+    /// earlier time limit an attenuation block set. Code `expired`.
     Expired {
-        /// The writ's `expires_at`.
+        /// When it expired: the earliest of those limits.
         expired_at: SystemTime,
     },
     /// The writ does not name this verifier's service among those that may accept it.
@@ -92,6 +104,7 @@ impl Denial {
     pub fn code(&self) -> &'static str {
         match self {
             Denial::MissingCredential => "missing_credential",
+            Denial::NonCanonicalResource { .. } => "non_canonical_resource",
             Denial::Malformed { .. } => "malformed",
             Denial::UnsupportedFormat { .. } => "unsupported_format",
             Denial::UnknownKey { .. } => "unknown_key",
@@ -108,12 +121,13 @@ impl Denial {
         }
     }
 
-    /// The HTTP status a service should answer: 401 when the credential itself is unusable
-    /// (missing, malformed, unverifiable, expired, revoked), 403 when it is valid but does not
-    /// permit this request, 500 when the verifier failed, 503 when it cannot decide for now
-    /// (its revocation view is stale).
+    /// The HTTP status a service should answer: 400 when the request names a non-canonical
+    /// resource, 401 when the credential itself is unusable (missing, malformed, unverifiable,
+    /// expired, revoked), 403 when it is valid but does not permit this request, 500 when the
+    /// verifier failed, 503 when it cannot decide for now (its revocation view is stale).
     pub fn http_status(&self) -> u16 {
         match self {
+            Denial::NonCanonicalResource { .. } => 400,
             Denial::WrongAudience
             | Denial::NotPermitted
             | Denial::RestrictedByAttenuation { .. } => 403,
@@ -127,6 +141,7 @@ impl Denial {
     pub fn title(&self) -> &'static str {
         match self {
             Denial::MissingCredential => "No writ presented",
+            Denial::NonCanonicalResource { .. } => "Resource not in canonical form",
             Denial::Malformed { .. } => "Malformed writ",
             Denial::UnsupportedFormat { .. } => "Unsupported writ format",
             Denial::UnknownKey { .. } => "Unknown signing key",
@@ -148,17 +163,18 @@ impl fmt::Display for Denial {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Denial::MissingCredential => f.write_str("no writ was presented"),
+            Denial::NonCanonicalResource { reason } => {
+                write!(f, "the request's resource is not canonical: {reason}")
+            }
             Denial::Malformed { reason } => write!(f, "malformed writ: {reason}"),
             Denial::UnsupportedFormat { reason } => write!(f, "not a version 1 writ: {reason}"),
             Denial::UnknownKey { kid: Some(kid) } => write!(f, "unknown root key id {kid}"),
             Denial::UnknownKey { kid: None } => f.write_str("the writ names no root key id"),
             Denial::KeyRetired { kid } => write!(f, "root key {kid} is retired"),
             Denial::InvalidSignature => f.write_str("a signature of the writ does not verify"),
-            Denial::Expired { expired_at } => write!(
-                f,
-                "the writ expired at {}",
-                humantime::format_rfc3339_seconds(*expired_at)
-            ),
+            Denial::Expired { expired_at } => {
+                write!(f, "the writ expired at {}", rfc3339(*expired_at))
+            }
             Denial::WrongAudience => f.write_str("the writ may not be presented to this service"),
             Denial::NotPermitted => {
                 f.write_str("the writ grants no right for this resource and operation")
@@ -198,6 +214,22 @@ impl fmt::Display for Denial {
 
 impl std::error::Error for Denial {}
 
+/// RFC 3339 to the second, for any time: humantime's formatter fails on years past 9999 (a
+/// `Display` error, which panics `to_string`) and panics before 1970.
+pub(crate) fn rfc3339(time: SystemTime) -> String {
+    const YEAR_10000: u64 = 253_402_300_800;
+    match time.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(since) if since.as_secs() < YEAR_10000 => {
+            humantime::format_rfc3339_seconds(time).to_string()
+        }
+        Ok(since) => format!("{} s after 1970-01-01T00:00:00Z", since.as_secs()),
+        Err(before) => format!(
+            "{} s before 1970-01-01T00:00:00Z",
+            before.duration().as_secs()
+        ),
+    }
+}
+
 /// A duration printed to the millisecond ("1s 200ms"), not to the nanosecond.
 fn whole_millis(duration: Duration) -> humantime::FormattedDuration {
     let millis = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
@@ -212,6 +244,9 @@ mod tests {
     fn codes_are_distinct_and_snake_case() {
         let all = [
             Denial::MissingCredential,
+            Denial::NonCanonicalResource {
+                reason: ResourceError::DotSegment,
+            },
             Denial::Malformed { reason: "x" },
             Denial::UnsupportedFormat { reason: "x" },
             Denial::UnknownKey { kid: Some(1) },
@@ -240,6 +275,19 @@ mod tests {
         codes.sort_unstable();
         codes.dedup();
         assert_eq!(codes.len(), all.len());
+    }
+
+    #[test]
+    fn expiries_beyond_year_9999_are_displayed() {
+        let far = SystemTime::UNIX_EPOCH + Duration::from_secs(253_402_300_800);
+        assert_eq!(
+            Denial::Expired { expired_at: far }.to_string(),
+            "the writ expired at 253402300800 s after 1970-01-01T00:00:00Z"
+        );
+        let last = far - Duration::from_secs(1);
+        assert_eq!(rfc3339(last), "9999-12-31T23:59:59Z");
+        let before = SystemTime::UNIX_EPOCH - Duration::from_secs(5);
+        assert_eq!(rfc3339(before), "5 s before 1970-01-01T00:00:00Z");
     }
 
     #[test]

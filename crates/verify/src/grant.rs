@@ -16,7 +16,8 @@ pub struct Grant {
     pub agent: String,
     /// The task the writ was issued for.
     pub task: String,
-    /// When the writ expires, as issued (attenuation may have set an earlier limit).
+    /// When the writ stops being valid: its `expires_at` as issued, or the earlier time limit an
+    /// attenuation block set (`check if time($t), $t <= ...`), whichever comes first.
     pub expires_at: SystemTime,
     /// Number of attenuation blocks appended after the authority block.
     pub attenuation_depth: usize,

@@ -15,6 +15,8 @@ use biscuit_auth::builder::{Binary, Convert, Fact, Op, Rule, Term};
 use biscuit_auth::format::{convert::proto_block_to_token_block, schema};
 use prost::Message;
 
+use crate::time_limit;
+
 /// What a writ says about itself. **Unverified**: see the module docs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -36,6 +38,14 @@ pub struct Inspection {
     pub issued_at: Option<SystemTime>,
     /// `expires_at(..)` of the authority block.
     pub expires_at: Option<SystemTime>,
+    /// When the writ stops being valid, as a verifier decides it: the earliest of `expires_at`
+    /// and every time limit the blocks set (`check if time($t), $t <= ..`, as the authority
+    /// block and [`attenuate`](crate::attenuate) write them). A verifier refuses the writ as
+    /// `expired` after it.
+    pub effective_expires_at: Option<SystemTime>,
+    /// The block whose time limit is [`effective_expires_at`](Self::effective_expires_at)
+    /// (0 = authority), when a block's limit is earlier than `expires_at`.
+    pub expiry_block: Option<usize>,
     /// Every `service(..)` of the authority block.
     pub services: Vec<String>,
     /// The rights the authority block grants, exact facts and prefix rules.
@@ -95,6 +105,15 @@ pub fn inspect(writ: &str) -> Result<Inspection, InspectError> {
             inspection.rights.push(right);
         }
     }
+    inspection.effective_expires_at = inspection.expires_at;
+    let limit =
+        time_limit::earliest(&container).and_then(|limit| Some((date(limit.at)?, limit.block)));
+    if let Some((at, block)) = limit
+        && inspection.expires_at.is_none_or(|expires| at < expires)
+    {
+        inspection.effective_expires_at = Some(at);
+        inspection.expiry_block = Some(block);
+    }
     Ok(inspection)
 }
 
@@ -105,8 +124,16 @@ fn read_fact(inspection: &mut Inspection, fact: Fact) {
         ("writ_id", [Term::Str(s)]) => set_once(&mut inspection.writ_id, s.clone()),
         ("agent", [Term::Str(s)]) => set_once(&mut inspection.agent, s.clone()),
         ("task", [Term::Str(s)]) => set_once(&mut inspection.task, s.clone()),
-        ("issued_at", [Term::Date(d)]) => set_once(&mut inspection.issued_at, date(*d)),
-        ("expires_at", [Term::Date(d)]) => set_once(&mut inspection.expires_at, date(*d)),
+        ("issued_at", [Term::Date(d)]) => {
+            if let Some(at) = date(*d) {
+                set_once(&mut inspection.issued_at, at);
+            }
+        }
+        ("expires_at", [Term::Date(d)]) => {
+            if let Some(at) = date(*d) {
+                set_once(&mut inspection.expires_at, at);
+            }
+        }
         ("service", [Term::Str(s)]) => inspection.services.push(s.clone()),
         ("right", [Term::Str(resource), Term::Str(operation)]) => {
             inspection.rights.push(InspectedRight {
@@ -125,8 +152,10 @@ fn set_once<T>(slot: &mut Option<T>, value: T) {
     }
 }
 
-fn date(secs: u64) -> SystemTime {
-    SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs)
+/// The time `secs` after the epoch; `None` past what `SystemTime` holds (`+` would panic), so
+/// such a date is shown only in the printed block.
+fn date(secs: u64) -> Option<SystemTime> {
+    SystemTime::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(secs))
 }
 
 /// Recognises `right($r, "op") <- resource($r), $r.starts_with("prefix")`.

@@ -7,7 +7,9 @@ use tower::Layer;
 use crate::{Verifier, WritService};
 
 /// Wraps services in [`WritService`]: every request must carry a writ allowing the
-/// `(resource, operation)` that `map` derives from it.
+/// `(resource, operation)` that `map` derives from it. The resource must be canonical
+/// ([`check_canonical_resource`](crate::check_canonical_resource)); a request for any other is
+/// answered 400 `non_canonical_resource` whatever its writ grants.
 ///
 /// ```no_run
 /// # async fn demo(verifier: writ_verify::Verifier) {
@@ -15,7 +17,9 @@ use crate::{Verifier, WritService};
 /// use writ_verify::WritLayer;
 ///
 /// let layer = WritLayer::new(Arc::new(verifier), |parts: &http::request::Parts| {
-///     let resource = parts.uri.path().trim_start_matches('/').to_owned();
+///     // One leading `/` goes; non-canonical paths (`//x`, `a/%2E%2E/b`) are refused with 400.
+///     let path = parts.uri.path();
+///     let resource = path.strip_prefix('/').unwrap_or(path).to_owned();
 ///     let operation = if parts.method == http::Method::GET { "read" } else { "write" };
 ///     (resource, operation.to_owned())
 /// });

@@ -14,6 +14,10 @@
 //! - [`WritLayer`] / [`WritService`]: tower middleware reading `Authorization: Bearer`, with
 //!   problem+json refusals; with feature `axum`, the `WritGrant` extractor.
 //! - [`attenuate`] narrows a writ offline; [`inspect`] decodes one for display (unverified).
+//! - [`check_canonical_resource`]: the canonical resource form of the writ contract. Resources
+//!   are matched as text, so a verifier refuses a request for a non-canonical resource
+//!   (`orders/../admin`, `orders/%2E%2E/x`, `a//b`) with [`Denial::NonCanonicalResource`]
+//!   before it looks at any grant; the broker refuses them in requests and policies.
 //! - Revocation ([`VerifierBuilder::revocation_feed`]): the verifier keeps a [`RevocationView`]
 //!   of the broker's live revocations, by writ (its id, or the revocation id of any of its
 //!   blocks, so revoking a writ revokes every attenuation of it), by agent and by task (writs
@@ -105,6 +109,7 @@ mod attenuate;
 mod authority;
 mod builder;
 mod cache;
+mod canonical;
 mod denial;
 #[cfg(feature = "axum")]
 mod extract;
@@ -120,6 +125,7 @@ mod request;
 mod resource_pattern;
 pub mod revocation;
 mod service;
+mod time_limit;
 mod verifier;
 
 pub use attenuate::{AttenuateError, Attenuation, attenuate};
@@ -129,6 +135,7 @@ pub use builder::{
     DEFAULT_REVOCATION_POLL_INTERVAL, DEFAULT_UNKNOWN_KEY_REFETCH, MAX_REVOCATION_STALENESS,
     VerifierBuilder, default_run_limits,
 };
+pub use canonical::{ResourceError, check_canonical_resource};
 pub use denial::Denial;
 #[cfg(feature = "axum")]
 pub use extract::WritGrant;

@@ -28,7 +28,7 @@ impl Denial {
         .to_string()
     }
 
-    /// A complete HTTP answer for this denial, with `WWW-Authenticate` on 401/403 (RFC 6750).
+    /// A complete HTTP answer for this denial, with `WWW-Authenticate` on 400/401/403 (RFC 6750).
     pub fn problem_response<B: From<String>>(&self) -> Response<B> {
         let status =
             StatusCode::from_u16(self.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -42,6 +42,7 @@ impl Denial {
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         let challenge = match (self, status) {
             (Denial::MissingCredential, _) => Some("Bearer"),
+            (_, StatusCode::BAD_REQUEST) => Some("Bearer error=\"invalid_request\""),
             (_, StatusCode::UNAUTHORIZED) => Some("Bearer error=\"invalid_token\""),
             (_, StatusCode::FORBIDDEN) => Some("Bearer error=\"insufficient_scope\""),
             _ => None,

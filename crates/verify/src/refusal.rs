@@ -23,13 +23,14 @@ pub(crate) fn explain(
         return denial;
     }
     let expires_secs = values
-        .expires_at
+        .effective_expires_at
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    // The same comparisons the authority block's checks make, at Datalog's one-second precision.
+    // The same comparisons the time checks make, at Datalog's one-second precision. Past an
+    // attenuation's own limit the writ is expired too: that check failed, whatever else did.
     if now_secs > expires_secs {
         return Denial::Expired {
-            expired_at: values.expires_at,
+            expired_at: values.effective_expires_at,
         };
     }
     if !values.services.iter().any(|s| s == service) {

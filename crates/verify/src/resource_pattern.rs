@@ -1,11 +1,15 @@
-//! Resource patterns used when attenuating a writ: an exact resource (`orders/42`) or a prefix
-//! (`orders/*`: everything starting with `orders/`). The syntax matches the broker's grants.
+//! Resource patterns, in the broker's grants and policies and in attenuations: an exact resource
+//! (`orders/42`) or a prefix (`orders/*`: everything starting with `orders/`).
 //!
-//! Parsing rejects what could be confusing rather than dangerous: the values only ever reach
-//! Datalog as parameters, so quotes or parentheses in a resource are harmless there.
+//! Both must be canonical (see [`check_canonical_resource`]): an exact pattern is a canonical
+//! resource; a prefix pattern's text before the `*` is empty, a canonical resource, or one
+//! followed by `/`. The values only ever reach Datalog as parameters, so the form is about what
+//! services later make of a resource, not about Datalog.
 
 use std::fmt;
 use std::str::FromStr;
+
+use crate::canonical::{ResourceError, check_canonical_prefix, check_canonical_resource};
 
 /// Longest pattern accepted, in bytes (the broker uses the same bound).
 pub const MAX_RESOURCE_LEN: usize = 512;
@@ -43,11 +47,14 @@ pub enum PatternError {
     /// A `*` appears somewhere other than at the very end.
     #[error("'*' may only end a prefix pattern")]
     MisplacedWildcard,
+    /// The resource (or the prefix before the `*`) is not canonical.
+    #[error("not a canonical resource: {0}")]
+    NotCanonical(ResourceError),
 }
 
 impl ResourcePattern {
     /// Parses `orders/42` (exact) or `orders/*`, `orders*`, `*` (prefixes `orders/`, `orders`, and
-    /// everything).
+    /// everything). Non-canonical resources (`orders/../x`, `orders//*`, `a%2Fb`) are refused.
     pub fn parse(text: &str) -> Result<ResourcePattern, PatternError> {
         if text.is_empty() {
             return Err(PatternError::Empty);
@@ -65,6 +72,12 @@ impl ResourcePattern {
         if body.contains('*') {
             return Err(PatternError::MisplacedWildcard);
         }
+        if is_prefix {
+            check_canonical_prefix(body)
+        } else {
+            check_canonical_resource(body)
+        }
+        .map_err(PatternError::NotCanonical)?;
         Ok(ResourcePattern(if is_prefix {
             Kind::Prefix(body.to_owned())
         } else {
@@ -147,7 +160,7 @@ mod tests {
             "orders/*",
             "a*",
             "*",
-            "x\"); right(\"y\", \"write",
+            "x%22);%20right(%22y%22,%20%22write",
         ] {
             let pattern = ResourcePattern::parse(text).unwrap();
             assert_eq!(pattern.to_string(), text);
@@ -178,9 +191,25 @@ mod tests {
     }
 
     #[test]
-    fn datalog_looking_text_is_just_text() {
-        // Quotes, parentheses and comments are allowed: they only ever reach Datalog as parameters.
-        let p = ResourcePattern::parse("a\"); right(\"x\", \"write\"); // c").unwrap();
-        assert!(p.exact().is_some());
+    fn non_canonical_resources_and_prefixes_are_refused() {
+        use ResourceError::*;
+        for (bad, why) in [
+            ("orders/../admin", DotSegment),
+            ("orders/..*", DotSegment),
+            ("orders//*", EmptySegment),
+            ("/orders/*", EmptySegment),
+            ("/*", EmptySegment),
+            ("orders/", EmptySegment),
+            ("orders/%2E%2E/*", NeedlessEncoding),
+            ("orders/..%2F*", EncodedDelimiter),
+            ("orders\\*", UnencodedCharacter),
+            ("a\"); right(\"x\", \"write\"); // c", UnencodedCharacter),
+        ] {
+            assert_eq!(
+                ResourcePattern::parse(bad),
+                Err(PatternError::NotCanonical(why)),
+                "{bad}"
+            );
+        }
     }
 }

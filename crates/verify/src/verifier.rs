@@ -1,6 +1,7 @@
 //! The verifier: signature, then Datalog authorization of one request, then the grant.
 //!
-//! Order of a decision: size and shape limits, signatures and trusted values (or the signature
+//! Order of a decision: the resource's canonical form (before anything of the writ is read, so
+//! no grant ever meets a resource that could resolve elsewhere), size and shape limits, signatures and trusted values (or the signature
 //! cache), the revocation view (when configured; on cache hits too), the request authorizer run,
 //! and finally biscuit's verdict. Denial reasons are refined with the trusted values (expired,
 //! wrong audience, restricted), but biscuit's verdict is the last word: nothing here turns a
@@ -21,7 +22,7 @@ use crate::keys::Lookup;
 use crate::refusal::{self, decode_denial, signature_denial};
 use crate::request::RequestFacts;
 use crate::revocation::{RevocationStatus, RevocationSyncError, Revocations, WritIdentity};
-use crate::{Denial, Grant, VerifierBuilder};
+use crate::{Denial, Grant, VerifierBuilder, check_canonical_resource};
 
 /// Verifies writs for one service. Build it once (see [`Verifier::builder`]), share it behind an
 /// `Arc`, and call [`authorize`](Verifier::authorize) per request.
@@ -193,6 +194,8 @@ impl Verifier {
                 reason: "the time is before 1970",
             })?
             .as_secs();
+        check_canonical_resource(resource)
+            .map_err(|reason| Denial::NonCanonicalResource { reason })?;
         let writ = writ.trim();
         if writ.is_empty() {
             return Err(Denial::Malformed {
@@ -244,8 +247,12 @@ impl Verifier {
             values,
             revocation_ids,
         });
-        self.cache
-            .insert(writ, verified.values.expires_at, Arc::clone(&verified), now);
+        self.cache.insert(
+            writ,
+            verified.values.effective_expires_at,
+            Arc::clone(&verified),
+            now,
+        );
         Ok(verified)
     }
 
@@ -339,7 +346,7 @@ impl Verifier {
                     writ_id: values.writ_id.clone(),
                     agent: values.agent.clone(),
                     task: values.task.clone(),
-                    expires_at: values.expires_at,
+                    expires_at: values.effective_expires_at,
                     attenuation_depth: verified.token.block_count() - 1,
                     root_key_id: verified.root_key_id,
                 });

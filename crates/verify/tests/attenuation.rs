@@ -109,9 +109,18 @@ async fn each_dimension_narrows() {
             .authorize_at(&short, "orders/42", "read", sooner)
             .is_ok()
     );
+    // Past the attenuation's own limit the writ is expired, as `inspect` shows it.
     assert_eq!(
         orders.authorize_at(&short, "orders/42", "read", sooner + Duration::from_secs(1)),
-        Err(Denial::RestrictedByAttenuation { block: Some(1) })
+        Err(Denial::Expired { expired_at: sooner })
+    );
+    assert_eq!(
+        orders
+            .authorize_at(&short, "orders/42", "read", sooner)
+            .unwrap()
+            .expires_at,
+        sooner,
+        "the grant names the effective expiry"
     );
 
     // Stacked: the second block refuses; depth counts both.
@@ -243,27 +252,34 @@ const HOSTILE: &[&str] = &[
     "",
 ];
 
+/// Datalog-looking text that is also a canonical resource (quotes must be encoded).
+const CANONICAL_HOSTILE: &str = r#"orders/42%22);right(%22orders/43%22,%22write"#;
+
 #[tokio::test]
 async fn datalog_hostile_strings_are_harmless() {
     let root = KeyPair::new();
     let orders = verifier("orders-api", &root).await;
     let writ = mint(&root, &WritSpec::default());
-    for hostile in HOSTILE {
+    for hostile in HOSTILE.iter().chain([&CANONICAL_HOSTILE]) {
         for (resource, op) in [
             (*hostile, "read"),
             ("orders/42", *hostile),
             (*hostile, *hostile),
         ] {
-            assert_eq!(
-                orders.authorize_at(&writ, resource, op, now()),
-                Err(Denial::NotPermitted),
-                "{resource:?} {op:?}"
+            // Refused: as a resource most of them are not even canonical.
+            let denial = orders.authorize_at(&writ, resource, op, now()).unwrap_err();
+            assert!(
+                matches!(
+                    denial,
+                    Denial::NotPermitted | Denial::NonCanonicalResource { .. }
+                ),
+                "{resource:?} {op:?}: {denial:?}"
             );
         }
     }
 
     // A writ granting a hostile string grants exactly that string.
-    let odd = HOSTILE[0];
+    let odd = CANONICAL_HOSTILE;
     let odd_writ = mint(
         &root,
         &WritSpec {
@@ -281,7 +297,7 @@ async fn datalog_hostile_strings_are_harmless() {
     let narrowed = attenuate(
         &writ,
         &Attenuation {
-            resources: Some(patterns(&[HOSTILE[0], HOSTILE[1]])),
+            resources: Some(patterns(&[CANONICAL_HOSTILE, "$r"])),
             operations: Some(strings(&[HOSTILE[1]])),
             ..Attenuation::default()
         },
@@ -294,7 +310,7 @@ async fn datalog_hostile_strings_are_harmless() {
     );
     assert!(
         orders
-            .authorize_at(&narrowed, HOSTILE[0], HOSTILE[1], now())
+            .authorize_at(&narrowed, CANONICAL_HOSTILE, HOSTILE[1], now())
             .is_err()
     );
 }
@@ -307,7 +323,7 @@ const RESOURCES: &[&str] = &[
     "reports/2026/q1",
     "reports/2025/q4",
     "invoices/7",
-    r#"x"); right("orders/43", "write"#,
+    CANONICAL_HOSTILE,
 ];
 const OPERATIONS: &[&str] = &["read", "write", "delete"];
 const AUDIENCES: &[&str] = &["orders-api", "billing-api", "other-api"];

@@ -26,7 +26,9 @@ fn live_writ(root: &KeyPair) -> String {
 }
 
 fn map(parts: &http::request::Parts) -> (String, String) {
-    let resource = parts.uri.path().trim_start_matches('/').to_owned();
+    // Exactly one leading `/` goes: `//x` stays non-canonical instead of becoming `x`.
+    let path = parts.uri.path();
+    let resource = path.strip_prefix('/').unwrap_or(path).to_owned();
     let op = if parts.method == http::Method::GET {
         "read"
     } else {
@@ -140,6 +142,26 @@ async fn refusals_are_problems_that_never_echo_the_token() {
             403,
             "not_permitted",
         ),
+        (
+            request("GET", "/orders/42/..", Some(&bearer)),
+            400,
+            "non_canonical_resource",
+        ),
+        (
+            request("GET", "/orders/%2E%2E/admin", Some(&bearer)),
+            400,
+            "non_canonical_resource",
+        ),
+        (
+            request("GET", "/orders/..%2Fadmin", Some(&bearer)),
+            400,
+            "non_canonical_resource",
+        ),
+        (
+            request("GET", "/orders//42", Some(&bearer)),
+            400,
+            "non_canonical_resource",
+        ),
     ];
     for (req, status, code) in cases {
         let sent = req
@@ -160,6 +182,47 @@ async fn refusals_are_problems_that_never_echo_the_token() {
             let token = sent.split_once(' ').map_or(sent.as_str(), |(_, t)| t);
             assert!(!response.body().contains(token), "{code} echoed the token");
         }
+    }
+}
+
+#[tokio::test]
+async fn paths_that_could_resolve_outside_a_prefix_grant_never_reach_the_service() {
+    let root = KeyPair::new();
+    let verifier = Arc::new(verifier("orders-api", &root).await);
+    let wall = SystemTime::now();
+    let orders = mint(
+        &root,
+        &WritSpec {
+            issued_at: wall,
+            expires_at: wall + Duration::from_secs(600),
+            exact: vec![],
+            prefixes: vec![("orders/".into(), "read".into())],
+            ..WritSpec::default()
+        },
+    );
+    let bearer = format!("Bearer {orders}");
+    let ok = call(&verifier, request("GET", "/orders/7", Some(&bearer))).await;
+    assert_eq!(ok.status(), StatusCode::OK);
+    for path in [
+        "/orders/../admin",
+        "/orders/%2E%2E/admin",
+        "/orders/..%2Fadmin",
+        "/orders/%252E%252E/admin",
+        "/orders/..;/admin",
+        "/orders/..%5Cadmin",
+        "/orders/%EF%BC%8E%EF%BC%8E/admin",
+        "/orders/.%E2%80%8B./admin",
+    ] {
+        let response = call(&verifier, request("GET", path, Some(&bearer))).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{path}");
+        assert_eq!(
+            problem(&response)["type"],
+            "urn:writ:problem:non_canonical_resource"
+        );
+        assert_eq!(
+            response.headers()[http::header::WWW_AUTHENTICATE],
+            "Bearer error=\"invalid_request\""
+        );
     }
 }
 

@@ -28,6 +28,29 @@ pub use wire::{FeedHeartbeat, RevocationEntry, RevocationPage, RevocationTarget}
 
 pub(crate) use state::RevocationState;
 
+/// Entry points for the fuzz targets in `fuzz/` (feature `fuzzing`): not part of the API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Feeds `chunks` to the revocation stream's server-sent events parser, in order, and
+    /// answers every complete event as (event name, data), or the error that ended the stream.
+    pub fn parse_sse<'a>(
+        chunks: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<Vec<(String, String)>, String> {
+        let mut parser = super::sse::SseParser::new();
+        let mut events = Vec::new();
+        for chunk in chunks {
+            parser
+                .push(chunk, &mut events)
+                .map_err(|error| error.to_string())?;
+        }
+        Ok(events
+            .into_iter()
+            .map(|event| (event.event, event.data))
+            .collect())
+    }
+}
+
 use crate::{BuildError, MAX_REVOCATION_STALENESS};
 use feed::{RevocationFeed, spawn_sync};
 
