@@ -27,17 +27,27 @@ pub struct PolicyArgs {
     max_ttl: Duration,
 }
 
+/// The policies of `dir`; a directory without any is an error, not a valid empty set.
+fn load(args: &PolicyArgs) -> Result<PolicySet, String> {
+    let policies = PolicySet::load_dir(&args.dir, args.max_ttl).map_err(|e| e.to_string())?;
+    if policies.policies.is_empty() {
+        return Err(format!(
+            "no policies in {}: policies are [[policy]] tables in *.toml files (not *.test.toml)",
+            args.dir.display()
+        ));
+    }
+    Ok(policies)
+}
+
 pub fn run(command: PolicyCommand) -> CliResult {
     match command {
         PolicyCommand::Check(args) => {
-            let policies =
-                PolicySet::load_dir(&args.dir, args.max_ttl).map_err(|e| e.to_string())?;
+            let policies = load(&args)?;
             println!("{} policies are valid", policies.policies.len());
             Ok(ExitCode::SUCCESS)
         }
         PolicyCommand::Test(args) => {
-            let policies =
-                PolicySet::load_dir(&args.dir, args.max_ttl).map_err(|e| e.to_string())?;
+            let policies = load(&args)?;
             let results = testing::run_dir(&args.dir, &policies).map_err(|e| e.to_string())?;
             if results.is_empty() {
                 return Err(format!(
