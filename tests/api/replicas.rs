@@ -11,8 +11,8 @@ use writ_testkit::TestIssuer;
 use writ_verify::{Denial, Verifier};
 
 use crate::helpers::{
-    AUDIENCE, POLICIES, ServeProcess, TestBroker, WRIT, client, fresh_postgres_database,
-    orders_request, postgres_url,
+    AUDIENCE, POLICIES, PostgresDatabase, ServeProcess, TestBroker, WRIT, client, orders_request,
+    postgres_admin_url,
 };
 
 async fn follower(broker_url: &str) -> Verifier {
@@ -108,7 +108,7 @@ async fn a_revocation_through_one_replica_reaches_a_verifier_following_the_other
     let policy_dir = dir.path().join("policies");
     std::fs::create_dir_all(&policy_dir).unwrap();
     std::fs::write(policy_dir.join("test.toml"), POLICIES).unwrap();
-    let database = fresh_postgres_database().await;
+    let database = PostgresDatabase::create().await;
     let config = format!(
         r#"
 listen = "127.0.0.1:0"
@@ -126,7 +126,7 @@ issuer = "{github}"
 audience = "{AUDIENCE}"
 agent = "github:{{repository}}"
 "#,
-        database_url = postgres_url(&database),
+        database_url = database.url(),
         key_dir = dir.path().join("keys").display(),
         policy_dir = policy_dir.display(),
         issuer = issuer.issuer(),
@@ -144,7 +144,7 @@ agent = "github:{{repository}}"
                 "root",
                 "--database-url",
             ])
-            .arg(postgres_url(&database))
+            .arg(database.url())
             .arg("--key-dir")
             .arg(dir.path().join("keys"))
             .output()
@@ -237,4 +237,23 @@ agent = "github:{{repository}}"
     drop(replica_b);
     issuer.shutdown().await;
     github.shutdown().await;
+    let name = database.name.clone();
+    drop(database);
+    assert!(
+        !database_exists(&name).await,
+        "the test leaves no database behind"
+    );
+}
+
+async fn database_exists(name: &str) -> bool {
+    use sqlx::Connection;
+    let mut admin = sqlx::PgConnection::connect(&postgres_admin_url())
+        .await
+        .unwrap();
+    sqlx::query("SELECT 1 FROM pg_database WHERE datname = $1")
+        .bind(name)
+        .fetch_optional(&mut admin)
+        .await
+        .unwrap()
+        .is_some()
 }
