@@ -9,6 +9,7 @@ mod helpers;
 mod identity;
 mod issue;
 mod openapi;
+mod readme;
 mod replicas;
 mod revocation;
 mod storage;
