@@ -26,6 +26,7 @@ pub mod config;
 pub mod http;
 pub mod identity;
 pub mod keys;
+pub mod migrations;
 pub mod mint;
 pub mod policy;
 pub mod revocation;
