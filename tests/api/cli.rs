@@ -703,6 +703,13 @@ fn policy_check_of_a_directory_without_policies_fails() {
             stderr(&output)
         );
     }
+    let no_directory = writ(dir.path(), &["policy", "check"]);
+    assert_eq!(no_directory.status.code(), Some(1));
+    assert!(
+        stderr(&no_directory).contains("WRIT_POLICY_DIR"),
+        "{}",
+        stderr(&no_directory)
+    );
 }
 
 /// Attenuating to what the writ never granted would make a writ that grants nothing.
