@@ -386,12 +386,50 @@ fn default_jwks_min_interval() -> Duration {
 
 /// Serde adapter for human durations ("5m") in TOML.
 pub mod humantime_serde {
-    use serde::{Deserialize, Deserializer};
+    use serde::Deserializer;
     use std::time::Duration;
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        humantime::parse_duration(&text).map_err(serde::de::Error::custom)
+        d.deserialize_any(Human)
+    }
+
+    /// Text with a unit; a bare number gets an answer saying how to write it.
+    struct Human;
+
+    impl serde::de::Visitor<'_> for Human {
+        type Value = Duration;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a duration with a unit, e.g. \"30s\" or \"10m\"")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Duration, E> {
+            humantime::parse_duration(text).map_err(|e| {
+                E::custom(format!(
+                    "{text:?}: {e}; write a duration with a unit, e.g. \"30s\" or \"10m\""
+                ))
+            })
+        }
+
+        fn visit_i64<E: serde::de::Error>(self, number: i64) -> Result<Duration, E> {
+            match u64::try_from(number) {
+                Ok(seconds) => self.visit_u64(seconds),
+                Err(_) => Err(E::custom("a duration cannot be negative")),
+            }
+        }
+
+        fn visit_u64<E: serde::de::Error>(self, seconds: u64) -> Result<Duration, E> {
+            Err(E::custom(format!(
+                "durations are text with a unit: for {seconds} seconds write \"{}\"",
+                humantime::format_duration(Duration::from_secs(seconds))
+            )))
+        }
+
+        fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Duration, E> {
+            Err(E::custom(
+                "durations are text with a unit, e.g. \"1500ms\" or \"2m\"",
+            ))
+        }
     }
 }
 

@@ -31,6 +31,7 @@ pub mod http;
 pub mod id;
 pub mod identity;
 pub mod keys;
+pub mod migrations;
 pub mod mint;
 pub mod policy;
 pub mod revocation;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
-use super::{CliResult, credential_client, default_key_dir, error_chain};
+use super::{BrokerUrl, CliResult, credential_client, default_key_dir, error_chain};
 use crate::admin::{DEFAULT_ADMIN_TTL, Principal, Role};
 use crate::audit::actions;
 use crate::keys::KeyDir;
@@ -87,12 +87,34 @@ pub struct BootstrapArgs {
 /// A running broker and the admin writ to call it with.
 #[derive(Args)]
 pub struct BrokerCall {
-    /// The broker's base URL.
-    #[arg(long, env = "WRIT_BROKER", default_value = "http://127.0.0.1:8080")]
-    broker: String,
+    #[command(flatten)]
+    broker: BrokerUrl,
     /// The admin writ (from `writ admin bootstrap` or `writ admin grant`).
-    #[arg(long, env = "WRIT_ADMIN_TOKEN", hide_env_values = true)]
-    admin_token: String,
+    // Optional for clap, checked by `token()`: its message names the variable as well as the
+    // flag, and tells an empty token (a bootstrap that failed inside `$(…)`) from a missing one.
+    #[arg(
+        long,
+        env = "WRIT_ADMIN_TOKEN",
+        hide_env_values = true,
+        value_name = "WRIT"
+    )]
+    admin_token: Option<String>,
+}
+
+impl BrokerCall {
+    fn token(&self) -> Result<&str, String> {
+        match self.admin_token.as_deref().map(str::trim) {
+            None => Err("no admin writ: set WRIT_ADMIN_TOKEN or pass --admin-token \
+                 (the first one comes from `writ admin bootstrap`)"
+                .into()),
+            Some("") => Err(
+                "the admin writ is empty: WRIT_ADMIN_TOKEN (or --admin-token) holds \
+                 nothing; did the `writ admin bootstrap` or `writ admin grant` that set it fail?"
+                    .into(),
+            ),
+            Some(token) => Ok(token),
+        }
+    }
 }
 
 /// The admin writ is a credential: never in debug output.
@@ -111,6 +133,10 @@ pub struct RevokeTarget {
     /// A writ id (`wr_…`, or `ad_…` for an admin writ).
     #[arg(long)]
     writ_id: Option<String>,
+    /// A writ itself, or - to read it from stdin: its id is revoked (the broker checks that it
+    /// issued it).
+    #[arg(long, value_name = "WRIT|-")]
+    writ: Option<String>,
     /// A task name: every writ issued for it so far.
     #[arg(long)]
     task: Option<String>,
@@ -159,8 +185,12 @@ pub async fn run(command: AdminCommand) -> CliResult {
     match command {
         AdminCommand::Bootstrap(args) => bootstrap(args).await,
         AdminCommand::Revoke(args) => {
+            let writ_id = match (&args.target.writ_id, &args.target.writ) {
+                (_, Some(writ)) => Some(writ_id_of(writ)?),
+                (writ_id, None) => writ_id.clone(),
+            };
             let body = json!({
-                "writ_id": args.target.writ_id, "task": args.target.task,
+                "writ_id": writ_id, "task": args.target.task,
                 "agent": args.target.agent, "reason": args.reason,
             });
             call(&args.call, "/v1/revocations", body).await
@@ -185,12 +215,13 @@ async fn bootstrap(args: BootstrapArgs) -> CliResult {
     let principal = Principal::parse(&args.principal).map_err(|e| format!("--principal: {e}"))?;
     let roles: BTreeSet<Role> = args.roles.into_iter().collect();
     let (database_url, key_dir) = args.files.resolve()?;
-    let ring = KeyDir::open_or_init(&key_dir)
-        .and_then(|dir| dir.load())
-        .map_err(|e| e.to_string())?;
+    // The broker's database and keys, both existing: a wrong path creates neither.
     let store = crate::store::connect_existing(&database_url)
         .await
         .map_err(|e| format!("the broker's database: {e}"))?;
+    let ring = KeyDir::open(&key_dir)
+        .and_then(|dir| dir.load())
+        .map_err(|e| format!("the broker's root keys: {e}"))?;
     let minted = crate::broker::issue_admin_writ(
         &ring,
         &store,
@@ -220,6 +251,15 @@ async fn bootstrap(args: BootstrapArgs) -> CliResult {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The id a writ carries, read without verifying it: the broker refuses an id it never issued.
+fn writ_id_of(writ: &str) -> Result<String, String> {
+    let writ = super::read_arg_or_stdin(writ)?;
+    writ_verify::inspect(&writ)
+        .map_err(|e| format!("--writ: {e}"))?
+        .writ_id
+        .ok_or_else(|| "--writ: the writ carries no writ id".to_owned())
+}
+
 /// Who runs a command on the broker's host, for the audit log.
 pub fn operator() -> String {
     let user = std::env::var("USER")
@@ -238,15 +278,16 @@ async fn call(call: &BrokerCall, path: &str, body: Value) -> CliResult {
 }
 
 async fn post(call: &BrokerCall, path: &str, body: Value) -> Result<Value, String> {
+    let token = call.token()?;
     let client = credential_client(Some(Duration::from_secs(30)))?;
-    let url = format!("{}{path}", call.broker.trim_end_matches('/'));
+    let url = call.broker.join(path);
     let response = client
         .post(&url)
-        .bearer_auth(&call.admin_token)
+        .bearer_auth(token)
         .json(&body)
         .send()
         .await
-        .map_err(|e| format!("{url}: {}", error_chain(&e)))?;
+        .map_err(|e| super::unreachable(&url, &e))?;
     let status = response.status();
     let answer: Value = response
         .json()
@@ -269,8 +310,10 @@ mod tests {
     #[test]
     fn the_admin_writ_never_shows_in_debug_output() {
         let call = BrokerCall {
-            broker: "http://127.0.0.1:8080".into(),
-            admin_token: "En0KE3dyaXRfYWRtaW4".into(),
+            broker: BrokerUrl {
+                url: "http://127.0.0.1:8080".into(),
+            },
+            admin_token: Some("En0KE3dyaXRfYWRtaW4".into()),
         };
         let shown = format!("{call:?}");
         assert!(!shown.contains("En0KE3dyaXRfYWRtaW4"), "{shown}");

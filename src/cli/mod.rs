@@ -13,7 +13,7 @@ mod writ;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -105,16 +105,65 @@ fn credential_client(timeout: Option<std::time::Duration>) -> Result<reqwest::Cl
     builder.build().map_err(|e| e.to_string())
 }
 
-/// An error and its causes on one line ("error sending request: connection refused").
+/// An error and its causes on one line ("error sending request: connection refused"); a cause
+/// whose text its parent already holds is not repeated.
 fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
-        text.push_str(&format!(": {cause}"));
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(&format!(": {cause_text}"));
+        }
         source = cause.source();
     }
     text
 }
+
+/// Where a broker listens unless told otherwise (`writ serve --listen`, `WRIT_LISTEN`).
+pub const DEFAULT_BROKER_URL: &str = "http://127.0.0.1:8080";
+
+/// The broker a command talks to: one flag and one variable for every command.
+#[derive(Debug, Clone, Args)]
+pub struct BrokerUrl {
+    /// The broker's base URL (where `writ serve` listens).
+    #[arg(
+        long = "broker",
+        env = "WRIT_BROKER_URL",
+        default_value = DEFAULT_BROKER_URL,
+        value_name = "URL"
+    )]
+    url: String,
+}
+
+impl BrokerUrl {
+    /// The base URL, without a trailing slash (and without the key set path, should it have
+    /// been given the key set URL).
+    fn base(&self) -> String {
+        let url = self.url.trim().trim_end_matches('/');
+        url.strip_suffix(writ_verify::KEY_SET_PATH)
+            .unwrap_or(url)
+            .to_owned()
+    }
+
+    /// `{base}{path}`.
+    fn join(&self, path: &str) -> String {
+        format!("{}{path}", self.base())
+    }
+}
+
+/// A failed call to the broker, with its cause and, when nothing answered, what to do about it.
+fn unreachable(url: &str, error: &reqwest::Error) -> String {
+    let mut text = format!("cannot reach the broker at {url}: {}", error_chain(error));
+    if error.is_connect() || error.is_timeout() {
+        text.push_str(NOT_RUNNING_HINT);
+    }
+    text
+}
+
+/// What to do when no broker answers.
+const NOT_RUNNING_HINT: &str = "\nIs the broker running? Start one with `writ serve --dev`, or \
+     point --broker (or WRIT_BROKER_URL) at the one you mean.";
 
 fn default_key_dir() -> PathBuf {
     PathBuf::from("writ-data/keys")

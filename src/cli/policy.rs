@@ -1,6 +1,6 @@
 //! `writ policy`: validate policy files and run their tests, like `opa test`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -19,30 +19,51 @@ pub enum PolicyCommand {
 
 #[derive(Debug, Args)]
 pub struct PolicyArgs {
-    /// The policy directory.
-    #[arg(env = "WRIT_POLICY_DIR")]
-    dir: PathBuf,
+    /// The policy directory [env: WRIT_POLICY_DIR].
+    // Optional for clap so that its absence is answered with the variable as well.
+    #[arg(env = "WRIT_POLICY_DIR", hide_env = true)]
+    dir: Option<PathBuf>,
     /// The broker's hard cap on lifetimes (its max_ttl).
     #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
     max_ttl: Duration,
 }
 
+impl PolicyArgs {
+    fn dir(&self) -> Result<&Path, String> {
+        self.dir.as_deref().ok_or_else(|| {
+            "no policy directory: give it as an argument or in WRIT_POLICY_DIR".to_owned()
+        })
+    }
+}
+
+/// The policies of the directory; one without any is an error, not a valid empty set.
+fn load(args: &PolicyArgs) -> Result<PolicySet, String> {
+    let dir = args.dir()?;
+    let policies = PolicySet::load_dir(dir, args.max_ttl).map_err(|e| e.to_string())?;
+    if policies.policies.is_empty() {
+        return Err(format!(
+            "no policies in {}: policies are [[policy]] tables in *.toml files (not *.test.toml)",
+            dir.display()
+        ));
+    }
+    Ok(policies)
+}
+
 pub fn run(command: PolicyCommand) -> CliResult {
     match command {
         PolicyCommand::Check(args) => {
-            let policies =
-                PolicySet::load_dir(&args.dir, args.max_ttl).map_err(|e| e.to_string())?;
+            let policies = load(&args)?;
             println!("{} policies are valid", policies.policies.len());
             Ok(ExitCode::SUCCESS)
         }
         PolicyCommand::Test(args) => {
-            let policies =
-                PolicySet::load_dir(&args.dir, args.max_ttl).map_err(|e| e.to_string())?;
-            let results = testing::run_dir(&args.dir, &policies).map_err(|e| e.to_string())?;
+            let policies = load(&args)?;
+            let dir = args.dir()?;
+            let results = testing::run_dir(dir, &policies).map_err(|e| e.to_string())?;
             if results.is_empty() {
                 return Err(format!(
                     "no policy tests (*.test.toml) in {}",
-                    args.dir.display()
+                    dir.display()
                 ));
             }
             let mut failed = 0;

@@ -7,13 +7,12 @@ use std::time::Duration;
 use clap::Args;
 use serde_json::{Value, json};
 
-use super::{CliResult, credential_client};
+use super::{BrokerUrl, CliResult, credential_client};
 
 #[derive(Debug, Args)]
 pub struct RequestArgs {
-    /// The broker's base URL.
-    #[arg(long, env = "WRIT_BROKER_URL", default_value = "http://127.0.0.1:8080")]
-    broker: String,
+    #[command(flatten)]
+    broker: BrokerUrl,
     /// File holding the workload identity token (e.g. a projected service account token).
     #[arg(long, conflicts_with = "identity_env")]
     identity_file: Option<PathBuf>,
@@ -40,7 +39,7 @@ pub struct RequestArgs {
 pub async fn run(args: RequestArgs) -> CliResult {
     let identity = read_identity(&args)?;
     let body = request_body(&args)?;
-    let url = format!("{}/v1/writs", args.broker.trim_end_matches('/'));
+    let url = args.broker.join("/v1/writs");
     let client = credential_client(None)?;
     let response = client
         .post(&url)
@@ -48,12 +47,7 @@ pub async fn run(args: RequestArgs) -> CliResult {
         .json(&body)
         .send()
         .await
-        .map_err(|e| {
-            format!(
-                "cannot reach the broker at {url}: {}",
-                super::error_chain(&e)
-            )
-        })?;
+        .map_err(|e| super::unreachable(&url, &e))?;
     let status = response.status();
     let answer: Value = response
         .json()

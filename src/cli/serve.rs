@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::CliResult;
-use crate::app::Application;
+use crate::app::{Application, StartError};
 use crate::config::Config;
 
 #[derive(Debug, Args)]
@@ -62,7 +62,7 @@ pub async fn run(args: ServeArgs) -> CliResult {
     let dev = config.dev;
     let app = Application::build(config)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| start_error(&e))?;
     let addr = app.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(%addr, dev, "writ is listening");
     if dev {
@@ -73,16 +73,38 @@ pub async fn run(args: ServeArgs) -> CliResult {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Why the broker did not start; for an address in use, how to pick another.
+fn start_error(error: &StartError) -> String {
+    match error {
+        StartError::Listen { addr, source } if source.kind() == std::io::ErrorKind::AddrInUse => {
+            format!(
+                "cannot listen on {addr}: the address is in use (another broker?). Choose \
+                 another with --listen (or WRIT_LISTEN, or `listen` in the configuration file), \
+                 e.g. --listen 127.0.0.1:8090, and point the commands at it with --broker (or \
+                 WRIT_BROKER_URL), e.g. export WRIT_BROKER_URL=http://127.0.0.1:8090"
+            )
+        }
+        _ => error.to_string(),
+    }
+}
+
 fn print_first_steps(addr: SocketAddr) {
+    let url = format!("http://{addr}");
+    let broker = if url == super::DEFAULT_BROKER_URL {
+        String::new()
+    } else {
+        format!("  export WRIT_BROKER_URL={url}\n")
+    };
     // Not eprintln!: a closed stderr must not stop the broker.
     let _ = writeln!(
         std::io::stderr(),
-        "\nwrit (dev mode) is listening on http://{addr}\n\
-         Get a first writ from another terminal:\n  \
+        "\nwrit (dev mode) is listening on {url}\n\
+         Get a first writ from another terminal, in this directory:\n\
+         {broker}  \
          writ dev token --subject demo-agent > identity.jwt\n  \
-         writ request --broker http://{addr} --identity-file identity.jwt --task demo --right 'orders/42:read' --service orders-api > writ.txt\n  \
-         writ verify --keys-url http://{addr}/.well-known/writ-keys --audience orders-api --resource orders/42 --operation read - < writ.txt\n\
-         (from a checkout, `cargo run --` stands for `writ`)\n"
+         writ request --identity-file identity.jwt --task demo --right 'orders/42:read' --service orders-api > writ.txt\n  \
+         writ verify --audience orders-api --resource orders/42 --operation read - < writ.txt\n\
+         (from a checkout, `cargo run -q --` stands for `writ`)\n"
     );
 }
 

@@ -6,9 +6,12 @@ use std::time::{Duration, SystemTime};
 
 use clap::Args;
 use writ_verify::biscuit_auth::PublicKey;
-use writ_verify::{Attenuation, Inspection, ResourcePattern, RightResource, Verifier};
+use writ_verify::{
+    Attenuation, BuildError, Inspection, KEY_SET_PATH, KeySetError, ResourcePattern, RightResource,
+    Verifier,
+};
 
-use super::{CliResult, read_arg_or_stdin};
+use super::{BrokerUrl, CliResult, read_arg_or_stdin};
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
@@ -47,12 +50,15 @@ pub struct VerifyArgs {
     /// The operation of the request.
     #[arg(long)]
     operation: String,
-    /// The broker's key set URL.
-    #[arg(long, env = "WRIT_KEYS_URL", required_unless_present = "public_key")]
-    keys_url: Option<String>,
-    /// A static root key as KID=ed25519/HEX. Repeatable.
+    /// The broker whose key set (`/.well-known/writ-keys`) and revocation feed are used.
+    #[command(flatten)]
+    broker: BrokerUrl,
+    /// Trust this root key (KID=ed25519/HEX) instead of the broker's key set. Repeatable.
     #[arg(long)]
     public_key: Vec<String>,
+    /// Do not read the broker's revocation feed: a revoked writ is then granted.
+    #[arg(long)]
+    no_revocation: bool,
 }
 
 pub fn inspect(args: InspectArgs) -> CliResult {
@@ -154,30 +160,114 @@ pub fn attenuate(args: AttenuateArgs) -> CliResult {
             })
             .transpose()?,
     };
+    // Decoded without verification: the holder's own writ, read to refuse a result that could
+    // never be used.
+    if let Ok(inspection) = writ_verify::inspect(&writ) {
+        grants_something(&inspection, &attenuation)?;
+    }
     let narrower = writ_verify::attenuate(&writ, &attenuation).map_err(|e| e.to_string())?;
     println!("{narrower}");
     Ok(ExitCode::SUCCESS)
 }
 
+/// Refuses an attenuation after which the writ (by its authority block's rights and services)
+/// would grant nothing: a resource, operation or service it does not grant at all.
+fn grants_something(inspection: &Inspection, attenuation: &Attenuation) -> Result<(), String> {
+    if let Some(services) = &attenuation.services
+        && !services.iter().any(|s| inspection.services.contains(s))
+    {
+        return Err(format!(
+            "the writ may be shown only to {}: none of --service {} is among them, so the \
+             narrower writ would be accepted nowhere",
+            inspection.services.join(", "),
+            services.join(", ")
+        ));
+    }
+    let operation_kept = |right: &&writ_verify::InspectedRight| {
+        attenuation
+            .operations
+            .as_ref()
+            .is_none_or(|ops| ops.contains(&right.operation))
+    };
+    let resource_kept = |right: &&writ_verify::InspectedRight| {
+        attenuation.resources.as_ref().is_none_or(|patterns| {
+            patterns
+                .iter()
+                .any(|pattern| overlaps(pattern, &right.resource))
+        })
+    };
+    if inspection
+        .rights
+        .iter()
+        .any(|right| operation_kept(&right) && resource_kept(&right))
+    {
+        return Ok(());
+    }
+    let granted: Vec<String> = inspection
+        .rights
+        .iter()
+        .map(|right| format!("{} {}", right.operation, right_resource(&right.resource)))
+        .collect();
+    Err(format!(
+        "the narrower writ would grant nothing: the writ grants {}, and none of it is within \
+         the --resource/--operation given",
+        if granted.is_empty() {
+            "nothing".to_owned()
+        } else {
+            granted.join(", ")
+        }
+    ))
+}
+
+/// Whether some resource matches both the pattern and the right.
+fn overlaps(pattern: &ResourcePattern, right: &RightResource) -> bool {
+    match (pattern.exact(), pattern.prefix(), right) {
+        (Some(exact), _, RightResource::Exact(granted)) => exact == granted,
+        (Some(exact), _, RightResource::Prefix(granted)) => exact.starts_with(granted.as_str()),
+        (None, Some(prefix), RightResource::Exact(granted)) => granted.starts_with(prefix),
+        (None, Some(prefix), RightResource::Prefix(granted)) => {
+            prefix.starts_with(granted.as_str()) || granted.starts_with(prefix)
+        }
+        (None, None, _) => false,
+    }
+}
+
+fn right_resource(resource: &RightResource) -> String {
+    match resource {
+        RightResource::Exact(resource) => resource.clone(),
+        RightResource::Prefix(prefix) => format!("{prefix}*"),
+    }
+}
+
 pub async fn verify(args: VerifyArgs) -> CliResult {
     let writ = read_arg_or_stdin(&args.writ)?;
-    let mut builder = Verifier::builder(args.audience.clone());
-    if let Some(url) = &args.keys_url {
-        builder = builder.key_set_url(url.clone());
-    }
+    let broker = args.broker.base();
     let keys = args
         .public_key
         .iter()
         .map(|key| parse_static_key(key))
         .collect::<Result<Vec<_>, _>>()?;
-    if !keys.is_empty() {
-        builder = builder.static_keys(keys);
-    }
-    let verifier = builder.build().await.map_err(|e| e.to_string())?;
-    match verifier
-        .authorize_with_refresh(&writ, &args.resource, &args.operation)
+    let mut builder = Verifier::builder(args.audience.clone());
+    builder = if keys.is_empty() {
+        builder.key_set_url(format!("{broker}{KEY_SET_PATH}"))
+    } else {
+        builder.static_keys(keys)
+    };
+    let revocation = if args.no_revocation {
+        builder = builder.no_revocation();
+        "revocation: NOT checked (--no-revocation): a revoked writ passes".to_owned()
+    } else {
+        builder = builder.revocation_feed(broker.clone());
+        format!("revocation: checked against the feed of {broker}")
+    };
+    let verifier = builder
+        .build()
         .await
-    {
+        .map_err(|e| build_error(&broker, &e))?;
+    let answer = verifier
+        .authorize_with_refresh(&writ, &args.resource, &args.operation)
+        .await;
+    let code = match answer {
         Ok(grant) => {
             println!(
                 "granted: {} {} for agent {:?}, task {:?} (writ {}, key {}, depth {}, expires {})",
@@ -190,12 +280,29 @@ pub async fn verify(args: VerifyArgs) -> CliResult {
                 grant.attenuation_depth,
                 rfc3339(grant.expires_at)
             );
-            Ok(ExitCode::SUCCESS)
+            ExitCode::SUCCESS
         }
         Err(denial) => {
             println!("denied ({}): {denial}", denial.code());
-            Ok(ExitCode::FAILURE)
+            ExitCode::FAILURE
         }
+    };
+    println!("{revocation}");
+    Ok(code)
+}
+
+/// Why the verifier could not be built, with the way out.
+fn build_error(broker: &str, error: &BuildError) -> String {
+    match error {
+        BuildError::KeySet(KeySetError::Unreachable(_)) => {
+            format!("{error}{}", super::NOT_RUNNING_HINT)
+        }
+        BuildError::RevocationFeed(_) => format!(
+            "{error}\nThe revocation feed of {broker} is read before anything is verified; \
+             point --broker (or WRIT_BROKER_URL) at the broker, or pass --no-revocation to \
+             verify without it."
+        ),
+        _ => error.to_string(),
     }
 }
 

@@ -166,8 +166,12 @@ pub async fn stream(
         Some(value) => value
             .to_str()
             .ok()
-            .and_then(|text| text.trim().parse::<u64>().ok())
-            .ok_or_else(|| ApiError::invalid("Last-Event-ID must be a number"))?,
+            .map(str::trim)
+            .filter(|text| {
+                (1..=19).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_digit())
+            })
+            .and_then(|text| text.parse::<u64>().ok())
+            .ok_or_else(|| ApiError::invalid("Last-Event-ID must be a number of 1 to 19 digits"))?,
         None => query.after.unwrap_or(0),
     };
     let Ok(permit) = Arc::clone(&state.streams).try_acquire_owned() else {

@@ -30,7 +30,7 @@ impl PostgresBackend {
             .acquire_timeout(Duration::from_secs(5))
             .connect(url)
             .await?;
-        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        crate::migrations::postgres().run(&pool).await?;
         Ok(PostgresBackend { pool })
     }
 }

@@ -39,7 +39,7 @@ impl SqliteBackend {
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(options)
             .await?;
-        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        crate::migrations::sqlite().run(&pool).await?;
         Ok(SqliteBackend { pool })
     }
 }

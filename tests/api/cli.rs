@@ -10,18 +10,30 @@ use serde_json::Value;
 
 use crate::helpers::{ServeProcess, TestBroker, WRIT, orders_request, problem_type};
 
+/// `writ` in `dir`, without the settings a developer's environment may hold.
+fn command(dir: &Path) -> Command {
+    let mut command = Command::new(WRIT);
+    command.current_dir(dir);
+    for variable in [
+        "WRIT_KEY_DIR",
+        "WRIT_BROKER_URL",
+        "WRIT_ADMIN_TOKEN",
+        "WRIT_CONFIG",
+        "WRIT_DATABASE_URL",
+        "WRIT_POLICY_DIR",
+        "WRIT_LISTEN",
+    ] {
+        command.env_remove(variable);
+    }
+    command
+}
+
 fn writ(dir: &Path, args: &[&str]) -> Output {
-    Command::new(WRIT)
-        .current_dir(dir)
-        .args(args)
-        .env_remove("WRIT_KEY_DIR")
-        .output()
-        .unwrap()
+    command(dir).args(args).output().unwrap()
 }
 
 fn writ_stdin(dir: &Path, args: &[&str], input: &str) -> Output {
-    let mut child = Command::new(WRIT)
-        .current_dir(dir)
+    let mut child = command(dir)
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -45,7 +57,6 @@ fn stdout(output: &Output) -> String {
 fn the_dev_quickstart_works_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServeProcess::start(dir.path(), "serve", &["--dev", "--listen", "127.0.0.1:0"]);
-    let keys_url = format!("{}/.well-known/writ-keys", server.url);
 
     let token = writ(dir.path(), &["dev", "token", "--subject", "demo-agent"]);
     assert!(token.status.success(), "{token:?}");
@@ -76,8 +87,8 @@ fn the_dev_quickstart_works_end_to_end() {
             dir.path(),
             &[
                 "verify",
-                "--keys-url",
-                &keys_url,
+                "--broker",
+                &server.url,
                 "--audience",
                 "orders-api",
                 "--resource",
@@ -447,4 +458,294 @@ fn admin_and_audit_commands_refuse_a_database_that_does_not_exist() {
         );
     }
     assert!(!missing.exists(), "no database was created");
+    assert!(
+        !dir.path().join("keys").exists(),
+        "no key directory was created"
+    );
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).trim().to_owned()
+}
+
+/// A dev broker in a fresh directory, with one writ for `orders/*` read (answers the directory,
+/// the broker and the writ).
+fn dev_broker_with_a_writ() -> (tempfile::TempDir, ServeProcess, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServeProcess::start(dir.path(), "serve", &["--dev", "--listen", "127.0.0.1:0"]);
+    let token = writ(dir.path(), &["dev", "token", "--subject", "demo-agent"]);
+    assert!(token.status.success(), "{token:?}");
+    std::fs::write(dir.path().join("identity.jwt"), &token.stdout).unwrap();
+    let request = writ(
+        dir.path(),
+        &[
+            "request",
+            "--broker",
+            &server.url,
+            "--identity-file",
+            "identity.jwt",
+            "--task",
+            "demo",
+            "--right",
+            "orders/*:read",
+            "--service",
+            "orders-api",
+        ],
+    );
+    assert!(request.status.success(), "{request:?}");
+    let writ_text = stdout(&request);
+    (dir, server, writ_text)
+}
+
+fn verify_read(dir: &Path, broker: &str, writ_text: &str, extra: &[&str]) -> Output {
+    let args = [
+        &[
+            "verify",
+            "--broker",
+            broker,
+            "--audience",
+            "orders-api",
+            "--resource",
+            "orders/42",
+            "--operation",
+            "read",
+        ][..],
+        extra,
+        &["-"],
+    ]
+    .concat();
+    writ_stdin(dir, &args, writ_text)
+}
+
+/// `writ verify` follows the broker's revocation feed unless told not to, and says which.
+#[test]
+fn verify_refuses_a_revoked_writ_and_says_whether_it_checked() {
+    let (dir, server, writ_text) = dev_broker_with_a_writ();
+    let granted = verify_read(dir.path(), &server.url, &writ_text, &[]);
+    assert!(granted.status.success(), "{granted:?}");
+    assert!(
+        stdout(&granted).contains(&format!(
+            "revocation: checked against the feed of {}",
+            server.url
+        )),
+        "{}",
+        stdout(&granted)
+    );
+
+    let admin = writ(dir.path(), &["admin", "bootstrap", "--principal", "alice"]);
+    assert!(admin.status.success(), "{admin:?}");
+    let revoke = command(dir.path())
+        .args([
+            "admin",
+            "revoke",
+            "--broker",
+            &server.url,
+            "--writ",
+            "-",
+            "--reason",
+            "leaked",
+        ])
+        .env("WRIT_ADMIN_TOKEN", stdout(&admin))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let revoke = {
+        let mut revoke = revoke;
+        revoke
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(writ_text.as_bytes())
+            .unwrap();
+        revoke.wait_with_output().unwrap()
+    };
+    assert!(revoke.status.success(), "{revoke:?}");
+
+    let denied = verify_read(dir.path(), &server.url, &writ_text, &[]);
+    assert_eq!(denied.status.code(), Some(1), "{denied:?}");
+    assert!(
+        stdout(&denied).starts_with("denied (revoked)"),
+        "{}",
+        stdout(&denied)
+    );
+    let unchecked = verify_read(dir.path(), &server.url, &writ_text, &["--no-revocation"]);
+    assert!(unchecked.status.success(), "{unchecked:?}");
+    assert!(
+        stdout(&unchecked).contains("revocation: NOT checked"),
+        "{}",
+        stdout(&unchecked)
+    );
+}
+
+/// No broker at the URL: the cause is kept, and the way out is named.
+#[test]
+fn commands_name_the_cause_when_no_broker_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    std::fs::write(dir.path().join("identity.jwt"), "x.y.z").unwrap();
+    let request = writ(
+        dir.path(),
+        &[
+            "request",
+            "--broker",
+            &closed,
+            "--identity-file",
+            "identity.jwt",
+            "--task",
+            "t",
+            "--right",
+            "orders/1:read",
+            "--service",
+            "orders-api",
+        ],
+    );
+    let verify = verify_read(dir.path(), &closed, "writ", &["--no-revocation"]);
+    let revoke = command(dir.path())
+        .args([
+            "admin", "revoke", "--broker", &closed, "--task", "t", "--reason", "r",
+        ])
+        .env("WRIT_ADMIN_TOKEN", "token")
+        .output()
+        .unwrap();
+    for output in [request, verify, revoke] {
+        assert_eq!(output.status.code(), Some(1), "{output:?}");
+        let text = stderr(&output);
+        assert!(text.contains("Connection refused"), "{text}");
+        assert!(
+            text.contains("writ serve") && text.contains("--broker"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn admin_calls_say_when_the_admin_writ_is_missing_or_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["admin", "revoke", "--task", "t", "--reason", "r"];
+    let missing = writ(dir.path(), &args);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        stderr(&missing).contains("WRIT_ADMIN_TOKEN"),
+        "{}",
+        stderr(&missing)
+    );
+    // What `export WRIT_ADMIN_TOKEN=$(writ admin bootstrap …)` leaves when the bootstrap failed.
+    let empty = command(dir.path())
+        .args(args)
+        .env("WRIT_ADMIN_TOKEN", "")
+        .output()
+        .unwrap();
+    assert_eq!(empty.status.code(), Some(1));
+    assert!(stderr(&empty).contains("is empty"), "{}", stderr(&empty));
+    assert!(!stderr(&empty).contains("Bearer"), "{}", stderr(&empty));
+}
+
+/// A dev token made outside a broker's key directory would carry a key no broker knows.
+#[test]
+fn dev_token_refuses_to_make_a_key_outside_a_broker_key_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = writ(dir.path(), &["dev", "token", "--subject", "demo-agent"]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = stderr(&output);
+    assert!(
+        text.contains("writ-data/keys")
+            && text.contains("writ serve --dev")
+            && text.contains("--key-dir"),
+        "{text}"
+    );
+    assert!(!dir.path().join("writ-data").exists(), "no key was made");
+}
+
+#[test]
+fn serve_names_the_way_to_another_port_when_its_own_is_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let output = writ(dir.path(), &["serve", "--dev", "--listen", &address]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = stderr(&output);
+    assert!(
+        text.contains(&address)
+            && text.contains("--listen")
+            && text.contains("WRIT_LISTEN")
+            && text.contains("WRIT_BROKER_URL"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_duration_written_as_a_number_is_answered_with_its_spelling() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("writ.toml"), "dev = true\nmax_ttl = 600\n").unwrap();
+    let output = writ(dir.path(), &["serve", "--config", "writ.toml"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("write \"10m\""),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn policy_check_of_a_directory_without_policies_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    for command in ["check", "test"] {
+        let output = writ(dir.path(), &["policy", command, "."]);
+        assert_eq!(output.status.code(), Some(1), "{command}");
+        assert!(
+            stderr(&output).contains("no policies in ."),
+            "{}",
+            stderr(&output)
+        );
+    }
+    let no_directory = writ(dir.path(), &["policy", "check"]);
+    assert_eq!(no_directory.status.code(), Some(1));
+    assert!(
+        stderr(&no_directory).contains("WRIT_POLICY_DIR"),
+        "{}",
+        stderr(&no_directory)
+    );
+}
+
+/// Attenuating to what the writ never granted would make a writ that grants nothing.
+#[test]
+fn attenuate_refuses_a_result_that_grants_nothing() {
+    let (dir, _server, writ_text) = dev_broker_with_a_writ();
+    for (args, says) in [
+        (&["--resource", "billing/1"][..], "would grant nothing"),
+        (&["--operation", "write"][..], "would grant nothing"),
+        (
+            &["--resource", "orders/4*", "--operation", "write"][..],
+            "would grant nothing",
+        ),
+        (&["--service", "billing-api"][..], "accepted nowhere"),
+    ] {
+        let output = writ_stdin(
+            dir.path(),
+            &[&["attenuate"][..], args, &["-"]].concat(),
+            &writ_text,
+        );
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        assert!(
+            stderr(&output).contains(says),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+    for args in [
+        &["--resource", "orders/4*"][..],
+        &["--resource", "orders/42", "--operation", "read"],
+    ] {
+        let output = writ_stdin(
+            dir.path(),
+            &[&["attenuate"][..], args, &["-"]].concat(),
+            &writ_text,
+        );
+        assert!(output.status.success(), "{args:?}: {output:?}");
+    }
 }

@@ -316,6 +316,50 @@ impl Drop for TestBroker {
         if let Some(server) = self.server.take() {
             server.abort();
         }
+        // A test that failed before `stop` leaves no database behind either.
+        if let Some(name) = self.postgres_db.take() {
+            drop_postgres_database_blocking(&name);
+        }
+    }
+}
+
+/// A PostgreSQL database made for one test, dropped with this guard (also when the test fails).
+pub struct PostgresDatabase {
+    pub name: String,
+}
+
+impl PostgresDatabase {
+    pub async fn create() -> PostgresDatabase {
+        PostgresDatabase {
+            name: fresh_postgres_database().await,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        postgres_url(&self.name)
+    }
+}
+
+impl Drop for PostgresDatabase {
+    fn drop(&mut self) {
+        drop_postgres_database_blocking(&self.name);
+    }
+}
+
+/// Drops a database from synchronous code (a `Drop`), inside a Tokio runtime or not: on a
+/// thread of its own with its own runtime.
+fn drop_postgres_database_blocking(name: &str) {
+    let name = name.to_owned();
+    let dropped = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(drop_postgres_database(&name));
+    })
+    .join();
+    if dropped.is_err() && !std::thread::panicking() {
+        panic!("the test database could not be dropped");
     }
 }
 

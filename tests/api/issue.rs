@@ -13,6 +13,7 @@ use crate::helpers::{AUDIENCE, TestBroker, client, orders_request, problem_type}
 pub async fn verifier_for(broker: &TestBroker, service: &str) -> Verifier {
     Verifier::builder(service)
         .key_set_url(format!("{}/.well-known/writ-keys", broker.url))
+        .no_revocation()
         .build()
         .await
         .unwrap()
@@ -74,6 +75,7 @@ async fn writs_from_unknown_keys_and_tampered_writs_are_refused() {
     let writ = answer["writ"].as_str().unwrap();
     let impostor = Verifier::builder("orders-api")
         .static_keys([(1, KeyPair::new().public())])
+        .no_revocation()
         .build()
         .await
         .unwrap();
@@ -83,6 +85,7 @@ async fn writs_from_unknown_keys_and_tampered_writs_are_refused() {
     );
     let other_kid = Verifier::builder("orders-api")
         .static_keys([(7, KeyPair::new().public())])
+        .no_revocation()
         .build()
         .await
         .unwrap();

@@ -12,6 +12,7 @@ mod hostile_inputs;
 mod identity;
 mod issue;
 mod openapi;
+mod readme;
 mod replicas;
 mod revocation;
 mod settings;

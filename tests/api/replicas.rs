@@ -11,8 +11,8 @@ use writ_testkit::TestIssuer;
 use writ_verify::{Denial, Verifier};
 
 use crate::helpers::{
-    AUDIENCE, ServeProcess, TestBroker, WRIT, client, fresh_postgres_database, orders_request,
-    postgres_url, process_config,
+    AUDIENCE, PostgresDatabase, ServeProcess, TestBroker, WRIT, client, orders_request,
+    postgres_admin_url, process_config,
 };
 
 async fn follower(broker_url: &str) -> Verifier {
@@ -105,8 +105,8 @@ async fn a_revocation_through_one_replica_reaches_a_verifier_following_the_other
     let issuer = TestIssuer::start().await;
     let github = TestIssuer::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let database = fresh_postgres_database().await;
-    let config = process_config(dir.path(), &postgres_url(&database), &issuer, &github);
+    let database = PostgresDatabase::create().await;
+    let config = process_config(dir.path(), &database.url(), &issuer, &github);
     let replica_a = replica(dir.path(), "a", &config);
     let replica_b = replica(dir.path(), "b", &config);
 
@@ -119,7 +119,7 @@ async fn a_revocation_through_one_replica_reaches_a_verifier_following_the_other
                 "root",
                 "--database-url",
             ])
-            .arg(postgres_url(&database))
+            .arg(database.url())
             .arg("--key-dir")
             .arg(dir.path().join("keys"))
             .output()
@@ -212,4 +212,23 @@ async fn a_revocation_through_one_replica_reaches_a_verifier_following_the_other
     drop(replica_b);
     issuer.shutdown().await;
     github.shutdown().await;
+    let name = database.name.clone();
+    drop(database);
+    assert!(
+        !database_exists(&name).await,
+        "the test leaves no database behind"
+    );
+}
+
+async fn database_exists(name: &str) -> bool {
+    use sqlx::Connection;
+    let mut admin = sqlx::PgConnection::connect(&postgres_admin_url())
+        .await
+        .unwrap();
+    sqlx::query("SELECT 1 FROM pg_database WHERE datname = $1")
+        .bind(name)
+        .fetch_optional(&mut admin)
+        .await
+        .unwrap()
+        .is_some()
 }

@@ -189,6 +189,8 @@ async fn key_rotation_keeps_the_retired_key_as_long_as_writs_it_signed_live() {
 fn a_dev_issuer_key_readable_by_others_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let key_dir = dir.path().join("keys");
+    // A broker's key directory, as `writ serve --dev` leaves it.
+    writ::keys::KeyDir::open_or_init(&key_dir).unwrap();
     let key_dir = key_dir.to_str().unwrap();
     let token = |dir: &Path| {
         writ_exits(

@@ -97,6 +97,7 @@ fn bench(c: &mut Criterion) {
             Verifier::builder("orders-api")
                 .static_keys([(KID, root.public())])
                 .signature_cache_capacity(capacity)
+                .no_revocation()
                 .build(),
         )
     };

@@ -1,10 +1,11 @@
 //! A downstream service, "orders-api", that accepts writs.
 //!
 //! `GET /orders/{id}` needs the right (`orders/{id}`, `read`), `POST /orders/{id}` the right
-//! (`orders/{id}`, `write`). Keys come from the broker's key set.
+//! (`orders/{id}`, `write`). Keys come from the broker's key set, and the broker's revocation
+//! feed is followed: a revoked writ is refused within a second.
 //!
 //! ```text
-//! WRIT_KEYS_URL=http://127.0.0.1:8080/.well-known/writ-keys LISTEN=127.0.0.1:8081 \
+//! WRIT_BROKER_URL=http://127.0.0.1:8080 LISTEN=127.0.0.1:8081 \
 //!     cargo run -p writ-verify --features axum --example downstream
 //! curl -H "Authorization: Bearer $WRIT" http://127.0.0.1:8081/orders/42
 //! ```
@@ -16,18 +17,22 @@ use axum::extract::Path;
 use axum::routing::get;
 use http::Method;
 use http::request::Parts;
-use writ_verify::{Verifier, WritGrant, WritLayer};
+use writ_verify::{KEY_SET_PATH, Verifier, WritGrant, WritLayer};
 
-const DEFAULT_KEYS_URL: &str = "http://127.0.0.1:8080/.well-known/writ-keys";
+/// The broker, named as the `writ` command names it.
+const DEFAULT_BROKER_URL: &str = "http://127.0.0.1:8080";
 const DEFAULT_LISTEN: &str = "127.0.0.1:8081";
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let keys_url = std::env::var("WRIT_KEYS_URL").unwrap_or_else(|_| DEFAULT_KEYS_URL.into());
+    let broker = std::env::var("WRIT_BROKER_URL").unwrap_or_else(|_| DEFAULT_BROKER_URL.into());
+    let broker = broker.trim_end_matches('/');
     let listen = std::env::var("LISTEN").unwrap_or_else(|_| DEFAULT_LISTEN.into());
 
     let verifier = Verifier::builder("orders-api")
-        .key_set_url(&keys_url)
+        .key_set_url(format!("{broker}{KEY_SET_PATH}"))
+        // Revoked writs are refused; if the feed goes unread for 15 s, every writ is.
+        .revocation_feed(broker)
         .build()
         .await?;
     let app = Router::new()
@@ -37,7 +42,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     println!(
-        "orders-api on http://{}, keys from {keys_url}",
+        "orders-api on http://{}, keys and revocations from {broker}",
         listener.local_addr()?
     );
     axum::serve(listener, app).await?;

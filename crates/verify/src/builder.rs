@@ -49,7 +49,10 @@ pub fn default_run_limits() -> AuthorizerLimits {
 }
 
 /// Builds a [`Verifier`]; start with [`Verifier::builder`]. Exactly one key source is required:
-/// [`static_keys`](Self::static_keys) or [`key_set_url`](Self::key_set_url).
+/// [`static_keys`](Self::static_keys) or [`key_set_url`](Self::key_set_url); and exactly one
+/// revocation choice: [`revocation_feed`](Self::revocation_feed) (what a service should do),
+/// a static [`revocations`](Self::revocations) view, or [`no_revocation`](Self::no_revocation)
+/// (revoked writs are then granted until they expire).
 #[derive(Debug)]
 pub struct VerifierBuilder {
     service: String,
@@ -65,6 +68,7 @@ pub struct VerifierBuilder {
     max_attenuation_depth: usize,
     revocation_feed: Option<String>,
     revocations: Option<RevocationView>,
+    no_revocation: bool,
     max_revocation_staleness: Duration,
     revocation_poll_interval: Duration,
 }
@@ -115,8 +119,14 @@ pub enum BuildError {
         "the revocation poll interval must be longer than zero and shorter than the staleness bound"
     )]
     RevocationPollInterval,
-    /// Both a revocation feed and a static revocation view were given.
-    #[error("give either a revocation feed or a static revocation view, not both")]
+    /// Neither a revocation feed, nor a static revocation view, nor `no_revocation` was chosen.
+    #[error(
+        "no revocation source: call revocation_feed with the broker's base URL, or no_revocation \
+         to accept revoked writs until they expire"
+    )]
+    NoRevocationSource,
+    /// More than one of a revocation feed, a static revocation view and `no_revocation`.
+    #[error("choose one of a revocation feed, a static revocation view or no_revocation")]
     ConflictingRevocationSources,
     /// The revocation feed URL is not an http(s) base URL.
     #[error("the revocation feed URL is not usable: {0}")]
@@ -145,6 +155,7 @@ impl VerifierBuilder {
             max_attenuation_depth: DEFAULT_MAX_ATTENUATION_DEPTH,
             revocation_feed: None,
             revocations: None,
+            no_revocation: false,
             max_revocation_staleness: DEFAULT_MAX_REVOCATION_STALENESS,
             revocation_poll_interval: DEFAULT_REVOCATION_POLL_INTERVAL,
         }
@@ -179,6 +190,15 @@ impl VerifierBuilder {
     /// with [`revocation_feed`](Self::revocation_feed).
     pub fn revocations(mut self, view: RevocationView) -> Self {
         self.revocations = Some(view);
+        self
+    }
+
+    /// Builds a verifier that knows nothing of revocations: a revoked writ is granted until it
+    /// expires. For tests, tools and services that take that risk knowingly; a service should
+    /// follow the broker's [`revocation_feed`](Self::revocation_feed). Exclusive with it and
+    /// with [`revocations`](Self::revocations).
+    pub fn no_revocation(mut self) -> Self {
+        self.no_revocation = true;
         self
     }
 
@@ -261,6 +281,15 @@ impl VerifierBuilder {
     pub async fn build(self) -> Result<Verifier, BuildError> {
         if self.service.is_empty() {
             return Err(BuildError::EmptyServiceName);
+        }
+        match (
+            self.revocation_feed.is_some(),
+            self.revocations.is_some(),
+            self.no_revocation,
+        ) {
+            (false, false, false) => return Err(BuildError::NoRevocationSource),
+            (true, false, false) | (false, true, false) | (false, false, true) => {}
+            _ => return Err(BuildError::ConflictingRevocationSources),
         }
         let revocation_settings = RevocationSettings {
             feed_url: self.revocation_feed,

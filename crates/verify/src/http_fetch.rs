@@ -20,6 +20,22 @@ impl From<reqwest::Error> for FetchError {
     }
 }
 
+/// A request error with its causes on one line: reqwest's own message names only the URL, the
+/// cause ("Connection refused", "dns error", a TLS failure) is in its sources.
+pub(crate) fn describe(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// Refuses an answer whose status is not 2xx.
 pub(crate) fn ensure_success(response: &reqwest::Response) -> Result<(), FetchError> {
     let status = response.status();

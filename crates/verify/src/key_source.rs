@@ -8,7 +8,7 @@
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::http_fetch::{FetchError, get_bounded};
+use crate::http_fetch::{FetchError, describe, get_bounded};
 use crate::keys::{KeySetError, KeyTable, Lookup};
 
 /// Largest key set document read, in bytes.
@@ -182,11 +182,25 @@ async fn fetch(client: &reqwest::Client, url: &str) -> Result<KeyTable, KeySetEr
     let body = get_bounded(request, MAX_KEY_SET_BYTES)
         .await
         .map_err(|error| match error {
-            FetchError::Request(error) => KeySetError::Fetch(error.to_string()),
-            FetchError::Status(status) => {
-                KeySetError::Fetch(format!("the key set URL answered {status}"))
+            FetchError::Request(error) if error.is_connect() => {
+                KeySetError::Unreachable(describe(&error))
             }
+            FetchError::Request(error) => KeySetError::Fetch(describe(&error)),
+            FetchError::Status(status) => KeySetError::Fetch(status_message(url, status)),
             FetchError::TooLarge => KeySetError::TooLarge,
         })?;
     KeyTable::from_json(&body)
+}
+
+/// Where a broker serves its key set, below its base URL.
+pub const KEY_SET_PATH: &str = "/.well-known/writ-keys";
+
+/// An error status, with the likely fix when the URL is not a key set URL at all.
+fn status_message(url: &str, status: http::StatusCode) -> String {
+    let path = url.split('?').next().unwrap_or(url).trim_end_matches('/');
+    if path.ends_with(KEY_SET_PATH) {
+        format!("{url} answered {status}")
+    } else {
+        format!("{url} answered {status}; a broker serves its key set at {path}{KEY_SET_PATH}")
+    }
 }

@@ -43,6 +43,9 @@ pub enum KeySetError {
     /// The HTTP request failed or answered an error status.
     #[error("fetching the key set failed: {0}")]
     Fetch(String),
+    /// No connection could be made (nothing listens there, or the name does not resolve).
+    #[error("the key set cannot be reached: {0}")]
+    Unreachable(String),
     /// The body is larger than the verifier accepts.
     #[error("the key set document is too large")]
     TooLarge,

@@ -18,7 +18,8 @@
 //!   are matched as text, so a verifier refuses a request for a non-canonical resource
 //!   (`orders/../admin`, `orders/%2E%2E/x`, `a//b`) with [`Denial::NonCanonicalResource`]
 //!   before it looks at any grant; the broker refuses them in requests and policies.
-//! - Revocation ([`VerifierBuilder::revocation_feed`]): the verifier keeps a [`RevocationView`]
+//! - Revocation ([`VerifierBuilder::revocation_feed`], required unless the builder is told
+//!   [`no_revocation`](VerifierBuilder::no_revocation)): the verifier keeps a [`RevocationView`]
 //!   of the broker's live revocations, by writ (its id, or the revocation id of any of its
 //!   blocks, so revoking a writ revokes every attenuation of it), by agent and by task (writs
 //!   issued up to a cutoff; a suspended agent loses every writ), and refuses matching writs with
@@ -59,9 +60,12 @@
 //!     .build(&root)?
 //!     .to_base64()?;
 //!
-//! // The service's side.
+//! // The service's side. A service follows the broker's revocation feed
+//! // (`.revocation_feed("http://127.0.0.1:8080")`); this example has no broker, so it says
+//! // explicitly that it does without: a builder given neither is refused.
 //! let verifier = Verifier::builder("orders-api")
 //!     .static_keys([(1, root.public())])
+//!     .no_revocation()
 //!     .build()
 //!     .await?;
 //! let grant = verifier.authorize(&writ, "orders/42", "read")?;
@@ -141,6 +145,7 @@ pub use denial::Denial;
 pub use extract::WritGrant;
 pub use grant::Grant;
 pub use inspect::{InspectError, InspectedRight, Inspection, RightResource, inspect};
+pub use key_source::KEY_SET_PATH;
 pub use keys::{KeySetDocument, KeySetError, PublishedKey};
 pub use layer::WritLayer;
 pub use resource_pattern::{MAX_RESOURCE_LEN, PatternError, ResourcePattern};

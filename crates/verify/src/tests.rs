@@ -35,6 +35,7 @@ async fn configured_limits_reach_the_authorizer() {
     let verifier = Verifier::builder("svc")
         .static_keys([(1, root.public())])
         .run_limits(limits.clone())
+        .no_revocation()
         .build()
         .await
         .unwrap();
@@ -53,6 +54,7 @@ async fn default_limits_are_not_biscuits_one_millisecond() {
     let root = KeyPair::new();
     let verifier = Verifier::builder("svc")
         .static_keys([(1, root.public())])
+        .no_revocation()
         .build()
         .await
         .unwrap();
@@ -68,6 +70,7 @@ async fn absurd_limits_are_reported_as_limits_exceeded() {
             max_facts: 2,
             ..crate::default_run_limits()
         })
+        .no_revocation()
         .build()
         .await
         .unwrap();

@@ -236,6 +236,7 @@ async fn refuses_writs_deeper_than_the_limit() {
     let verifier = Verifier::builder("orders-api")
         .static_keys([(KID, root.public())])
         .max_attenuation_depth(2)
+        .no_revocation()
         .build()
         .await
         .unwrap();
@@ -261,12 +262,17 @@ async fn builder_refuses_bad_configurations() {
     use writ_verify::BuildError;
     let root = KeyPair::new();
     assert_eq!(
-        Verifier::builder("x").build().await.unwrap_err(),
+        Verifier::builder("x")
+            .no_revocation()
+            .build()
+            .await
+            .unwrap_err(),
         BuildError::NoKeySource
     );
     assert_eq!(
         Verifier::builder("")
             .static_keys([(1, root.public())])
+            .no_revocation()
             .build()
             .await
             .unwrap_err(),
@@ -276,6 +282,7 @@ async fn builder_refuses_bad_configurations() {
         Verifier::builder("x")
             .static_keys([(1, root.public())])
             .key_set_url("http://127.0.0.1:1/")
+            .no_revocation()
             .build()
             .await
             .unwrap_err(),
@@ -285,6 +292,7 @@ async fn builder_refuses_bad_configurations() {
     assert_eq!(
         Verifier::builder("x")
             .static_keys([(3, p256.public())])
+            .no_revocation()
             .build()
             .await
             .unwrap_err(),
@@ -299,6 +307,7 @@ async fn builder_refuses_duplicate_keys_and_a_zero_refresh_interval() {
     assert_eq!(
         Verifier::builder("x")
             .static_keys([(1, root.public()), (1, KeyPair::new().public())])
+            .no_revocation()
             .build()
             .await
             .unwrap_err(),
@@ -309,11 +318,41 @@ async fn builder_refuses_duplicate_keys_and_a_zero_refresh_interval() {
         Verifier::builder("x")
             .key_set_url("http://127.0.0.1:1/")
             .key_refresh_interval(Duration::ZERO)
+            .no_revocation()
             .build()
             .await
             .unwrap_err(),
         BuildError::ZeroRefreshInterval
     );
+}
+
+/// Ignoring revocation is a choice made in the code, never the default.
+#[tokio::test]
+async fn a_verifier_without_a_revocation_choice_is_refused() {
+    use writ_verify::{BuildError, RevocationView};
+    let root = KeyPair::new();
+    let keys = || Verifier::builder("orders-api").static_keys([(KID, root.public())]);
+    assert_eq!(
+        keys().build().await.unwrap_err(),
+        BuildError::NoRevocationSource
+    );
+    assert!(
+        BuildError::NoRevocationSource
+            .to_string()
+            .contains("revocation_feed"),
+        "the error names the fix"
+    );
+    for conflicting in [
+        keys().no_revocation().revocation_feed("http://127.0.0.1:1"),
+        keys().no_revocation().revocations(RevocationView::new()),
+    ] {
+        assert_eq!(
+            conflicting.build().await.unwrap_err(),
+            BuildError::ConflictingRevocationSources
+        );
+    }
+    let chosen = keys().no_revocation().build().await.unwrap();
+    assert!(read_at(&chosen, &mint(&root, &rich_spec()), now()).is_ok());
 }
 
 #[test]
@@ -334,6 +373,7 @@ fn what_needs_a_runtime_is_refused_outside_one() {
         first_poll(
             Verifier::builder("x")
                 .key_set_url("http://127.0.0.1:1/")
+                .no_revocation()
                 .build()
         ),
         BuildError::NoRuntime

@@ -13,6 +13,7 @@ async fn cached_verifier(root: &KeyPair, capacity: usize) -> Verifier {
     Verifier::builder("orders-api")
         .static_keys([(KID, root.public())])
         .signature_cache_capacity(capacity)
+        .no_revocation()
         .build()
         .await
         .unwrap()
@@ -142,6 +143,7 @@ async fn cache_is_bounded_in_bytes_against_attenuation_floods() {
     let verifier = Verifier::builder("orders-api")
         .static_keys([(KID, root.public())])
         .signature_cache_bytes(budget)
+        .no_revocation()
         .build()
         .await
         .unwrap();

@@ -80,6 +80,7 @@ async fn remote_verifier(url: &str, window: Duration) -> Verifier {
     Verifier::builder("orders-api")
         .key_set_url(url)
         .unknown_key_refetch_interval(window)
+        .no_revocation()
         .build()
         .await
         .unwrap()
@@ -242,6 +243,7 @@ async fn scheduled_refresh_runs() {
     let _verifier = Verifier::builder("orders-api")
         .key_set_url(&url)
         .key_refresh_interval(Duration::from_millis(100))
+        .no_revocation()
         .build()
         .await
         .unwrap();
@@ -259,9 +261,32 @@ async fn unreachable_key_set_fails_the_build() {
     let result = Verifier::builder("orders-api")
         .key_set_url(format!("http://127.0.0.1:{port}/.well-known/writ-keys"))
         .http_timeout(Duration::from_secs(2))
+        .no_revocation()
         .build()
         .await;
-    assert!(matches!(result, Err(BuildError::KeySet(_))));
+    let Err(BuildError::KeySet(KeySetError::Unreachable(cause))) = result else {
+        panic!("{result:?}");
+    };
+    // The underlying cause survives, not only "error sending request".
+    assert!(cause.contains("Connection refused"), "{cause}");
+}
+
+#[tokio::test]
+async fn a_key_set_url_without_its_path_names_the_path() {
+    let (_broker, _key, url) = serving_key_1().await;
+    let base = url.trim_end_matches(writ_verify::KEY_SET_PATH).to_owned();
+    let result = Verifier::builder("orders-api")
+        .key_set_url(&base)
+        .no_revocation()
+        .build()
+        .await;
+    let Err(BuildError::KeySet(KeySetError::Fetch(message))) = result else {
+        panic!("{result:?}");
+    };
+    assert!(
+        message.contains("404") && message.contains(&format!("{base}/.well-known/writ-keys")),
+        "{message}"
+    );
 }
 
 #[tokio::test]
@@ -294,6 +319,7 @@ async fn a_key_set_that_is_too_large_unreadable_refused_or_moved_fails_the_build
     let build = |path: &str| {
         Verifier::builder("orders-api")
             .key_set_url(format!("http://{addr}{path}"))
+            .no_revocation()
             .build()
     };
     for path in ["/sized", "/streamed"] {

@@ -58,6 +58,7 @@ async fn golden_writs_keep_their_meaning() {
         if !verifiers.contains_key(service) {
             let verifier = Verifier::builder(service)
                 .static_keys([(kid, key)])
+                .no_revocation()
                 .build()
                 .await
                 .unwrap();

@@ -65,7 +65,9 @@ pub enum RevocationSyncError {
 impl From<FetchError> for RevocationSyncError {
     fn from(error: FetchError) -> Self {
         match error {
-            FetchError::Request(error) => RevocationSyncError::Fetch(error.to_string()),
+            FetchError::Request(error) => {
+                RevocationSyncError::Fetch(crate::http_fetch::describe(&error))
+            }
             FetchError::Status(status) => {
                 RevocationSyncError::Fetch(format!("the broker answered {status}"))
             }

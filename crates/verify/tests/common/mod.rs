@@ -126,6 +126,7 @@ pub fn mint(root: &KeyPair, spec: &WritSpec) -> String {
 pub async fn verifier(service: &str, root: &KeyPair) -> Verifier {
     Verifier::builder(service)
         .static_keys([(KID, root.public())])
+        .no_revocation()
         .build()
         .await
         .unwrap()
