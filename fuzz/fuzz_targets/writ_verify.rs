@@ -32,6 +32,7 @@ fn verifier() -> &'static Verifier {
             .block_on(
                 Verifier::builder("orders-api")
                     .static_keys([(1, root().public())])
+                    .no_revocation()
                     .signature_cache_capacity(0)
                     .build(),
             )
