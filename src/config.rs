@@ -94,6 +94,10 @@ pub struct ConnectionLimits {
     /// idle between requests.
     #[serde(default = "default_header_read_timeout", with = "humantime_serde")]
     pub header_read_timeout: Duration,
+    /// A write to a client blocked this long (it stopped reading its answers or its stream)
+    /// closes the connection.
+    #[serde(default = "default_write_timeout", with = "humantime_serde")]
+    pub write_timeout: Duration,
 }
 
 impl Default for ConnectionLimits {
@@ -102,6 +106,7 @@ impl Default for ConnectionLimits {
             max: default_max_connections(),
             max_revocation_streams: default_max_revocation_streams(),
             header_read_timeout: default_header_read_timeout(),
+            write_timeout: default_write_timeout(),
         }
     }
 }
@@ -132,6 +137,9 @@ fn default_max_revocation_streams() -> usize {
 }
 fn default_header_read_timeout() -> Duration {
     Duration::from_secs(5)
+}
+fn default_write_timeout() -> Duration {
+    Duration::from_secs(10)
 }
 
 /// One trusted workload identity issuer.
@@ -250,6 +258,11 @@ impl Config {
                 self.connections.header_read_timeout,
                 ranges::HEADER_READ_TIMEOUT,
             ),
+            (
+                "connections.write_timeout",
+                self.connections.write_timeout,
+                ranges::WRITE_TIMEOUT,
+            ),
         ] {
             range.check(setting, value).map_err(ConfigError::Invalid)?;
         }
@@ -320,6 +333,7 @@ pub mod ranges {
     pub const AUDIT_CHECKPOINT_INTERVAL: DurationRange = range(s(1), s(24 * 3600));
     pub const AUDIT_REFUSAL_WINDOW: DurationRange = range(s(1), s(5 * 60));
     pub const HEADER_READ_TIMEOUT: DurationRange = range(s(1), s(60));
+    pub const WRITE_TIMEOUT: DurationRange = range(s(1), s(5 * 60));
     /// Scheduled refetch of an issuer's keys: often enough to pick up a rotation, rarely enough
     /// not to poll the issuer.
     pub const JWKS_REFRESH: DurationRange = range(s(30), s(24 * 3600));

@@ -17,7 +17,8 @@ pub use admin::{AdminCallError, AdminWritOrder, RevokeOrder, issue_admin_writ};
 pub use issue::{IssueError, Issued};
 pub use status::NotReady;
 
-use crate::audit::{AuditEvent, RefusalTally};
+use crate::audit::{AuditEvent, RefusalTally, UNKNOWN_ISSUER};
+use crate::error::ErrorCode;
 use crate::identity::IdentityVerifier;
 use crate::keys::Keys;
 use crate::policy::PolicySet;
@@ -55,6 +56,17 @@ impl Broker {
             limits,
             refusals: RefusalTally::default(),
         }
+    }
+
+    /// Counts a request refused before any credential could be read (none sent, or not
+    /// `Bearer`), as refusals of unverified credentials are.
+    pub fn count_unauthenticated(&self, action: &'static str, code: ErrorCode) {
+        self.refusals.count(
+            action,
+            UNKNOWN_ISSUER,
+            code.name,
+            unix_ms(SystemTime::now()),
+        );
     }
 
     /// Writes the refusals counted since the last call, one event per action, issuer and code

@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 use super::AppState;
 use super::error::ApiError;
 use crate::admin::{AdminCredential, Role};
+use crate::audit::actions;
 use crate::error::{DomainError, codes};
 use crate::identity::Identity;
 
@@ -23,7 +24,11 @@ impl FromRequestParts<AppState> for Agent {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = bearer(&parts.headers)?;
+        let token = bearer(&parts.headers).inspect_err(|error| {
+            state
+                .broker
+                .count_unauthenticated(actions::IDENTITY_REFUSED, error.code())
+        })?;
         match state.broker.authenticate(token).await {
             Ok(identity) => Ok(Agent(identity)),
             Err(error) => {
@@ -68,8 +73,11 @@ impl<R: RequiredRole> FromRequestParts<AppState> for AdminCaller<R> {
                 .get::<MatchedPath>()
                 .map_or(parts.uri.path(), MatchedPath::as_str)
         );
-        let token = bearer(&parts.headers).inspect_err(|_| {
+        let token = bearer(&parts.headers).inspect_err(|error| {
             tracing::debug!(%route, "admin call without a usable credential");
+            state
+                .broker
+                .count_unauthenticated(actions::ADMIN_REFUSED, error.code());
         })?;
         let credential = state.broker.authorize_admin(token, R::ROLE, &route).await?;
         Ok(AdminCaller(credential, PhantomData))
@@ -108,6 +116,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
         require_json(request.headers())?;
+        // A body announced larger than the limit is refused before any of it is read.
+        let announced = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|text| text.parse::<u64>().ok());
+        if announced.is_some_and(|length| length > super::MAX_BODY_BYTES as u64) {
+            return Err(too_large());
+        }
         let body =
             Bytes::from_request(request, state)
                 .await
@@ -125,6 +142,16 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
             .map(JsonBody)
             .map_err(|error| ApiError::invalid(format!("body: {error}")))
     }
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        codes::PAYLOAD_TOO_LARGE,
+        format!(
+            "request bodies are limited to {} bytes",
+            super::MAX_BODY_BYTES
+        ),
+    )
 }
 
 fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {

@@ -1,18 +1,25 @@
 //! Serving connections, with every one bounded: at most `max` open at once (one more is answered
 //! `503 over_capacity` and closed at once, so descriptors never run out), headers read within
-//! `header_read_timeout` (which also closes a connection left idle between requests), and a
+//! `header_read_timeout` (which also closes a connection left idle between requests), writes
+//! that must make progress within `write_timeout` (a client that stops reading is dropped), and a
 //! graceful shutdown that gives in-flight requests a grace period and then closes what is left.
 //! HTTP/1.1 only: its bounds are these, and nothing here speaks HTTP/2's multiplexing.
 
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
+use tokio::time::Sleep;
 
 use crate::config::ConnectionLimits;
 
@@ -67,6 +74,7 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
+        let stream = WriteDeadline::new(stream, limits.write_timeout);
         let connection =
             builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
         let mut shutdown = shutdown.clone();
@@ -89,6 +97,92 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!("connections still open after the grace period were closed");
+    }
+}
+
+/// A TCP stream whose writes must make progress within `limit`: a client that stops reading
+/// its answers (or a stream it asked for) is disconnected rather than holding its connection
+/// forever. The clock runs only while a write is blocked.
+struct WriteDeadline {
+    inner: TcpStream,
+    limit: Duration,
+    blocked_since: Option<Pin<Box<Sleep>>>,
+}
+
+impl WriteDeadline {
+    fn new(inner: TcpStream, limit: Duration) -> WriteDeadline {
+        WriteDeadline {
+            inner,
+            limit,
+            blocked_since: None,
+        }
+    }
+
+    /// Passes a write's result through, or fails it once it has been blocked for `limit`.
+    fn deadline<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if poll.is_ready() {
+            self.blocked_since = None;
+            return poll;
+        }
+        let limit = self.limit;
+        let timer = self
+            .blocked_since
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client stopped reading",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl AsyncRead for WriteDeadline {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for WriteDeadline {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.deadline(cx, poll)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.deadline(cx, poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_flush(cx);
+        self.deadline(cx, poll)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.deadline(cx, poll)
     }
 }
 

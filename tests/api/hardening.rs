@@ -17,6 +17,7 @@ async fn bounded_broker(max: usize, streams: usize) -> TestBroker {
         config.connections.max = max;
         config.connections.max_revocation_streams = streams;
         config.connections.header_read_timeout = Duration::from_secs(1);
+        config.connections.write_timeout = Duration::from_secs(1);
     });
     TestBroker::start_with(setup).await
 }
@@ -231,6 +232,18 @@ async fn refusals_of_unverified_credentials_are_counted_exactly_not_recorded_one
             .await;
         assert_eq!(response.status(), 401);
     }
+    // No credential at all, or not Bearer: counted too.
+    for header in [None, Some("Basic b3JkZXJzOmJvdA==")] {
+        for _ in 0..5 {
+            let mut request = client()
+                .post(format!("{}/v1/writs", broker.url))
+                .json(&orders_request());
+            if let Some(value) = header {
+                request = request.header("authorization", value);
+            }
+            assert_eq!(request.send().await.unwrap().status(), 401);
+        }
+    }
     // A token whose signature verified but that names no agent is recorded on its own.
     let unnamed = broker.kubernetes.sign(
         writ_testkit::Alg::Rs256,
@@ -257,7 +270,7 @@ async fn refusals_of_unverified_credentials_are_counted_exactly_not_recorded_one
         .iter()
         .map(|event| details(event)["count"].as_u64().unwrap())
         .sum();
-    assert_eq!(total, 200, "exact counts");
+    assert_eq!(total, 210, "exact counts: {identity:#?}");
     assert!(counted.iter().all(|event| event["actor"] == "anonymous"));
     let single: Vec<&Value> = identity
         .iter()
@@ -310,5 +323,65 @@ async fn a_huge_refused_request_answers_and_records_a_bounded_refusal() {
         text.len()
     );
     assert_eq!(details(event)["refusal"]["refused_rights_total"], 512);
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_its_answers_is_disconnected() {
+    let broker = bounded_broker(16, 4).await;
+    let mut held = Vec::new();
+    for _ in 0..16 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(2048).unwrap();
+        let mut stream = socket
+            .connect(address(&broker).parse().unwrap())
+            .await
+            .unwrap();
+        // Thousands of pipelined requests whose answers are never read.
+        let burst = b"GET /.well-known/writ-keys HTTP/1.1\r\nHost: x\r\n\r\n".repeat(5000);
+        stream.write_all(&burst).await.unwrap();
+        held.push(stream);
+    }
+    // Every slot is held by a client that stopped reading; within the write timeout (1s) they
+    // are dropped and an honest agent is served again.
+    let identity = broker.orders_identity();
+    let mut served = false;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let sent = client()
+            .post(format!("{}/v1/writs", broker.url))
+            .bearer_auth(&identity)
+            .json(&orders_request())
+            .send()
+            .await;
+        // Refused at the cap (or cut off as the 503 races the request) until slots free.
+        if sent.is_ok_and(|response| response.status() == 201) {
+            served = true;
+            break;
+        }
+    }
+    assert!(served, "clients that stop reading keep their slots");
+    drop(held);
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn a_body_announced_over_the_limit_is_refused_before_it_is_read() {
+    let broker = bounded_broker(64, 8).await;
+    let mut stream = TcpStream::connect(address(&broker)).await.unwrap();
+    let identity = broker.orders_identity();
+    let head = format!(
+        "POST /v1/writs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {identity}\r\n\
+         Content-Type: application/json\r\nContent-Length: 99999999\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut buffer = [0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(3), stream.read(&mut buffer))
+        .await
+        .expect("answered without waiting for the body")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&buffer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("payload_too_large"), "{answer}");
     broker.stop().await;
 }
