@@ -8,45 +8,13 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
-use crate::helpers::{ServeProcess, TestBroker, WRIT, orders_request, problem_type};
-
-/// `writ` in `dir`, without the settings a developer's environment may hold.
-fn command(dir: &Path) -> Command {
-    let mut command = Command::new(WRIT);
-    command.current_dir(dir);
-    for variable in [
-        "WRIT_KEY_DIR",
-        "WRIT_BROKER_URL",
-        "WRIT_ADMIN_TOKEN",
-        "WRIT_CONFIG",
-        "WRIT_DATABASE_URL",
-        "WRIT_POLICY_DIR",
-        "WRIT_LISTEN",
-    ] {
-        command.env_remove(variable);
-    }
-    command
-}
+use crate::helpers::{
+    ServeProcess, TestBroker, WRIT, orders_request, problem_type, writ_command as command,
+    writ_with_input as writ_stdin,
+};
 
 fn writ(dir: &Path, args: &[&str]) -> Output {
     command(dir).args(args).output().unwrap()
-}
-
-fn writ_stdin(dir: &Path, args: &[&str], input: &str) -> Output {
-    let mut child = command(dir)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
 }
 
 fn stdout(output: &Output) -> String {

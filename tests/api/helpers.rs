@@ -2,8 +2,9 @@
 //! file in a temporary directory, or a new PostgreSQL database), real identity issuers on
 //! loopback, and policies written to disk like an operator would.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
@@ -412,6 +413,42 @@ agent = "github:{{repository}}"
         kubernetes = kubernetes.issuer(),
         github = github.issuer(),
     )
+}
+
+/// `writ` in `dir`, without the settings a developer's environment may hold.
+pub fn writ_command(dir: &Path) -> Command {
+    let mut command = Command::new(WRIT);
+    command.current_dir(dir);
+    for variable in [
+        "WRIT_KEY_DIR",
+        "WRIT_BROKER_URL",
+        "WRIT_ADMIN_TOKEN",
+        "WRIT_CONFIG",
+        "WRIT_DATABASE_URL",
+        "WRIT_POLICY_DIR",
+        "WRIT_LISTEN",
+    ] {
+        command.env_remove(variable);
+    }
+    command
+}
+
+/// Runs `writ args` in `dir` with `input` on its standard input.
+pub fn writ_with_input(dir: &Path, args: &[&str], input: &str) -> Output {
+    let mut child = writ_command(dir)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
 }
 
 /// A `writ serve` process, killed on drop.

@@ -3,8 +3,7 @@
 //! dates no `SystemTime` holds or no RFC 3339 formatter writes, and attenuated expiries.
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
@@ -12,27 +11,13 @@ use writ_verify::biscuit_auth::builder::Term;
 use writ_verify::biscuit_auth::{Biscuit, KeyPair};
 use writ_verify::{Attenuation, attenuate};
 
-use crate::helpers::{TestBroker, WRIT};
+use crate::helpers::{TestBroker, writ_with_input};
 
 /// 10000-01-01T00:00:00Z.
 const YEAR_10000: u64 = 253_402_300_800;
 
 fn run(args: &[&str], input: &str) -> Output {
-    let mut child = Command::new(WRIT)
-        .args(args)
-        .env_remove("WRIT_KEYS_URL")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    writ_with_input(std::path::Path::new("."), args, input)
 }
 
 fn text(bytes: &[u8]) -> String {
