@@ -23,32 +23,7 @@ fn stdout(output: &Output) -> String {
 
 #[test]
 fn the_dev_quickstart_works_end_to_end() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = ServeProcess::start(dir.path(), "serve", &["--dev", "--listen", "127.0.0.1:0"]);
-
-    let token = writ(dir.path(), &["dev", "token", "--subject", "demo-agent"]);
-    assert!(token.status.success(), "{token:?}");
-    std::fs::write(dir.path().join("identity.jwt"), &token.stdout).unwrap();
-    let request = writ(
-        dir.path(),
-        &[
-            "request",
-            "--broker",
-            &server.url,
-            "--identity-file",
-            "identity.jwt",
-            "--task",
-            "demo",
-            "--right",
-            "orders/*:read",
-            "--service",
-            "orders-api",
-            "--ttl",
-            "2m",
-        ],
-    );
-    assert!(request.status.success(), "{request:?}");
-    let writ_text = stdout(&request);
+    let (dir, server, writ_text) = dev_broker_with_a_writ();
 
     let verify = |writ_text: &str, resource: &str, operation: &str| {
         writ_stdin(
