@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::broker::Broker;
+use crate::approval::notify::{DeliveryReport, Notifier, Webhook};
+use crate::broker::{Approvals, Broker};
 use crate::config::{
     ABSOLUTE_MAX_SKEW, Config, ConfigError, ConnectionLimits, DEV_ISSUER_NAME, WRIT_LIFETIME_BOUND,
+    WebhookConfig,
 };
 use crate::http::{self, AppState, router};
 use crate::identity::{DevIssuer, IdentityVerifier};
@@ -92,6 +94,13 @@ impl Application {
             writ_lifetime: WRIT_LIFETIME_BOUND,
             skew: ABSOLUTE_MAX_SKEW,
         };
+        let (notifier, deliveries) = match &config.approvals.webhook {
+            Some(webhook) => {
+                let (notifier, reports) = start_webhook(webhook)?;
+                (Some(notifier), Some(reports))
+            }
+            None => (None, None),
+        };
         let broker = Arc::new(Broker::new(
             identities,
             policies,
@@ -99,7 +108,12 @@ impl Application {
             store,
             revocations,
             limits,
+            Approvals::new(notifier, config.approvals.page_url.clone()),
         ));
+        if let Some(reports) = deliveries {
+            background.push(spawn_delivery_records(Arc::clone(&broker), reports));
+        }
+        background.push(spawn_approval_expiry(Arc::clone(&broker)));
         let (shutting_down, shutdown) = tokio::sync::watch::channel(false);
         let refusal_counts = spawn_refusal_counts(
             Arc::clone(&broker),
@@ -178,6 +192,65 @@ fn spawn_refusal_counts(
             broker.flush_refusals().await;
             if stopping {
                 return;
+            }
+        }
+    })
+}
+
+/// Shortest webhook secret accepted, in bytes.
+const MIN_WEBHOOK_SECRET: usize = 32;
+
+fn start_webhook(
+    config: &WebhookConfig,
+) -> Result<(Notifier, tokio::sync::mpsc::Receiver<DeliveryReport>), StartError> {
+    let invalid = |m: String| StartError::Config(ConfigError::Invalid(m));
+    crate::keys::check_private_file(&config.secret_file)?;
+    let secret = std::fs::read(&config.secret_file).map_err(|e| {
+        invalid(format!(
+            "approvals.webhook.secret_file {}: {e}",
+            config.secret_file.display()
+        ))
+    })?;
+    let secret = secret.trim_ascii().to_vec();
+    if secret.len() < MIN_WEBHOOK_SECRET {
+        return Err(invalid(format!(
+            "approvals.webhook.secret_file must hold at least {MIN_WEBHOOK_SECRET} bytes"
+        )));
+    }
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| invalid(format!("webhook client: {e}")))?;
+    let webhook = Webhook {
+        url: config.url.clone(),
+        secret: Arc::new(secret),
+        attempts: config.attempts,
+        retry_base: config.retry_base,
+    };
+    Ok(Notifier::start(webhook, client))
+}
+
+/// Records every webhook delivery attempt as it is reported.
+fn spawn_delivery_records(
+    broker: Arc<Broker>,
+    mut reports: tokio::sync::mpsc::Receiver<DeliveryReport>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(report) = reports.recv().await {
+            broker.record_delivery(report).await;
+        }
+    })
+}
+
+/// Marks pending approval requests expired once past their deadline, every second.
+fn spawn_approval_expiry(broker: Arc<Broker>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(error) = broker.expire_approvals().await {
+                tracing::warn!(%error, "expired approval requests not recorded yet");
             }
         }
     })

@@ -75,6 +75,66 @@ pub struct Config {
     /// Trusted workload identity issuers.
     #[serde(default, rename = "issuer")]
     pub issuers: Vec<IssuerConfig>,
+    /// Human approvals: how approvers are told (`[approvals]`).
+    #[serde(default)]
+    pub approvals: ApprovalsConfig,
+}
+
+/// `[approvals]`: where approvers decide and how they are told of new requests.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalsConfig {
+    /// The approval page's public URL (such as `https://writ.example/approvals`): webhook
+    /// bodies link to each request under it.
+    #[serde(default)]
+    pub page_url: Option<String>,
+    /// A webhook POSTed for every new request (`[approvals.webhook]`).
+    #[serde(default)]
+    pub webhook: Option<WebhookConfig>,
+}
+
+/// `[approvals.webhook]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// `https://...` (or `http://` to loopback).
+    pub url: String,
+    /// A file (mode 0600) holding the shared secret of the `Writ-Signature` HMAC, at least 32
+    /// bytes.
+    pub secret_file: PathBuf,
+    /// Attempts per request before giving up (1 to 20).
+    #[serde(default = "default_webhook_attempts")]
+    pub attempts: u32,
+    /// The pause before the first retry, doubled for each further one (at most 60 s).
+    #[serde(default = "default_webhook_retry_base", with = "humantime_serde")]
+    pub retry_base: Duration,
+}
+
+fn default_webhook_attempts() -> u32 {
+    5
+}
+fn default_webhook_retry_base() -> Duration {
+    Duration::from_secs(1)
+}
+
+impl WebhookConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        let loopback_http = self.url.starts_with("http://127.0.0.1")
+            || self.url.starts_with("http://[::1]")
+            || self.url.starts_with("http://localhost");
+        if !(self.url.starts_with("https://") || loopback_http) {
+            return invalid(
+                "approvals.webhook.url must be https:// (plain http only to loopback)".into(),
+            );
+        }
+        if !(1..=20).contains(&self.attempts) {
+            return invalid("approvals.webhook.attempts must be between 1 and 20".into());
+        }
+        ranges::WEBHOOK_RETRY_BASE
+            .check("approvals.webhook.retry_base", self.retry_base)
+            .map_err(ConfigError::Invalid)
+    }
 }
 
 /// Bounds on what clients can hold open, so that idle, slow or streaming clients cannot starve
@@ -208,6 +268,7 @@ impl Config {
             audit_refusal_window: default_audit_refusal_window(),
             connections: ConnectionLimits::default(),
             issuers: Vec::new(),
+            approvals: ApprovalsConfig::default(),
         }
     }
 
@@ -286,6 +347,9 @@ impl Config {
             ));
         }
         self.connections.validate()?;
+        if let Some(webhook) = &self.approvals.webhook {
+            webhook.validate()?;
+        }
         if !self.dev && self.policy_dir.is_none() {
             return invalid("policy_dir is required outside dev mode".into());
         }
@@ -340,6 +404,7 @@ pub mod ranges {
     /// The unknown-`kid` rate limit: at most one fetch per second per issuer however many forged
     /// tokens arrive, and a rotated issuer key is accepted within 5 minutes at worst.
     pub const JWKS_MIN_REFETCH_INTERVAL: DurationRange = range(s(1), s(5 * 60));
+    pub const WEBHOOK_RETRY_BASE: DurationRange = range(ms(100), s(60));
 
     impl DurationRange {
         pub fn contains(&self, value: Duration) -> bool {

@@ -18,6 +18,10 @@ pub enum ErrorKind {
     Forbidden,
     /// What the request names does not exist.
     NotFound,
+    /// What the request names is in a state that no longer allows it (a decided approval).
+    Conflict,
+    /// The caller has too much outstanding (pending approval requests).
+    TooManyRequests,
     /// The protocol's own refusals: a method the route does not serve, a body too large or not
     /// JSON. Only the HTTP layer uses them.
     MethodNotAllowed,
@@ -116,6 +120,15 @@ pub mod codes {
         POLICY_REFUSED = "policy_refused", Forbidden, "Refused by policy";
         AGENT_SUSPENDED = "agent_suspended", Forbidden, "Agent suspended";
         ADMIN_ROLE_MISSING = "admin_role_missing", Forbidden, "Role missing";
+        APPROVAL_REQUIRED = "approval_required", Forbidden, "Approval required";
+        APPROVAL_NOT_NEEDED = "approval_not_needed", Invalid, "Approval not needed";
+        APPROVER_NOT_ALLOWED = "approver_not_allowed", Forbidden, "Approver not allowed";
+        SELF_APPROVAL = "self_approval", Forbidden, "Self-approval refused";
+        NARROWING_INVALID = "narrowing_invalid", Invalid, "Invalid narrowing";
+        APPROVAL_UNKNOWN = "approval_unknown", NotFound, "Not found";
+        APPROVAL_CLOSED = "approval_closed", Conflict, "Approval closed";
+        ALREADY_DECIDED = "already_decided", Conflict, "Already decided";
+        TOO_MANY_PENDING = "too_many_pending", TooManyRequests, "Too many pending requests";
         WRIT_UNKNOWN = "writ_unknown", NotFound, "Not found";
         AGENT_NOT_SUSPENDED = "agent_not_suspended", NotFound, "Not found";
         NOT_FOUND = "not_found", NotFound, "Not found";

@@ -21,6 +21,7 @@
 //!   [`config`]; [`app`] assembles the broker and [`cli`] is the `writ` command.
 
 pub mod admin;
+pub mod approval;
 pub mod app;
 pub mod audit;
 pub mod broker;

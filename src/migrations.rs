@@ -25,6 +25,7 @@ pub const SQLITE: &[(&str, &str)] = embedded!("sqlite":
     "0001_writs.sql",
     "0002_audit_revocations.sql",
     "0003_checkpoints_append_only.sql",
+    "0004_approvals.sql",
 );
 
 /// `(file name, SQL)` of `migrations/postgres`.
@@ -32,6 +33,7 @@ pub const POSTGRES: &[(&str, &str)] = embedded!("postgres":
     "0001_writs.sql",
     "0002_audit_revocations.sql",
     "0003_checkpoints_append_only.sql",
+    "0004_approvals.sql",
 );
 
 /// The SQLite migrations.

@@ -97,6 +97,20 @@ pub mod actions {
     pub const KEYS_ROTATED: &str = "keys.rotated";
     /// The audit log was read or exported.
     pub const AUDIT_READ: &str = "audit.read";
+    /// An agent asked for human approval.
+    pub const APPROVAL_REQUESTED: &str = "approval.requested";
+    /// A request for approval was refused (by policy, its shape, a limit) or failed.
+    pub const APPROVAL_REFUSED: &str = "approval.refused";
+    /// A webhook delivery attempt about a request (success or failure).
+    pub const APPROVAL_NOTIFIED: &str = "approval.notified";
+    /// An approver approved or denied (details say which, the reason, any narrowing).
+    pub const APPROVAL_DECIDED: &str = "approval.decided";
+    /// An approver's decision was refused (self-approval, twice, closed, not an approver...).
+    pub const APPROVAL_DECISION_REFUSED: &str = "approval.decision_refused";
+    /// A pending request expired undecided.
+    pub const APPROVAL_EXPIRED: &str = "approval.expired";
+    /// An approver logged in to, or out of, the approval page.
+    pub const APPROVER_LOGIN: &str = "approver.login";
 
     /// Every action, for validating filters.
     pub const ALL: &[&str] = &[
@@ -110,5 +124,12 @@ pub mod actions {
         ADMIN_REFUSED,
         KEYS_ROTATED,
         AUDIT_READ,
+        APPROVAL_REQUESTED,
+        APPROVAL_REFUSED,
+        APPROVAL_NOTIFIED,
+        APPROVAL_DECIDED,
+        APPROVAL_DECISION_REFUSED,
+        APPROVAL_EXPIRED,
+        APPROVER_LOGIN,
     ];
 }

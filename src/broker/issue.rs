@@ -15,7 +15,9 @@ use crate::error::{DomainError, ErrorCode, codes};
 use crate::identity::{Identity, IdentityError};
 use crate::keys::KeyRing;
 use crate::mint::{self, MintError, WritContents};
-use crate::policy::{RawWritRequest, Refusal, RequestError, Subject, TaskName, WritRequest};
+use crate::policy::{
+    Channel, RawWritRequest, Refusal, RequestError, Subject, TaskName, WritRequest, reasons,
+};
 use crate::store::{IssuedWrit, RightRecord, StoreError};
 use crate::time::{unix, unix_ms};
 
@@ -44,7 +46,7 @@ impl DomainError for IssueError {
             IssueError::Identity(error) => error.code(),
             IssueError::Suspended => codes::AGENT_SUSPENDED,
             IssueError::Request(_) => codes::INVALID_REQUEST,
-            IssueError::Refused(_) => codes::POLICY_REFUSED,
+            IssueError::Refused(refusal) => refusal_code(refusal),
             IssueError::Mint(error) => error.code(),
             IssueError::Storage(error) => error.code(),
         }
@@ -69,6 +71,15 @@ impl DomainError for IssueError {
             },
             _ => None,
         }
+    }
+}
+
+/// The code of a policy refusal: the approval reasons have their own.
+pub(super) fn refusal_code(refusal: &Refusal) -> ErrorCode {
+    match refusal.reason {
+        reasons::APPROVAL_REQUIRED => codes::APPROVAL_REQUIRED,
+        reasons::APPROVAL_NOT_NEEDED => codes::APPROVAL_NOT_NEEDED,
+        _ => codes::POLICY_REFUSED,
     }
 }
 
@@ -145,13 +156,13 @@ impl Broker {
             issuer: &identity.issuer,
             claims: &identity.claims,
         };
-        let approval = self
+        let permit = self
             .policies
-            .decide(subject, &request)
+            .decide(subject, &request, Channel::Direct)
             .map_err(IssueError::Refused)?;
         // Whole seconds: the writ and its record must name the same instant.
         let issued_at = SystemTime::UNIX_EPOCH + Duration::from_secs(unix(now));
-        let expires_at = issued_at + approval.ttl;
+        let expires_at = issued_at + permit.ttl;
         let services: Vec<_> = request.services.iter().cloned().collect();
         let writ_id = mint::new_writ_id()?;
         let ring: Arc<KeyRing> = self.keys.current();
@@ -188,18 +199,18 @@ impl Broker {
             issued_at: unix(issued_at) as i64,
             expires_at: unix(expires_at) as i64,
         };
-        let issued_event = issued_event(&record, &approval.policy, approval.ttl, now);
+        let issued_event = issued_event(&record, &permit.policy, permit.ttl, now);
         self.store.record_issued(&record, issued_event).await?;
         tracing::info!(
             writ_id = %record.writ_id, agent = ?identity.agent, task = ?record.task,
-            policy = %approval.policy, ttl = approval.ttl.as_secs(), kid = minted.root_key_id,
+            policy = %permit.policy, ttl = permit.ttl.as_secs(), kid = minted.root_key_id,
             "writ issued"
         );
         Ok(Issued {
             writ: minted.token,
             record,
-            policy: approval.policy,
-            ttl: approval.ttl,
+            policy: permit.policy,
+            ttl: permit.ttl,
         })
     }
 }

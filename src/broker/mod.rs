@@ -6,6 +6,7 @@
 //! takes and returns domain values.
 
 mod admin;
+mod approval;
 mod audit;
 mod issue;
 mod status;
@@ -13,6 +14,11 @@ mod status;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+pub use approval::{
+    APPROVAL_PREFIX, AgentView, ApprovalCallError, Approvals, ApproverView, ElevatedWrit, MAX_WAIT,
+    RawApprovalRequest,
+    RawDecision,
+};
 pub use admin::{AdminCallError, AdminWritOrder, RevokeOrder, issue_admin_writ};
 pub use issue::{IssueError, Issued};
 pub use status::NotReady;
@@ -36,6 +42,7 @@ pub struct Broker {
     limits: Limits,
     /// Refusals of credentials that never verified, written as counts per window.
     refusals: RefusalTally,
+    approvals: Approvals,
 }
 
 impl Broker {
@@ -46,6 +53,7 @@ impl Broker {
         store: Store,
         revocations: Arc<RevocationView>,
         limits: Limits,
+        approvals: Approvals,
     ) -> Broker {
         Broker {
             identities,
@@ -55,6 +63,7 @@ impl Broker {
             revocations,
             limits,
             refusals: RefusalTally::default(),
+            approvals,
         }
     }
 

@@ -48,6 +48,12 @@ pub trait RequiredRole: Send + Sync {
 pub struct AdminRole;
 /// Routes for auditors.
 pub struct AuditorRole;
+/// Routes for approvers.
+pub struct ApproverRole;
+
+impl RequiredRole for ApproverRole {
+    const ROLE: Role = Role::Approver;
+}
 
 impl RequiredRole for AdminRole {
     const ROLE: Role = Role::Admin;

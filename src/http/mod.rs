@@ -4,6 +4,7 @@
 //! routes.
 
 mod admin_writs;
+mod approvals;
 mod audit;
 mod error;
 mod extract;
@@ -62,6 +63,13 @@ pub fn routes() -> Vec<Route> {
         Route::new("/v1/revocations/stream").get(revocations::stream),
         Route::new("/v1/suspensions/lift").post(revocations::lift),
         Route::new("/v1/admin/writs").post(admin_writs::issue),
+        Route::new("/v1/approvals")
+            .post(approvals::open)
+            .get(approvals::list),
+        Route::new("/v1/approvals/{id}")
+            .get(approvals::read)
+            .long_poll(),
+        Route::new("/v1/approvals/{id}/decision").post(approvals::decide),
         Route::new("/v1/audit").get(audit::events),
         Route::new("/v1/audit/checkpoints").get(audit::checkpoints),
         Route::new("/.well-known/writ-keys").get(keys::key_set),
@@ -74,7 +82,12 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
     routes()
         .into_iter()
         .fold(Router::new(), |router, route| {
-            router.route(route.path, route.handlers)
+            // A long-poll waits up to `MAX_WAIT` on top of the usual budget.
+            let timeout = match route.long_poll {
+                true => request_timeout + crate::broker::MAX_WAIT,
+                false => request_timeout,
+            };
+            router.route(route.path, route.handlers.layer(timeout_layer(timeout)))
         })
         .fallback(|| async { ApiError::new(codes::NOT_FOUND, "no such route") })
         .method_not_allowed_fallback(|| async {
@@ -96,17 +109,46 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
             )
             .into_response()
         }))
-        .layer(
-            ServiceBuilder::new()
-                .layer(HandleErrorLayer::new(|_: BoxError| async {
-                    ApiError::new(
-                        codes::TIMEOUT,
-                        "the request took too long and was cut off; retry later",
-                    )
-                }))
-                .layer(TimeoutLayer::new(request_timeout)),
-        )
         .layer(TraceLayer::new_for_http())
+}
+
+/// Cuts a request off after `timeout` (a slow client or a stuck dependency) with `503 timeout`.
+fn timeout_layer<S>(
+    timeout: Duration,
+) -> impl tower::Layer<
+    S,
+    Service = impl tower::Service<
+        axum::extract::Request,
+        Response = axum::response::Response,
+        Error = std::convert::Infallible,
+        Future = impl Send,
+    > + Clone
+    + Send
+    + Sync
+    + 'static,
+> + Clone
++ Send
++ Sync
++ 'static
+where
+    S: tower::Service<
+            axum::extract::Request,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(|_: BoxError| async {
+            ApiError::new(
+                codes::TIMEOUT,
+                "the request took too long and was cut off; retry later",
+            )
+        }))
+        .layer(TimeoutLayer::new(timeout))
 }
 
 /// One path and the methods it serves.
@@ -116,6 +158,8 @@ pub struct Route {
     /// handler, without the body).
     pub methods: Vec<Method>,
     handlers: MethodRouter<AppState>,
+    /// Whether its GET may wait (a long-poll): it gets a longer time limit.
+    pub long_poll: bool,
 }
 
 impl Route {
@@ -124,12 +168,18 @@ impl Route {
             path,
             methods: Vec::new(),
             handlers: MethodRouter::new(),
+            long_poll: false,
         }
     }
 
     fn get<H: Handler<T, AppState>, T: 'static>(mut self, handler: H) -> Route {
         self.methods.extend([Method::GET, Method::HEAD]);
         self.handlers = self.handlers.get(handler);
+        self
+    }
+
+    fn long_poll(mut self) -> Route {
+        self.long_poll = true;
         self
     }
 

@@ -23,7 +23,7 @@ pub use agent::AgentTemplate;
 pub use dev::DevIssuer;
 pub use issuer::{IssuerSettings, TrustedIssuer};
 pub use keys::{KeySource, MAX_DOCUMENT_BYTES, MIN_RSA_BITS};
-pub use text::display_name_problem;
+pub use text::{display_name_problem, free_text_problem};
 
 use crate::config::Config;
 use crate::error::{DomainError, ErrorCode, codes};
@@ -144,6 +144,14 @@ impl IdentityVerifier {
 
     pub fn issuer_names(&self) -> impl Iterator<Item = &str> {
         self.issuers.iter().map(|issuer| issuer.name.as_str())
+    }
+
+    /// Every configured issuer's name and URL.
+    pub fn issuer_urls(&self) -> Vec<(String, String)> {
+        self.issuers
+            .iter()
+            .map(|issuer| (issuer.name.clone(), issuer.issuer.as_str().to_owned()))
+            .collect()
     }
 
     /// The name of the configured issuer a token claims to come from (unverified: for counting

@@ -44,6 +44,24 @@ pub fn display_name_problem(value: &str) -> Option<&'static str> {
     None
 }
 
+/// Why `value` cannot serve as free text people read (a justification, a reason), if it cannot:
+/// the characters [`display_name_problem`] refuses, except runs of spaces and, when `multiline`,
+/// newlines. Shown with its spaces preserved, so nothing in it is invisible or reordered.
+pub fn free_text_problem(value: &str, multiline: bool) -> Option<&'static str> {
+    for c in value.chars() {
+        if c == '\n' && multiline {
+            continue;
+        }
+        if let Some(why) = char_problem(c) {
+            return Some(why);
+        }
+    }
+    if !unicode_normalization::is_nfc(value) {
+        return Some("not in Unicode normalization form C (NFC)");
+    }
+    None
+}
+
 fn char_problem(c: char) -> Option<&'static str> {
     use GeneralCategory as G;
     match get_general_category(c) {

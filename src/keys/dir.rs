@@ -1,6 +1,7 @@
 //! The on-disk layout of the key directory:
-//! `keyring.json` (public records and which key is active) and `root-<kid>.pem` (private keys,
-//! mode 0600). The manifest is replaced atomically (write + rename) so a broker reading it never
+//! `keyring.json` (public records and which key is active), `root-<kid>.pem` (private keys,
+//! mode 0600) and `approval-<kid>.pem` (the approval key, which signs the evidence block of
+//! elevated writs; generated the first time a directory without one is loaded). The manifest is replaced atomically (write + rename) so a broker reading it never
 //! sees half a file.
 
 use std::fs::{self, OpenOptions};
@@ -58,6 +59,9 @@ impl KeyRecord {
 struct Manifest {
     active: u32,
     keys: Vec<KeyRecord>,
+    /// The approval key; absent in directories made before approvals existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    approval: Option<KeyRecord>,
 }
 
 /// Which manifest was read: inode and nanosecond mtime. The manifest is always replaced by a
@@ -80,9 +84,11 @@ impl KeyDir {
         };
         if !dir.manifest_path().exists() {
             create_private_dir(path).map_err(|e| dir.io(e))?;
+            let now = SystemTime::now();
             let manifest = Manifest {
                 active: 1,
-                keys: vec![dir.generate(1, SystemTime::now())?],
+                keys: vec![dir.generate(&dir.private_path(1), 1, now)?],
+                approval: Some(dir.generate(&dir.approval_path(1), 1, now)?),
             };
             dir.write_manifest(&manifest)?;
             tracing::info!(kid = 1, dir = %path.display(), "generated the first root key");
@@ -110,8 +116,18 @@ impl KeyDir {
     }
 
     pub fn load(&self) -> Result<KeyRing, KeyError> {
+        let mut manifest = self.read_manifest()?;
+        let approval = match &manifest.approval {
+            Some(record) => record.clone(),
+            None => {
+                let record = self.generate(&self.approval_path(1), 1, SystemTime::now())?;
+                manifest.approval = Some(record.clone());
+                self.write_manifest(&manifest)?;
+                tracing::info!(dir = %self.path.display(), "generated the approval key");
+                record
+            }
+        };
         let version = self.manifest_version()?;
-        let manifest = self.read_manifest()?;
         let record = manifest
             .keys
             .iter()
@@ -119,7 +135,8 @@ impl KeyDir {
             .ok_or_else(|| {
                 KeyError::Invalid(format!("active key {} has no record", manifest.active))
             })?;
-        let key_pair = self.read_private(record)?;
+        let key_pair = self.read_private(record, &self.private_path(record.kid))?;
+        let approval_pair = self.read_private(&approval, &self.approval_path(approval.kid))?;
         if let Ok(mut slot) = self.loaded_version.lock() {
             *slot = Some(version);
         }
@@ -129,6 +146,11 @@ impl KeyDir {
                 key_pair,
             },
             records: manifest.keys,
+            approval: SigningKey {
+                kid: approval.kid,
+                key_pair: approval_pair,
+            },
+            approval_record: approval,
         })
     }
 
@@ -143,7 +165,7 @@ impl KeyDir {
     pub fn rotate(&self, retain_for: Duration, now: SystemTime) -> Result<KeyRecord, KeyError> {
         let mut manifest = self.read_manifest()?;
         let kid = manifest.keys.iter().map(|k| k.kid).max().unwrap_or(0) + 1;
-        let record = self.generate(kid, now)?;
+        let record = self.generate(&self.private_path(kid), kid, now)?;
         for old in manifest.keys.iter_mut().filter(|k| k.retired_at.is_none()) {
             old.retired_at = Some(unix(now));
             old.publish_until = Some(unix(now + retain_for));
@@ -162,17 +184,16 @@ impl KeyDir {
         Ok(record)
     }
 
-    fn generate(&self, kid: u32, now: SystemTime) -> Result<KeyRecord, KeyError> {
+    fn generate(&self, path: &Path, kid: u32, now: SystemTime) -> Result<KeyRecord, KeyError> {
         let key_pair = KeyPair::new();
         let pem = key_pair
             .to_private_key_pem()
             .map_err(|e| KeyError::Invalid(format!("cannot encode a new key: {e}")))?;
-        let path = self.private_path(kid);
         let mut file = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
-            .open(&path)
+            .open(path)
             .map_err(|e| self.io(e))?;
         file.write_all(pem.as_bytes()).map_err(|e| self.io(e))?;
         file.sync_all().map_err(|e| self.io(e))?;
@@ -185,10 +206,9 @@ impl KeyDir {
         })
     }
 
-    fn read_private(&self, record: &KeyRecord) -> Result<KeyPair, KeyError> {
-        let path = self.private_path(record.kid);
-        check_private_file(&path)?;
-        let pem = fs::read_to_string(&path).map_err(|e| self.io(e))?;
+    fn read_private(&self, record: &KeyRecord, path: &Path) -> Result<KeyPair, KeyError> {
+        check_private_file(path)?;
+        let pem = fs::read_to_string(path).map_err(|e| self.io(e))?;
         let private = PrivateKey::from_pem(&pem).map_err(|_| {
             KeyError::Invalid(format!("{} is not an Ed25519 private key", path.display()))
         })?;
@@ -239,6 +259,10 @@ impl KeyDir {
 
     fn private_path(&self, kid: u32) -> PathBuf {
         self.path.join(format!("root-{kid}.pem"))
+    }
+
+    fn approval_path(&self, kid: u32) -> PathBuf {
+        self.path.join(format!("approval-{kid}.pem"))
     }
 
     fn io(&self, source: std::io::Error) -> KeyError {

@@ -46,6 +46,11 @@ impl std::fmt::Debug for SigningKey {
 pub struct KeyRing {
     pub active: SigningKey,
     pub records: Vec<KeyRecord>,
+    /// Signs the approval evidence of elevated writs. A key apart from the root keys, so that a
+    /// verifier requiring approval for an operation trusts only what this key signed, whatever
+    /// a misconfigured policy let the root key grant.
+    pub approval: SigningKey,
+    pub approval_record: KeyRecord,
 }
 
 impl KeyRing {
@@ -57,7 +62,10 @@ impl KeyRing {
             .filter(|record| record.is_published(now))
             .map(KeyRecord::to_published)
             .collect();
-        writ_verify::KeySetDocument { keys }
+        writ_verify::KeySetDocument {
+            keys,
+            approval_keys: vec![self.approval_record.to_published()],
+        }
     }
 }
 

@@ -9,6 +9,19 @@
 //! check if time($t), $t <= <expires_at>;
 //! check if audience($a), service($a);
 //! ```
+//! An **elevated writ** (issued when humans approve a request) is the same authority block
+//! followed by a third-party block signed by the broker's approval key, a key apart from the
+//! root keys. It carries only facts:
+//! ```text
+//! approval("ap_…", "<approver>", <decided_at>);   // one per approving human
+//! approved_writ("wr_…");                          // bound to this writ (and, by its signature,
+//!                                                 // to this token's authority block)
+//! approved_right("orders/42", "delete");          // exact rights approved
+//! approved_prefix("reports/", "delete");          // prefix rights approved ("reports/*")
+//! ```
+//! A verifier told that an operation requires approval trusts these facts only from the approval
+//! key, so a writ a misconfigured policy let the root key grant still lacks them.
+//!
 //! Every value enters as a Datalog parameter, never by formatting text: task names, resources and
 //! agent identities are attacker-controlled.
 
@@ -16,7 +29,7 @@ use std::collections::HashMap;
 use std::time::SystemTime;
 
 use biscuit_auth::Biscuit;
-use biscuit_auth::builder::BiscuitBuilder;
+use biscuit_auth::builder::{BiscuitBuilder, BlockBuilder};
 use biscuit_auth::builder::{Term, date, fact, string};
 
 use crate::error::{DomainError, ErrorCode, codes};
@@ -101,6 +114,69 @@ fn grant(
 }
 
 pub fn mint(key: &SigningKey, contents: &WritContents<'_>) -> Result<MintedWrit, MintError> {
+    finish(key, authority(key, contents)?)
+}
+
+/// Human approval of an elevated writ: the request and who approved it when.
+#[derive(Debug, Clone)]
+pub struct Evidence<'a> {
+    pub request_id: &'a str,
+    /// Each approving principal and the time of their decision.
+    pub approvals: Vec<(&'a str, SystemTime)>,
+}
+
+/// Mints an elevated writ: the writ of `contents`, then the approval evidence signed by
+/// `approval_key`.
+pub fn mint_elevated(
+    key: &SigningKey,
+    approval_key: &SigningKey,
+    contents: &WritContents<'_>,
+    evidence: &Evidence<'_>,
+) -> Result<MintedWrit, MintError> {
+    let token = authority(key, contents)?;
+    let block = evidence_block(contents, evidence)?;
+    let signed = token
+        .third_party_request()?
+        .create_block(&approval_key.key_pair.private(), block)?;
+    let token = token.append_third_party(approval_key.key_pair.public(), signed)?;
+    finish(key, token)
+}
+
+fn evidence_block(
+    contents: &WritContents<'_>,
+    evidence: &Evidence<'_>,
+) -> Result<BlockBuilder, MintError> {
+    let mut block = BlockBuilder::new().fact(fact("approved_writ", &[string(contents.writ_id)]))?;
+    for (approver, decided_at) in &evidence.approvals {
+        block = block.fact(fact(
+            "approval",
+            &[
+                string(evidence.request_id),
+                string(approver),
+                date(decided_at),
+            ],
+        ))?;
+    }
+    for right in contents.rights {
+        for operation in &right.operations {
+            let approved = match (right.resource.exact(), right.resource.prefix()) {
+                (Some(exact), _) => fact(
+                    "approved_right",
+                    &[string(exact), string(operation.as_str())],
+                ),
+                (None, Some(prefix)) => fact(
+                    "approved_prefix",
+                    &[string(prefix), string(operation.as_str())],
+                ),
+                (None, None) => continue,
+            };
+            block = block.fact(approved)?;
+        }
+    }
+    Ok(block)
+}
+
+fn authority(key: &SigningKey, contents: &WritContents<'_>) -> Result<Biscuit, MintError> {
     let params = HashMap::from([
         ("version".to_owned(), Term::Integer(FORMAT_VERSION)),
         ("writ_id".to_owned(), string(contents.writ_id)),
@@ -120,7 +196,10 @@ pub fn mint(key: &SigningKey, contents: &WritContents<'_>) -> Result<MintedWrit,
             builder = grant(builder, &right.resource, operation.as_str())?;
         }
     }
-    let token = builder.build(&key.key_pair)?;
+    Ok(builder.build(&key.key_pair)?)
+}
+
+fn finish(key: &SigningKey, token: Biscuit) -> Result<MintedWrit, MintError> {
     Ok(MintedWrit {
         token: token.to_base64()?,
         root_key_id: key.kid,

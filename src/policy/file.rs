@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::approval::RawApproval;
 use super::{ClaimMatcher, Operation, Policy, ResourcePattern, ServiceName};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -59,6 +60,8 @@ struct RawPolicy {
     services: Spanned<Vec<Spanned<String>>>,
     max_ttl: Spanned<String>,
     default_ttl: Option<Spanned<String>>,
+    #[serde(default)]
+    approval: Option<Spanned<RawApproval>>,
 }
 
 pub(super) fn parse(path: &Path, text: &str, cap: Duration) -> Result<Vec<Policy>, PolicyError> {
@@ -120,6 +123,14 @@ fn compile(
         }
         None => ClaimMatcher::everything(),
     };
+    let approval = match &raw.approval {
+        Some(rule) => Some(
+            rule.get_ref()
+                .compile(max_ttl)
+                .map_err(|m| at(rule.span(), m))?,
+        ),
+        None => None,
+    };
     let (line, _) = line_column(text, spanned.span().start);
     Ok(Policy {
         name: raw.name.get_ref().clone(),
@@ -131,6 +142,7 @@ fn compile(
         services,
         max_ttl,
         default_ttl,
+        approval,
     })
 }
 

@@ -7,10 +7,11 @@
 //! (resource and operations), every service and the lifetime. Rights are never pieced together
 //! from several policies, so a writ never combines grants no single policy gives.
 
+mod approval;
 mod claims;
 mod file;
 mod names;
-mod pattern;
+pub mod pattern;
 mod request;
 pub mod testing;
 
@@ -19,11 +20,16 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub use approval::{
+    ApprovalRule, ApproverRef, ApproverSpec, DEFAULT_TTL as DEFAULT_APPROVAL_TTL, valid_group,
+};
 pub use claims::ClaimMatcher;
 pub use file::PolicyError;
 pub use names::{NameError, Operation, ServiceName, TaskName};
 pub use pattern::ResourcePattern;
-pub use request::{RawRight, RawWritRequest, RequestError, RequestedRight, WritRequest};
+pub use request::{
+    RawRight, RawWritRequest, RequestError, RequestedRight, RightRecord, WritRequest, parse_rights,
+};
 
 /// The playground policy used in dev mode when no policy directory is configured.
 pub const DEV_POLICY: &str = include_str!("dev-playground.toml");
@@ -41,6 +47,8 @@ pub struct Policy {
     pub services: Vec<ServiceName>,
     pub max_ttl: Duration,
     pub default_ttl: Duration,
+    /// Set when the policy's rights are granted only through human approval.
+    pub approval: Option<ApprovalRule>,
 }
 
 /// All loaded policies.
@@ -57,18 +65,52 @@ pub struct Subject<'a> {
     pub claims: &'a serde_json::Map<String, serde_json::Value>,
 }
 
-/// An approved request: the policy that allows it and the lifetime to grant.
+/// A permitted request: the policy that allows it, the lifetime to grant, and the approval rule
+/// when humans must approve it first.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Approval {
+pub struct Permit {
     pub policy: String,
     pub ttl: Duration,
+    pub approval: Option<ApprovalRule>,
+}
+
+/// How a request reaches its writ: directly (`POST /v1/writs`), or through human approval
+/// (`POST /v1/approvals`). A policy serves exactly one of the two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    Direct,
+    Approval,
+}
+
+impl Permit {
+    pub fn channel(&self) -> Channel {
+        if self.approval.is_some() {
+            Channel::Approval
+        } else {
+            Channel::Direct
+        }
+    }
+}
+
+/// Refusal reasons.
+pub mod reasons {
+    pub const NO_MATCHING_POLICY: &str = "no_matching_policy";
+    pub const NOT_ALLOWED: &str = "not_allowed";
+    /// Only a policy with an approval rule allows it: ask through `POST /v1/approvals`.
+    pub const APPROVAL_REQUIRED: &str = "approval_required";
+    /// A policy allows it without approval: ask through `POST /v1/writs`.
+    pub const APPROVAL_NOT_NEEDED: &str = "approval_not_needed";
 }
 
 /// A refused request, naming everything that was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Refusal {
-    /// `no_matching_policy` or `not_allowed`.
+    /// One of [`reasons`].
     pub reason: &'static str,
+    /// For `approval_required` and `approval_not_needed`: the policy that allows the request on
+    /// the other path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
     pub refused_rights: Vec<RefusedRight>,
     pub refused_services: Vec<String>,
     /// Set when the requested lifetime exceeds the policy's maximum.
@@ -97,6 +139,8 @@ pub const MAX_NAMED: usize = 8;
 #[derive(Debug, Serialize)]
 pub struct RefusalSummary<'a> {
     pub reason: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<&'a str>,
     pub refused_rights: &'a [RefusedRight],
     pub refused_rights_total: usize,
     pub refused_services: &'a [String],
@@ -109,6 +153,7 @@ impl Refusal {
         let named = |total: usize| total.min(MAX_NAMED);
         RefusalSummary {
             reason: self.reason,
+            policy: self.policy.as_deref(),
             refused_rights: &self.refused_rights[..named(self.refused_rights.len())],
             refused_rights_total: self.refused_rights.len(),
             refused_services: &self.refused_services[..named(self.refused_services.len())],
@@ -121,8 +166,25 @@ impl Refusal {
 /// The detail a refused agent reads: what was refused, by name (the first few of each).
 impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.reason == "no_matching_policy" {
-            return f.write_str("no policy allows this identity to request writs");
+        let policy = self.policy.as_deref().unwrap_or_default();
+        match self.reason {
+            reasons::NO_MATCHING_POLICY => {
+                return f.write_str("no policy allows this identity to request writs");
+            }
+            reasons::APPROVAL_REQUIRED => {
+                return write!(
+                    f,
+                    "policy {policy:?} grants this only with a human's approval: \
+                     ask through POST /v1/approvals"
+                );
+            }
+            reasons::APPROVAL_NOT_NEEDED => {
+                return write!(
+                    f,
+                    "policy {policy:?} grants this without approval: ask through POST /v1/writs"
+                );
+            }
+            _ => {}
         }
         let summary = self.summary();
         let more = |named: usize, total: usize| {
@@ -209,17 +271,40 @@ impl PolicySet {
             .map(|policy| (policy.issuer.as_str(), policy.origin.as_str()))
     }
 
-    pub fn decide(&self, subject: Subject<'_>, request: &WritRequest) -> Result<Approval, Refusal> {
+    /// The decision for a request on `channel`. Only policies serving that channel can permit it;
+    /// when a policy on the other channel would, the refusal says so and names it.
+    pub fn decide(
+        &self,
+        subject: Subject<'_>,
+        request: &WritRequest,
+        channel: Channel,
+    ) -> Result<Permit, Refusal> {
         let mut closest: Option<Refusal> = None;
+        let mut other_path: Option<Permit> = None;
         for policy in self.policies.iter().filter(|p| p.matches(subject)) {
             match policy.evaluate(request) {
-                Ok(approval) => return Ok(approval),
+                Ok(permit) if permit.channel() == channel => return Ok(permit),
+                Ok(permit) => {
+                    other_path.get_or_insert(permit);
+                }
                 Err(refusal) => {
                     if closest.as_ref().is_none_or(|c| refusal.size() < c.size()) {
                         closest = Some(refusal);
                     }
                 }
             }
+        }
+        if let Some(permit) = other_path {
+            return Err(Refusal {
+                reason: match channel {
+                    Channel::Direct => reasons::APPROVAL_REQUIRED,
+                    Channel::Approval => reasons::APPROVAL_NOT_NEEDED,
+                },
+                policy: Some(permit.policy),
+                refused_rights: Vec::new(),
+                refused_services: Vec::new(),
+                refused_ttl: None,
+            });
         }
         Err(closest.unwrap_or_else(|| no_matching_policy(request)))
     }
@@ -230,7 +315,7 @@ impl Policy {
         self.issuer == subject.issuer && self.claims.matches(subject.claims)
     }
 
-    fn evaluate(&self, request: &WritRequest) -> Result<Approval, Refusal> {
+    fn evaluate(&self, request: &WritRequest) -> Result<Permit, Refusal> {
         let refused_rights = request
             .rights
             .iter()
@@ -253,7 +338,8 @@ impl Policy {
             max: self.max_ttl.as_secs(),
         });
         let refusal = Refusal {
-            reason: "not_allowed",
+            reason: reasons::NOT_ALLOWED,
+            policy: None,
             refused_rights,
             refused_services,
             refused_ttl,
@@ -261,9 +347,15 @@ impl Policy {
         if refusal.size() > 0 {
             return Err(refusal);
         }
-        Ok(Approval {
+        // An elevated writ lives no longer than the approval rule's lifetime.
+        let ttl = match &self.approval {
+            Some(rule) => ttl.min(rule.ttl),
+            None => ttl,
+        };
+        Ok(Permit {
             policy: self.name.clone(),
             ttl,
+            approval: self.approval.clone(),
         })
     }
 
@@ -275,7 +367,8 @@ impl Policy {
 
 fn no_matching_policy(request: &WritRequest) -> Refusal {
     Refusal {
-        reason: "no_matching_policy",
+        reason: reasons::NO_MATCHING_POLICY,
+        policy: None,
         refused_rights: request
             .rights
             .iter()

@@ -47,14 +47,10 @@ fn check_token(what: &'static str, value: &str, max: usize) -> Result<(), NameEr
     })
 }
 
-/// Rejects what would make a value unprintable or ambiguous in logs and audit records.
+/// Rejects what would make a value unprintable or ambiguous in logs, audit records and the
+/// approval page: control and invisible characters, bidi overrides, odd spaces, non-NFC text.
 fn check_text(what: &'static str, value: &str, max: usize) -> Result<(), NameError> {
-    check(what, value, max, |value| {
-        value
-            .chars()
-            .any(char::is_control)
-            .then_some("control characters (such as newlines) are not allowed")
-    })
+    check(what, value, max, crate::identity::display_name_problem)
 }
 
 macro_rules! name_type {

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::names::{NameError, Operation, ServiceName, TaskName};
 use super::pattern::ResourcePattern;
@@ -26,7 +26,7 @@ pub struct RawWritRequest {
     pub ttl: Option<u64>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRight {
     pub resource: String,
@@ -87,6 +87,44 @@ impl WritRequest {
             rights,
             services,
             ttl,
+        })
+    }
+}
+
+/// Parses a list of rights: 1 to [`MAX_RIGHTS`] entries.
+pub fn parse_rights(raw: &[RawRight]) -> Result<Vec<RequestedRight>, RequestError> {
+    if raw.is_empty() || raw.len() > MAX_RIGHTS {
+        return Err(RequestError::Shape(format!(
+            "rights must list 1 to {MAX_RIGHTS} entries"
+        )));
+    }
+    raw.iter().map(parse_right).collect()
+}
+
+/// One right as it was granted or asked for: a resource pattern and the operations on it, as
+/// text (what records, answers and audit events carry).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RightRecord {
+    pub resource: String,
+    pub operations: Vec<String>,
+}
+
+impl From<&RequestedRight> for RightRecord {
+    fn from(right: &RequestedRight) -> RightRecord {
+        RightRecord {
+            resource: right.resource.to_string(),
+            operations: right.operations.iter().map(ToString::to_string).collect(),
+        }
+    }
+}
+
+impl RightRecord {
+    /// Back to a validated right (records were validated when written; a record that no longer
+    /// parses is refused rather than trusted).
+    pub fn parse(&self) -> Result<RequestedRight, RequestError> {
+        parse_right(&RawRight {
+            resource: self.resource.clone(),
+            operations: self.operations.clone(),
         })
     }
 }

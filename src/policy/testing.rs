@@ -14,13 +14,20 @@
 //! # ...
 //! expect = "deny"
 //! refused_rights = ["orders/42:write"]   # optional: exactly these are refused
+//!
+//! [[case]]
+//! name = "deleting needs a human"
+//! # ...
+//! expect = "approval_required"          # refused directly; POST /v1/approvals would open a request
 //! ```
 
 use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{PolicyError, PolicySet, RawWritRequest, Subject, WritRequest, policy_files};
+use super::{
+    Channel, PolicyError, PolicySet, RawWritRequest, Subject, WritRequest, policy_files, reasons,
+};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -45,10 +52,12 @@ struct Case {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 enum Expect {
     Allow,
     Deny,
+    /// Refused directly, but a policy grants it with human approval.
+    ApprovalRequired,
 }
 
 /// The outcome of one case.
@@ -94,11 +103,24 @@ fn run_case(case: &Case, policies: &PolicySet) -> Result<(), String> {
         issuer: &case.issuer,
         claims: &claims,
     };
-    match (policies.decide(subject, &request), case.expect) {
+    match (policies.decide(subject, &request, Channel::Direct), case.expect) {
         (Ok(_), Expect::Allow) => Ok(()),
-        (Ok(approval), Expect::Deny) => Err(format!(
-            "expected deny, but policy {:?} allows it",
-            approval.policy
+        (Ok(permit), Expect::Deny | Expect::ApprovalRequired) => Err(format!(
+            "expected {}, but policy {:?} allows it",
+            case.expect.name(),
+            permit.policy
+        )),
+        (Err(refusal), Expect::ApprovalRequired) if refusal.reason == reasons::APPROVAL_REQUIRED => {
+            Ok(())
+        }
+        (Err(refusal), Expect::Deny) if refusal.reason == reasons::APPROVAL_REQUIRED => Err(format!(
+            "expected deny, but policy {:?} grants it with approval",
+            refusal.policy.unwrap_or_default()
+        )),
+        (Err(refusal), Expect::ApprovalRequired) => Err(format!(
+            "expected approval_required, but it is refused ({}): {}",
+            refusal.reason,
+            serde_json::to_string(&refusal).unwrap_or_default()
         )),
         (Err(refusal), Expect::Allow) => Err(format!(
             "expected allow, but it is refused ({}): {}",
@@ -117,6 +139,16 @@ fn run_case(case: &Case, policies: &PolicySet) -> Result<(), String> {
                 case.refused_services.as_deref(),
                 &refusal.refused_services,
             )
+        }
+    }
+}
+
+impl Expect {
+    fn name(self) -> &'static str {
+        match self {
+            Expect::Allow => "allow",
+            Expect::Deny => "deny",
+            Expect::ApprovalRequired => "approval_required",
         }
     }
 }

@@ -11,6 +11,7 @@
 //! The logic is written once here against [`backend::Transaction`]; the backends supply the
 //! statements.
 
+mod approvals;
 mod backend;
 mod postgres;
 mod rows;
@@ -21,8 +22,6 @@ mod writer;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use serde::{Deserialize, Serialize};
-
 use crate::audit::{AuditEvent, ChainHash, ChainedEvent, Checkpoint};
 use crate::error::{DomainError, ErrorCode, codes};
 use crate::revocation::{
@@ -32,12 +31,9 @@ use crate::time::unix_seconds;
 use backend::{Backend, Transaction};
 use writer::Writer;
 
-/// One right as it was granted: a resource pattern and the operations on it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RightRecord {
-    pub resource: String,
-    pub operations: Vec<String>,
-}
+pub use approvals::{ApprovalChange, ApprovalQuery, ListedApproval, NotifyStatus};
+
+pub use crate::policy::RightRecord;
 
 /// The durable record of an issued writ (never the writ itself: it is a bearer credential).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,6 +17,9 @@ use serde::{Deserialize, Serialize};
 pub struct KeySetDocument {
     /// Every published key, active and retired-but-still-relevant.
     pub keys: Vec<PublishedKey>,
+    /// Keys that sign the approval evidence of elevated writs.
+    #[serde(default)]
+    pub approval_keys: Vec<PublishedKey>,
 }
 
 /// One published root key.
@@ -217,6 +220,7 @@ mod tests {
     #[test]
     fn document_serializes_in_the_published_shape() {
         let doc = KeySetDocument {
+            approval_keys: Vec::new(),
             keys: vec![PublishedKey {
                 kid: 1,
                 alg: "ed25519".into(),

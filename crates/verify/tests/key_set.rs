@@ -44,6 +44,7 @@ impl Broker {
         async fn keys(State(broker): State<Broker>) -> Json<serde_json::Value> {
             broker.hits.fetch_add(1, Ordering::SeqCst);
             let doc = KeySetDocument {
+                approval_keys: Vec::new(),
                 keys: broker.keys.lock().unwrap().clone(),
             };
             // An entry of an algorithm the verifier does not know must not break the document.
