@@ -21,8 +21,8 @@
 //!   [`config`]; [`app`] assembles the broker and [`cli`] is the `writ` command.
 
 pub mod admin;
-pub mod approval;
 pub mod app;
+pub mod approval;
 pub mod audit;
 pub mod broker;
 pub mod cli;

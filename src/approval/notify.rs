@@ -68,7 +68,10 @@ pub struct DeliveryReport {
 
 /// The signature header's value for `body` sent at `timestamp`.
 pub fn signature(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
-    format!("t={timestamp},v1={}", hex::encode(mac(secret, timestamp, body)))
+    format!(
+        "t={timestamp},v1={}",
+        hex::encode(mac(secret, timestamp, body))
+    )
 }
 
 fn mac(secret: &[u8], timestamp: i64, body: &[u8]) -> Vec<u8> {
@@ -182,10 +185,17 @@ async fn attempt_once(
         Ok(response) if response.status().is_success() => (Some(response.status().as_u16()), None),
         Ok(response) => {
             let status = response.status().as_u16();
-            (Some(status), Some(format!("the receiver answered {status}")))
+            (
+                Some(status),
+                Some(format!("the receiver answered {status}")),
+            )
         }
-        Err(error) if error.is_timeout() => (None, Some("the receiver did not answer in time".into())),
-        Err(error) if error.is_connect() => (None, Some("the receiver could not be reached".into())),
+        Err(error) if error.is_timeout() => {
+            (None, Some("the receiver did not answer in time".into()))
+        }
+        Err(error) if error.is_connect() => {
+            (None, Some("the receiver could not be reached".into()))
+        }
         Err(_) => (None, Some("the request failed".into())),
     }
 }

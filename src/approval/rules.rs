@@ -4,9 +4,7 @@
 
 use std::time::Duration;
 
-use super::{
-    ApprovalRequest, Approver, DecisionRecord, MAX_REASON_BYTES, Status, Verdict, Via,
-};
+use super::{ApprovalRequest, Approver, DecisionRecord, MAX_REASON_BYTES, Status, Verdict, Via};
 use crate::error::{DomainError, ErrorCode, codes};
 use crate::identity::free_text_problem;
 use crate::policy::pattern::covers;
@@ -95,8 +93,7 @@ pub fn decide(
     {
         return Err(DecisionError::AlreadyDecided);
     }
-    check_text("reason", &input.reason, MAX_REASON_BYTES, true)
-        .map_err(DecisionError::Invalid)?;
+    check_text("reason", &input.reason, MAX_REASON_BYTES, true).map_err(DecisionError::Invalid)?;
     let (rights, ttl, narrowed_to) = match input.verdict {
         Verdict::Deny if input.narrow_to.is_some() || input.ttl.is_some() => {
             return Err(DecisionError::Invalid(

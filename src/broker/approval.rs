@@ -13,9 +13,7 @@ use super::Broker;
 use super::issue::refusal_code;
 use crate::approval::notify::{DeliveryReport, Notification, Notifier};
 use crate::approval::rules::{self, DecisionError, DecisionInput, check_text};
-use crate::approval::{
-    ApprovalRequest, Approver, MAX_JUSTIFICATION_BYTES, Status, Verdict,
-};
+use crate::approval::{ApprovalRequest, Approver, MAX_JUSTIFICATION_BYTES, Status, Verdict};
 use crate::audit::{AuditEvent, Outcome, actions};
 use crate::error::{DomainError, ErrorCode, codes};
 use crate::id::{self, RandomSourceFailed};
@@ -98,9 +96,7 @@ pub enum ApprovalCallError {
     Invalid(String),
     #[error("{0}")]
     Refused(Refusal),
-    #[error(
-        "this agent already has {MAX_PENDING_PER_AGENT} requests waiting; wait for a decision"
-    )]
+    #[error("this agent already has {MAX_PENDING_PER_AGENT} requests waiting; wait for a decision")]
     TooManyPending,
     #[error("no such approval request")]
     Unknown,
@@ -122,9 +118,7 @@ impl DomainError for ApprovalCallError {
     fn code(&self) -> ErrorCode {
         match self {
             ApprovalCallError::Suspended => codes::AGENT_SUSPENDED,
-            ApprovalCallError::Request(_) | ApprovalCallError::Invalid(_) => {
-                codes::INVALID_REQUEST
-            }
+            ApprovalCallError::Request(_) | ApprovalCallError::Invalid(_) => codes::INVALID_REQUEST,
             ApprovalCallError::Refused(refusal) => refusal_code(refusal),
             ApprovalCallError::TooManyPending => codes::TOO_MANY_PENDING,
             ApprovalCallError::Unknown => codes::APPROVAL_UNKNOWN,
@@ -197,12 +191,15 @@ impl Broker {
                 if let ApprovalCallError::Refused(refusal) = error {
                     details["refusal"] = json!(refusal.summary());
                 }
-                let mut refused =
-                    AuditEvent::new(actions::APPROVAL_REFUSED, Outcome::of(error.code()), &identity.agent)
-                        .at(unix_ms(now))
-                        .with_agent(&identity.agent)
-                        .with_reason(error.code().name)
-                        .with_details(details);
+                let mut refused = AuditEvent::new(
+                    actions::APPROVAL_REFUSED,
+                    Outcome::of(error.code()),
+                    &identity.agent,
+                )
+                .at(unix_ms(now))
+                .with_agent(&identity.agent)
+                .with_reason(error.code().name)
+                .with_details(details);
                 refused.task = TaskName::parse(&raw.task).ok().map(|t| t.to_string());
                 self.audit_best_effort(refused).await;
             }
@@ -224,8 +221,13 @@ impl Broker {
                 "justification: say why the agent needs this (approvers read it)".into(),
             ));
         }
-        check_text("justification", &raw.justification, MAX_JUSTIFICATION_BYTES, true)
-            .map_err(ApprovalCallError::Invalid)?;
+        check_text(
+            "justification",
+            &raw.justification,
+            MAX_JUSTIFICATION_BYTES,
+            true,
+        )
+        .map_err(ApprovalCallError::Invalid)?;
         let request = WritRequest::parse(&RawWritRequest {
             task: raw.task.clone(),
             rights: raw.rights.clone(),
@@ -268,23 +270,27 @@ impl Broker {
             decisions: Vec::new(),
             writ_id: None,
         };
-        let event = AuditEvent::new(actions::APPROVAL_REQUESTED, Outcome::Success, &identity.agent)
-            .at(unix_ms(now))
-            .with_task(&approval.task)
-            .with_agent(&approval.agent)
-            .with_details(json!({
-                "approval_id": approval.id,
-                "issuer": approval.issuer,
-                "subject": approval.subject,
-                "policy": approval.policy,
-                "rights": approval.rights,
-                "services": approval.services,
-                "ttl": approval.ttl,
-                "justification": approval.justification,
-                "quorum": approval.quorum,
-                "approvers": approval.approvers,
-                "expires_at": approval.expires_at,
-            }));
+        let event = AuditEvent::new(
+            actions::APPROVAL_REQUESTED,
+            Outcome::Success,
+            &identity.agent,
+        )
+        .at(unix_ms(now))
+        .with_task(&approval.task)
+        .with_agent(&approval.agent)
+        .with_details(json!({
+            "approval_id": approval.id,
+            "issuer": approval.issuer,
+            "subject": approval.subject,
+            "policy": approval.policy,
+            "rights": approval.rights,
+            "services": approval.services,
+            "ttl": approval.ttl,
+            "justification": approval.justification,
+            "quorum": approval.quorum,
+            "approvers": approval.approvers,
+            "expires_at": approval.expires_at,
+        }));
         let notify = if self.approvals.notifier.is_some() {
             NotifyStatus::Pending
         } else {
@@ -463,7 +469,9 @@ impl Broker {
         let result = self.try_decide(approver, id, raw, now).await;
         match &result {
             Ok(_) => {
-                self.approvals.changed.send_modify(|n| *n = n.wrapping_add(1));
+                self.approvals
+                    .changed
+                    .send_modify(|n| *n = n.wrapping_add(1));
             }
             Err(error) => {
                 let event = AuditEvent::new(
@@ -592,7 +600,9 @@ impl Broker {
             })
             .await?;
         if !expired.is_empty() {
-            self.approvals.changed.send_modify(|n| *n = n.wrapping_add(1));
+            self.approvals
+                .changed
+                .send_modify(|n| *n = n.wrapping_add(1));
         }
         Ok(expired.len())
     }
@@ -609,7 +619,11 @@ fn decision_input(raw: &RawDecision) -> Result<DecisionInput, ApprovalCallError>
     }
     let narrow_to = raw.rights.as_deref().map(parse_rights).transpose()?;
     let ttl = match raw.ttl {
-        Some(0) => return Err(ApprovalCallError::Invalid("ttl must be at least 1 second".into())),
+        Some(0) => {
+            return Err(ApprovalCallError::Invalid(
+                "ttl must be at least 1 second".into(),
+            ));
+        }
         other => other.map(Duration::from_secs),
     };
     Ok(DecisionInput {
@@ -620,11 +634,7 @@ fn decision_input(raw: &RawDecision) -> Result<DecisionInput, ApprovalCallError>
     })
 }
 
-fn decided_event(
-    request: &ApprovalRequest,
-    decided: &rules::Decided,
-    at: i64,
-) -> AuditEvent {
+fn decided_event(request: &ApprovalRequest, decided: &rules::Decided, at: i64) -> AuditEvent {
     let record = &decided.record;
     let outcome = Outcome::Success;
     AuditEvent::new(actions::APPROVAL_DECIDED, outcome, &record.approver)

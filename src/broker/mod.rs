@@ -14,12 +14,11 @@ mod status;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+pub use admin::{AdminCallError, AdminWritOrder, RevokeOrder, issue_admin_writ};
 pub use approval::{
     APPROVAL_PREFIX, AgentView, ApprovalCallError, Approvals, ApproverView, ElevatedWrit, MAX_WAIT,
-    RawApprovalRequest,
-    RawDecision,
+    RawApprovalRequest, RawDecision,
 };
-pub use admin::{AdminCallError, AdminWritOrder, RevokeOrder, issue_admin_writ};
 pub use issue::{IssueError, Issued};
 pub use status::NotReady;
 

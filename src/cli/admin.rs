@@ -88,7 +88,7 @@ pub struct BootstrapArgs {
 #[derive(Args)]
 pub struct BrokerCall {
     #[command(flatten)]
-    broker: BrokerUrl,
+    pub(super) broker: BrokerUrl,
     /// The admin writ (from `writ admin bootstrap` or `writ admin grant`).
     // Optional for clap, checked by `token()`: its message names the variable as well as the
     // flag, and tells an empty token (a bootstrap that failed inside `$(…)`) from a missing one.
@@ -102,7 +102,7 @@ pub struct BrokerCall {
 }
 
 impl BrokerCall {
-    fn token(&self) -> Result<&str, String> {
+    pub(super) fn token(&self) -> Result<&str, String> {
         match self.admin_token.as_deref().map(str::trim) {
             None => Err("no admin writ: set WRIT_ADMIN_TOKEN or pass --admin-token \
                  (the first one comes from `writ admin bootstrap`)"
@@ -277,14 +277,25 @@ async fn call(call: &BrokerCall, path: &str, body: Value) -> CliResult {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn post(call: &BrokerCall, path: &str, body: Value) -> Result<Value, String> {
+pub(super) async fn post(call: &BrokerCall, path: &str, body: Value) -> Result<Value, String> {
+    send(call, path, Some(body)).await
+}
+
+/// GETs `path` (with its query) from the broker with the admin writ.
+pub(super) async fn get(call: &BrokerCall, path: &str) -> Result<Value, String> {
+    send(call, path, None).await
+}
+
+async fn send(call: &BrokerCall, path: &str, body: Option<Value>) -> Result<Value, String> {
     let token = call.token()?;
     let client = credential_client(Some(Duration::from_secs(30)))?;
     let url = call.broker.join(path);
-    let response = client
-        .post(&url)
+    let request = match body {
+        Some(body) => client.post(&url).json(&body),
+        None => client.get(&url),
+    };
+    let response = request
         .bearer_auth(token)
-        .json(&body)
         .send()
         .await
         .map_err(|e| super::unreachable(&url, &e))?;

@@ -2,6 +2,7 @@
 //! the verifier side (`verify`), and operators' tools (`keys`, `policy`, `admin`, `audit`, `dev`).
 
 mod admin;
+mod approvals;
 mod audit;
 mod dev;
 mod keys;
@@ -44,6 +45,9 @@ enum Command {
     /// Admin credentials and admin calls: bootstrap, revoke, lift, grant.
     #[command(subcommand)]
     Admin(admin::AdminCommand),
+    /// Approvers: list, approve and deny requests for elevated writs.
+    #[command(subcommand)]
+    Approvals(approvals::ApprovalsCommand),
     /// Verify the audit log's hash chain and signed checkpoints.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -66,6 +70,7 @@ impl Cli {
             Command::Keys(command) => keys::run(command).await,
             Command::Policy(command) => policy::run(command),
             Command::Admin(command) => admin::run(command).await,
+            Command::Approvals(command) => approvals::run(command).await,
             Command::Audit(command) => audit::run(command).await,
             Command::Dev(command) => dev::run(command),
         };

@@ -34,20 +34,47 @@ pub struct RequestArgs {
     /// Print the broker's whole JSON answer instead of the writ alone.
     #[arg(long)]
     json: bool,
+    /// Ask humans to approve the request (for rights a policy grants only with approval), wait
+    /// for their decision, and print the elevated writ once approved.
+    #[arg(long, requires = "justification")]
+    approval: bool,
+    /// Why the agent needs this, for the approvers (with --approval).
+    #[arg(long, requires = "approval")]
+    justification: Option<String>,
+    /// How long to wait for the decision (with --approval).
+    #[arg(long, default_value = "15m", value_parser = humantime::parse_duration, requires = "approval")]
+    wait: Duration,
 }
 
 pub async fn run(args: RequestArgs) -> CliResult {
     let identity = read_identity(&args)?;
-    let body = request_body(&args)?;
-    let url = args.broker.join("/v1/writs");
+    let identity = identity.trim();
+    let mut body = request_body(&args)?;
     let client = credential_client(None)?;
-    let response = client
-        .post(&url)
-        .bearer_auth(identity.trim())
-        .json(&body)
+    if args.approval {
+        body["justification"] = json!(args.justification.clone().unwrap_or_default());
+        return approval::request_and_wait(&args, &client, identity, body).await;
+    }
+    let url = args.broker.join("/v1/writs");
+    let Some(answer) = call(client.post(&url).json(&body), &url, identity).await? else {
+        return Ok(ExitCode::FAILURE);
+    };
+    print_writ(&args, &answer);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Sends `request` with the identity token; answers the JSON of a success, or prints the
+/// refusal and answers `None`.
+async fn call(
+    request: reqwest::RequestBuilder,
+    url: &str,
+    identity: &str,
+) -> Result<Option<Value>, String> {
+    let response = request
+        .bearer_auth(identity)
         .send()
         .await
-        .map_err(|e| super::unreachable(&url, &e))?;
+        .map_err(|e| super::unreachable(url, &e))?;
     let status = response.status();
     let answer: Value = response
         .json()
@@ -59,8 +86,12 @@ pub async fn run(args: RequestArgs) -> CliResult {
             answer["detail"].as_str().unwrap_or("no detail")
         );
         eprintln!("type: {}", answer["type"].as_str().unwrap_or("?"));
-        return Ok(ExitCode::FAILURE);
+        return Ok(None);
     }
+    Ok(Some(answer))
+}
+
+fn print_writ(args: &RequestArgs, answer: &Value) {
     if args.json {
         println!("{answer:#}");
     } else {
@@ -70,10 +101,93 @@ pub async fn run(args: RequestArgs) -> CliResult {
             answer["writ_id"].as_str().unwrap_or("?"),
             answer["agent"].as_str().unwrap_or("?"),
             answer["task"].as_str().unwrap_or("?"),
-            answer["expires_at"].as_str().unwrap_or("?"),
+            answer["writ_expires_at"]
+                .as_str()
+                .or(answer["expires_at"].as_str())
+                .unwrap_or("?"),
         );
     }
-    Ok(ExitCode::SUCCESS)
+}
+
+/// `writ request --approval`: open the request, then long-poll until it is decided.
+mod approval {
+    use std::process::ExitCode;
+    use std::time::Instant;
+
+    use serde_json::Value;
+
+    use super::{RequestArgs, call, print_writ};
+    use crate::cli::CliResult;
+
+    pub(super) async fn request_and_wait(
+        args: &RequestArgs,
+        client: &reqwest::Client,
+        identity: &str,
+        body: Value,
+    ) -> CliResult {
+        let url = args.broker.join("/v1/approvals");
+        let Some(opened) = call(client.post(&url).json(&body), &url, identity).await? else {
+            return Ok(ExitCode::FAILURE);
+        };
+        let id = opened["id"].as_str().unwrap_or_default().to_owned();
+        eprintln!(
+            "approval request {id} is pending ({} approval(s) needed, expires {}); waiting",
+            opened["quorum"],
+            opened["expires_at"].as_str().unwrap_or("?")
+        );
+        let deadline = Instant::now() + args.wait;
+        let url = args.broker.join(&format!("/v1/approvals/{id}?wait=30s"));
+        loop {
+            let Some(answer) = call(client.get(&url), &url, identity).await? else {
+                return Ok(ExitCode::FAILURE);
+            };
+            match answer["status"].as_str() {
+                Some("pending") if Instant::now() < deadline => continue,
+                Some("pending") => {
+                    eprintln!(
+                        "still pending after {}; stopped waiting (request {id})",
+                        humantime::format_duration(args.wait)
+                    );
+                    return Ok(ExitCode::FAILURE);
+                }
+                Some("approved") if answer["writ"].is_string() => {
+                    print_writ(args, &answer);
+                    return Ok(ExitCode::SUCCESS);
+                }
+                Some("approved") => {
+                    eprintln!("request {id} was approved but its writ was already collected");
+                    return Ok(ExitCode::FAILURE);
+                }
+                status => {
+                    eprintln!(
+                        "request {id} is {}{}",
+                        status.unwrap_or("?"),
+                        reasons(&answer)
+                    );
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+        }
+    }
+
+    /// The approvers' reasons, for a denied request.
+    fn reasons(answer: &Value) -> String {
+        let decisions = answer["decisions"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        decisions
+            .iter()
+            .map(|d| {
+                format!(
+                    "\n  {} by {}: {}",
+                    d["decision"].as_str().unwrap_or("?"),
+                    d["approver"].as_str().unwrap_or("?"),
+                    d["reason"].as_str().unwrap_or("")
+                )
+            })
+            .collect()
+    }
 }
 
 fn read_identity(args: &RequestArgs) -> Result<String, String> {

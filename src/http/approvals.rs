@@ -122,11 +122,7 @@ impl From<AgentView> for AgentApprovalBody {
                     Some(elevated.record.root_key_id),
                 )
             }
-            None => (
-                None,
-                view.request.writ_expires_at().map(rfc3339),
-                None,
-            ),
+            None => (None, view.request.writ_expires_at().map(rfc3339), None),
         };
         AgentApprovalBody {
             approval,
@@ -269,7 +265,12 @@ pub async fn list(
     let next = (views.len() == query.limit as usize)
         .then(|| views.last())
         .flatten()
-        .map(|last| format!("{}.{}", last.listed.request.created_at, last.listed.request.id));
+        .map(|last| {
+            format!(
+                "{}.{}",
+                last.listed.request.created_at, last.listed.request.id
+            )
+        });
     Ok(Json(ApprovalPage {
         approvals: views.into_iter().map(ApproverApprovalBody::from).collect(),
         next,

@@ -123,9 +123,9 @@ fn timeout_layer<S>(
         Error = std::convert::Infallible,
         Future = impl Send,
     > + Clone
-    + Send
-    + Sync
-    + 'static,
+              + Send
+              + Sync
+              + 'static,
 > + Clone
 + Send
 + Sync

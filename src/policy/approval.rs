@@ -26,7 +26,7 @@ use crate::admin::Principal;
 pub const MAX_QUORUM: u32 = 10;
 /// The range of `wait`.
 pub const WAIT_RANGE: (Duration, Duration) =
-    (Duration::from_secs(60), Duration::from_secs(24 * 3600));
+    (Duration::from_secs(1), Duration::from_secs(24 * 3600));
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(15 * 60);
 pub const DEFAULT_TTL: Duration = Duration::from_secs(5 * 60);
 
@@ -153,7 +153,7 @@ impl RawApproval {
         }
         let wait = duration("wait", self.wait.as_deref(), DEFAULT_WAIT)?;
         if wait < WAIT_RANGE.0 || wait > WAIT_RANGE.1 {
-            return Err("wait is outside 1m..=24h".into());
+            return Err("wait is outside 1s..=24h".into());
         }
         let ttl = duration("ttl", self.ttl.as_deref(), DEFAULT_TTL.min(max_ttl))?;
         if ttl < Duration::from_secs(1) || ttl > max_ttl {

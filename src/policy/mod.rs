@@ -271,8 +271,10 @@ impl PolicySet {
             .map(|policy| (policy.issuer.as_str(), policy.origin.as_str()))
     }
 
-    /// The decision for a request on `channel`. Only policies serving that channel can permit it;
-    /// when a policy on the other channel would, the refusal says so and names it.
+    /// The decision for a request on `channel`. A request some policy grants without approval
+    /// is never routed to humans: on the direct channel it is permitted, on the approval
+    /// channel it is refused as `approval_not_needed`. A request only an approval policy grants
+    /// is permitted on the approval channel and refused as `approval_required` directly.
     pub fn decide(
         &self,
         subject: Subject<'_>,
@@ -280,12 +282,14 @@ impl PolicySet {
         channel: Channel,
     ) -> Result<Permit, Refusal> {
         let mut closest: Option<Refusal> = None;
-        let mut other_path: Option<Permit> = None;
+        let (mut direct, mut approved): (Option<Permit>, Option<Permit>) = (None, None);
         for policy in self.policies.iter().filter(|p| p.matches(subject)) {
             match policy.evaluate(request) {
-                Ok(permit) if permit.channel() == channel => return Ok(permit),
+                Ok(permit) if permit.channel() == Channel::Direct => {
+                    direct.get_or_insert(permit);
+                }
                 Ok(permit) => {
-                    other_path.get_or_insert(permit);
+                    approved.get_or_insert(permit);
                 }
                 Err(refusal) => {
                     if closest.as_ref().is_none_or(|c| refusal.size() < c.size()) {
@@ -294,19 +298,25 @@ impl PolicySet {
                 }
             }
         }
-        if let Some(permit) = other_path {
-            return Err(Refusal {
-                reason: match channel {
-                    Channel::Direct => reasons::APPROVAL_REQUIRED,
-                    Channel::Approval => reasons::APPROVAL_NOT_NEEDED,
-                },
-                policy: Some(permit.policy),
-                refused_rights: Vec::new(),
-                refused_services: Vec::new(),
-                refused_ttl: None,
-            });
+        let wrong_channel = |reason, permit: Permit| Refusal {
+            reason,
+            policy: Some(permit.policy),
+            refused_rights: Vec::new(),
+            refused_services: Vec::new(),
+            refused_ttl: None,
+        };
+        match (channel, direct, approved) {
+            (Channel::Direct, Some(permit), _) | (Channel::Approval, None, Some(permit)) => {
+                Ok(permit)
+            }
+            (Channel::Direct, None, Some(permit)) => {
+                Err(wrong_channel(reasons::APPROVAL_REQUIRED, permit))
+            }
+            (Channel::Approval, Some(permit), _) => {
+                Err(wrong_channel(reasons::APPROVAL_NOT_NEEDED, permit))
+            }
+            (_, None, None) => Err(closest.unwrap_or_else(|| no_matching_policy(request))),
         }
-        Err(closest.unwrap_or_else(|| no_matching_policy(request)))
     }
 }
 

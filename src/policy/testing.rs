@@ -103,20 +103,27 @@ fn run_case(case: &Case, policies: &PolicySet) -> Result<(), String> {
         issuer: &case.issuer,
         claims: &claims,
     };
-    match (policies.decide(subject, &request, Channel::Direct), case.expect) {
+    match (
+        policies.decide(subject, &request, Channel::Direct),
+        case.expect,
+    ) {
         (Ok(_), Expect::Allow) => Ok(()),
         (Ok(permit), Expect::Deny | Expect::ApprovalRequired) => Err(format!(
             "expected {}, but policy {:?} allows it",
             case.expect.name(),
             permit.policy
         )),
-        (Err(refusal), Expect::ApprovalRequired) if refusal.reason == reasons::APPROVAL_REQUIRED => {
+        (Err(refusal), Expect::ApprovalRequired)
+            if refusal.reason == reasons::APPROVAL_REQUIRED =>
+        {
             Ok(())
         }
-        (Err(refusal), Expect::Deny) if refusal.reason == reasons::APPROVAL_REQUIRED => Err(format!(
-            "expected deny, but policy {:?} grants it with approval",
-            refusal.policy.unwrap_or_default()
-        )),
+        (Err(refusal), Expect::Deny) if refusal.reason == reasons::APPROVAL_REQUIRED => {
+            Err(format!(
+                "expected deny, but policy {:?} grants it with approval",
+                refusal.policy.unwrap_or_default()
+            ))
+        }
         (Err(refusal), Expect::ApprovalRequired) => Err(format!(
             "expected approval_required, but it is refused ({}): {}",
             refusal.reason,

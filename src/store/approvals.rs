@@ -254,7 +254,10 @@ macro_rules! impl_approval_statements {
 impl_approval_statements!(Sqlite);
 impl_approval_statements!(Postgres);
 
-fn json<T: for<'de> serde::Deserialize<'de>>(row: &impl Row, column: &str) -> Result<T, StoreError> {
+fn json<T: for<'de> serde::Deserialize<'de>>(
+    row: &impl Row,
+    column: &str,
+) -> Result<T, StoreError> {
     serde_json::from_str(&row.text(column)?)
         .map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
 }
@@ -277,7 +280,10 @@ fn decode(row: &impl Row) -> Result<ListedApproval, StoreError> {
         quorum: u32::try_from(row.int("quorum")?).map_err(|e| corrupt("quorum", e.to_string()))?,
         created_at: row.int("created_at")?,
         expires_at: row.int("expires_at")?,
-        status: row.text("status")?.parse().map_err(|e| corrupt("status", e))?,
+        status: row
+            .text("status")?
+            .parse()
+            .map_err(|e| corrupt("status", e))?,
         decided_at: row.optional_int("decided_at")?,
         decisions: Vec::new(),
         writ_id: row.optional_text("writ_id")?,
@@ -299,11 +305,16 @@ fn decode_decision(row: &impl Row) -> Result<DecisionRecord, StoreError> {
     Ok(DecisionRecord {
         approver: row.text("approver")?,
         via,
-        verdict: row.text("verdict")?.parse().map_err(|e| corrupt("verdict", e))?,
+        verdict: row
+            .text("verdict")?
+            .parse()
+            .map_err(|e| corrupt("verdict", e))?,
         reason: row.text("reason")?,
         narrowed_to: row
             .optional_text("narrowed_to")?
-            .map(|text| serde_json::from_str(&text).map_err(|e| corrupt("narrowed_to", e.to_string())))
+            .map(|text| {
+                serde_json::from_str(&text).map_err(|e| corrupt("narrowed_to", e.to_string()))
+            })
             .transpose()?,
         decided_at: row.int("decided_at")?,
     })
@@ -336,7 +347,10 @@ impl Store {
     }
 
     /// Requests matching `query`, newest first (decisions not loaded).
-    pub async fn approvals(&self, query: &ApprovalQuery) -> Result<Vec<ListedApproval>, StoreError> {
+    pub async fn approvals(
+        &self,
+        query: &ApprovalQuery,
+    ) -> Result<Vec<ListedApproval>, StoreError> {
         self.backend.begin_read().await?.list_approvals(query).await
     }
 
@@ -379,7 +393,12 @@ impl Store {
         event: impl Fn(&ApprovalRequest) -> AuditEvent + Send,
     ) -> Result<Vec<String>, StoreError> {
         // Looked for without the chain lock first: most seconds there are none.
-        let due = self.backend.begin_read().await?.expired_pending(now, 1).await?;
+        let due = self
+            .backend
+            .begin_read()
+            .await?
+            .expired_pending(now, 1)
+            .await?;
         if due.is_empty() {
             return Ok(due);
         }

@@ -2,6 +2,7 @@
 //! identity issuers on loopback and real SQLite and PostgreSQL databases.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod approvals;
 mod audit;
 mod cli;
 mod crash;

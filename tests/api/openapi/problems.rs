@@ -18,6 +18,7 @@ use super::{SPEC, essence, resolve, schema_errors, spec_methods, spec_paths};
 fn answers() -> Vec<ApiError> {
     let refusal = |reason, ttl| Refusal {
         reason,
+        policy: None,
         refused_rights: vec![RefusedRight {
             resource: "orders/*".into(),
             operation: "write".into(),

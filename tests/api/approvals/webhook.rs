@@ -1,0 +1,1 @@
+//! The approvers' webhook against a real receiver on loopback: signed, retried, audited.
