@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs writ's whole test suite: unit tests, the broker's integration tests on SQLite and
-# PostgreSQL, the verifier SDK's tests and doc tests, the test kit's tests, then schemathesis
-# against openapi.yaml and a live broker (installed with pip when missing).
+# PostgreSQL and in headless Chromium, the verifier SDK's tests and doc tests, the test kit's
+# tests, then schemathesis against openapi.yaml and a live broker (installed with pip when
+# missing). Chromium, chromedriver and the browser tests' OpenID Provider are installed by
+# scripts/browser-deps.sh when missing.
 #
 # Needs PostgreSQL on 127.0.0.1:5432 (trust auth), or WRIT_TEST_POSTGRES_URL pointing at a server
 # where the user may create databases. The PostgreSQL suite is never skipped: when the server
@@ -21,6 +23,9 @@ if ! postgres_up; then
   fi
 fi
 postgres_up || { echo "PostgreSQL is not reachable at $WRIT_TEST_POSTGRES_URL; the PostgreSQL suite cannot run" >&2; exit 1; }
+
+# The browser tests' Chromium, chromedriver and test OpenID Provider (installed when missing).
+scripts/browser-deps.sh
 
 cargo test --workspace "$@"
 scripts/schemathesis.sh

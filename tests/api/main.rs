@@ -4,6 +4,7 @@
 
 mod approvals;
 mod audit;
+mod browser;
 mod cli;
 mod crash;
 mod examples;
