@@ -1,6 +1,7 @@
 //! Human approval through the HTTP API: agents ask, approvers decide, agents collect an
 //! elevated writ exactly once. The CLI, the SDK, the webhook and the page have their own files.
 
+mod cli;
 mod flow;
 mod webhook;
 

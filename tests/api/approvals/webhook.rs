@@ -87,7 +87,8 @@ fn signature_valid(header: &str, body: &[u8]) -> bool {
     mac.update(t.as_bytes());
     mac.update(b".");
     mac.update(body);
-    mac.verify_slice(&hex::decode(v1).unwrap_or_default()).is_ok()
+    mac.verify_slice(&hex::decode(v1).unwrap_or_default())
+        .is_ok()
 }
 
 async fn audit_of(broker: &TestBroker, action: &str, at_least: usize) -> Vec<Value> {
@@ -138,7 +139,10 @@ async fn approvers_are_told_by_a_signed_webhook_retried_until_delivered() {
 
     let approver = broker.admin_token("alice", &["approver"]).await;
     let listed = broker.admin_get_json("/v1/approvals", &approver).await;
-    assert_eq!(listed["approvals"][0]["notification"]["status"], "delivered");
+    assert_eq!(
+        listed["approvals"][0]["notification"]["status"],
+        "delivered"
+    );
     assert_eq!(listed["approvals"][0]["notification"]["attempts"], 3);
     broker.stop().await;
     server.abort();
