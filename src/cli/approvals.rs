@@ -29,8 +29,11 @@ pub struct ListArgs {
     #[arg(long, default_value = "pending")]
     status: String,
     /// Print the broker's JSON answer.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "quiet")]
     json: bool,
+    /// Print only the ids, one per line (for `writ approvals approve $(writ approvals list -q)`).
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 #[derive(Debug, Args)]
@@ -95,6 +98,12 @@ async fn list(args: ListArgs) -> CliResult {
         return Ok(ExitCode::SUCCESS);
     }
     let approvals = page["approvals"].as_array().cloned().unwrap_or_default();
+    if args.quiet {
+        for approval in &approvals {
+            println!("{}", approval["id"].as_str().unwrap_or_default());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     if approvals.is_empty() {
         eprintln!("no {} requests", args.status);
     }
@@ -153,7 +162,7 @@ async fn decide(call: &BrokerCall, id: &str, body: Value) -> CliResult {
     }
     let answer = post(call, &format!("/v1/approvals/{id}/decision"), body).await?;
     eprintln!(
-        "{}: {} ({}/{} approvals)",
+        "{} is {} ({}/{} approvals)",
         id,
         answer["status"].as_str().unwrap_or("?"),
         answer["approvals"],
