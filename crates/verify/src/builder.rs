@@ -355,5 +355,5 @@ fn static_table(keys: Vec<(u32, PublicKey)>) -> Result<KeyTable, BuildError> {
             return Err(BuildError::DuplicateKid(kid));
         }
     }
-    Ok(KeyTable::new(table))
+    Ok(KeyTable::new(table, Vec::new()))
 }

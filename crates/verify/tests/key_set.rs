@@ -17,22 +17,41 @@ use writ_verify::{BuildError, Denial, KeySetDocument, KeySetError, PublishedKey,
 #[derive(Clone, Default)]
 struct Broker {
     keys: Arc<Mutex<Vec<PublishedKey>>>,
+    approval_keys: Arc<Mutex<Vec<PublishedKey>>>,
     hits: Arc<AtomicUsize>,
+}
+
+fn published(kid: u32, key: &KeyPair, not_after: Option<&str>) -> PublishedKey {
+    PublishedKey {
+        kid,
+        alg: "ed25519".into(),
+        public_key: key.public().to_string(),
+        not_before: "2026-11-22T09:00:00Z".into(),
+        not_after: not_after.map(str::to_owned),
+    }
 }
 
 impl Broker {
     fn publish(&self, kid: u32, key: &KeyPair, not_after: Option<&str>) {
-        self.keys.lock().unwrap().push(PublishedKey {
-            kid,
-            alg: "ed25519".into(),
-            public_key: key.public().to_string(),
-            not_before: "2026-11-22T09:00:00Z".into(),
-            not_after: not_after.map(str::to_owned),
-        });
+        self.keys
+            .lock()
+            .unwrap()
+            .push(published(kid, key, not_after));
     }
 
     fn withdraw(&self, kid: u32) {
         self.keys.lock().unwrap().retain(|k| k.kid != kid);
+    }
+
+    fn publish_approval(&self, kid: u32, key: &KeyPair, not_after: Option<&str>) {
+        self.approval_keys
+            .lock()
+            .unwrap()
+            .push(published(kid, key, not_after));
+    }
+
+    fn withdraw_approval(&self, kid: u32) {
+        self.approval_keys.lock().unwrap().retain(|k| k.kid != kid);
     }
 
     fn hits(&self) -> usize {
@@ -44,15 +63,16 @@ impl Broker {
         async fn keys(State(broker): State<Broker>) -> Json<serde_json::Value> {
             broker.hits.fetch_add(1, Ordering::SeqCst);
             let doc = KeySetDocument {
-                approval_keys: Vec::new(),
                 keys: broker.keys.lock().unwrap().clone(),
+                approval_keys: broker.approval_keys.lock().unwrap().clone(),
             };
             // An entry of an algorithm the verifier does not know must not break the document.
             let mut json = serde_json::to_value(doc).unwrap();
-            json["keys"]
-                .as_array_mut()
-                .unwrap()
-                .push(serde_json::json!({"kid": 900, "alg": "ml-dsa-65", "key": "AAAA"}));
+            let unknown = serde_json::json!({"kid": 900, "alg": "ml-dsa-65", "key": "AAAA"});
+            json["keys"].as_array_mut().unwrap().push(unknown.clone());
+            if let Some(approval_keys) = json.get_mut("approval_keys") {
+                approval_keys.as_array_mut().unwrap().push(unknown);
+            }
             Json(json)
         }
         let app = axum::Router::new()
