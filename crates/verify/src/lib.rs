@@ -109,6 +109,7 @@
 //!
 //! [`max_revocation_staleness`]: VerifierBuilder::max_revocation_staleness
 
+mod approval;
 mod attenuate;
 mod authority;
 mod builder;
@@ -132,6 +133,7 @@ mod service;
 mod time_limit;
 mod verifier;
 
+pub use approval::{ApprovalEvidence, Approver};
 pub use attenuate::{AttenuateError, Attenuation, attenuate};
 pub use builder::{
     BuildError, DEFAULT_CACHE_BYTES, DEFAULT_CACHE_CAPACITY, DEFAULT_KEY_REFRESH,

@@ -367,3 +367,67 @@ async fn a_key_set_that_is_too_large_unreadable_refused_or_moved_fails_the_build
     }
     assert_eq!(broker.hits(), 0, "the redirect was not followed");
 }
+
+#[tokio::test]
+async fn approval_keys_come_and_go_with_the_key_set() {
+    let (broker, k1, url) = serving_key_1().await;
+    let verifier = Verifier::builder("orders-api")
+        .key_set_url(&url)
+        .require_approval_for(["delete"])
+        .no_revocation()
+        .build()
+        .await
+        .expect("a key set without approval keys still builds");
+    let wall = SystemTime::now();
+    let writ = mint_with(
+        &k1,
+        1,
+        &WritSpec {
+            issued_at: wall,
+            expires_at: wall + Duration::from_secs(600),
+            exact: vec![
+                ("orders/42".into(), "read".into()),
+                ("orders/42".into(), "delete".into()),
+            ],
+            ..WritSpec::default()
+        },
+    );
+    let approval = KeyPair::new();
+    let elevated = elevate(&writ, &k1, &approval, &EvidenceSpec::default());
+    let refused = Err(Denial::ApprovalRequired {
+        operation: "delete".into(),
+    });
+
+    // No approval key published: required operations fail closed, others work.
+    assert_eq!(
+        verifier.authorize(&elevated, "orders/42", "delete"),
+        refused
+    );
+    assert!(verifier.authorize(&elevated, "orders/42", "read").is_ok());
+
+    // Published: the cached writ is read again, now with its evidence.
+    broker.publish_approval(1, &approval, None);
+    verifier.refresh_keys().await.unwrap();
+    let grant = verifier
+        .authorize(&elevated, "orders/42", "delete")
+        .unwrap();
+    let evidence = grant.approval.unwrap();
+    assert_eq!(evidence.request_id, REQUEST_ID);
+    assert_eq!(evidence.approvals[0].principal, "alice@example.com");
+
+    // Withdrawn: refused again at once, cache or not.
+    broker.withdraw_approval(1);
+    verifier.refresh_keys().await.unwrap();
+    assert_eq!(
+        verifier.authorize(&elevated, "orders/42", "delete"),
+        refused
+    );
+
+    // Retired (past its not_after): not trusted either.
+    broker.publish_approval(2, &approval, Some("2000-01-01T00:00:00Z"));
+    verifier.refresh_keys().await.unwrap();
+    assert_eq!(
+        verifier.authorize(&elevated, "orders/42", "delete"),
+        refused
+    );
+}
