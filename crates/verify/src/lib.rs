@@ -146,7 +146,10 @@ pub use denial::Denial;
 #[cfg(feature = "axum")]
 pub use extract::WritGrant;
 pub use grant::Grant;
-pub use inspect::{InspectError, InspectedRight, Inspection, RightResource, inspect};
+pub use inspect::{
+    InspectError, InspectedApproval, InspectedApprover, InspectedRight, Inspection, RightResource,
+    inspect,
+};
 pub use key_source::KEY_SET_PATH;
 pub use keys::{KeySetDocument, KeySetError, PublishedKey};
 pub use layer::WritLayer;
