@@ -4,7 +4,7 @@
 //! Defaults are chosen to be safe under load: biscuit-auth's own run limits (1 ms) refuse valid
 //! writs on a busy machine, so the verifier always sets its own.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,7 +49,8 @@ pub fn default_run_limits() -> AuthorizerLimits {
 }
 
 /// Builds a [`Verifier`]; start with [`Verifier::builder`]. Exactly one key source is required:
-/// [`static_keys`](Self::static_keys) or [`key_set_url`](Self::key_set_url); and exactly one
+/// [`static_keys`](Self::static_keys) (with [`approval_keys`](Self::approval_keys) if approval
+/// is required) or [`key_set_url`](Self::key_set_url); and exactly one
 /// revocation choice: [`revocation_feed`](Self::revocation_feed) (what a service should do),
 /// a static [`revocations`](Self::revocations) view, or [`no_revocation`](Self::no_revocation)
 /// (revoked writs are then granted until they expire).
@@ -57,7 +58,9 @@ pub fn default_run_limits() -> AuthorizerLimits {
 pub struct VerifierBuilder {
     service: String,
     static_keys: Option<Vec<(u32, PublicKey)>>,
+    approval_keys: Option<Vec<PublicKey>>,
     key_set_url: Option<String>,
+    approval_operations: BTreeSet<String>,
     key_refresh: Duration,
     unknown_key_refetch: Duration,
     http_timeout: Duration,
@@ -83,9 +86,20 @@ pub enum BuildError {
     /// Neither static keys nor a key set URL was given.
     #[error("no key source: call static_keys or key_set_url")]
     NoKeySource,
-    /// Both static keys and a key set URL were given.
+    /// Both static keys (or static approval keys) and a key set URL were given.
     #[error("give either static keys or a key set URL, not both")]
     ConflictingKeySources,
+    /// A static approval key is not an Ed25519 key.
+    #[error("an approval key is not an Ed25519 key")]
+    UnsupportedApprovalKeyAlgorithm,
+    /// A static approval key is also a static root key: the key that mints writs may not
+    /// approve them.
+    #[error("an approval key is also a root key")]
+    ApprovalKeyIsRootKey,
+    /// Approval is required for some operation, with static keys but no static approval key:
+    /// every such request would be refused.
+    #[error("approval is required for some operations but no approval key is given")]
+    NoApprovalKeys,
     /// A static key is not Ed25519.
     #[error("key {kid} is not an Ed25519 key")]
     UnsupportedKeyAlgorithm {
@@ -144,7 +158,9 @@ impl VerifierBuilder {
         VerifierBuilder {
             service,
             static_keys: None,
+            approval_keys: None,
             key_set_url: None,
+            approval_operations: BTreeSet::new(),
             key_refresh: DEFAULT_KEY_REFRESH,
             unknown_key_refetch: DEFAULT_UNKNOWN_KEY_REFETCH,
             http_timeout: Duration::from_secs(10),
@@ -164,6 +180,38 @@ impl VerifierBuilder {
     /// Trusts exactly these Ed25519 keys, by key id; no refresh.
     pub fn static_keys(mut self, keys: impl IntoIterator<Item = (u32, PublicKey)>) -> Self {
         self.static_keys = Some(keys.into_iter().collect());
+        self
+    }
+
+    /// Trusts these Ed25519 keys to sign approval evidence (with [`static_keys`](Self::static_keys);
+    /// a key set URL brings the broker's approval keys with its root keys). See
+    /// [`require_approval_for`](Self::require_approval_for).
+    pub fn approval_keys(mut self, keys: impl IntoIterator<Item = PublicKey>) -> Self {
+        self.approval_keys = Some(keys.into_iter().collect());
+        self
+    }
+
+    /// Requires human approval for requests whose operation is one of `operations` (added to
+    /// those of earlier calls). Such a request is granted only if the writ grants it, as always,
+    /// **and** the writ is an elevated writ whose approval evidence covers it: a third-party
+    /// block right after the authority block, signed by a trusted approval key (static
+    /// [`approval_keys`](Self::approval_keys), or the key set's `approval_keys`), naming this
+    /// writ's id, with at least one approval, and approving this resource (exactly, or by a
+    /// prefix it starts with) and this operation. Otherwise it is refused with
+    /// [`Denial::ApprovalRequired`](crate::Denial::ApprovalRequired), and the
+    /// [`Grant`](crate::Grant) of an approved request carries the evidence (who approved, when).
+    /// Requests for other operations are unaffected, whether or not the writ is elevated.
+    ///
+    /// Fails closed without approval keys: with static keys, a builder that requires approval
+    /// but has no approval key is refused ([`BuildError::NoApprovalKeys`]); with a key set URL,
+    /// a key set that holds no usable approval key (yet, or any more) makes every request for
+    /// these operations refused until a refresh brings one.
+    pub fn require_approval_for(
+        mut self,
+        operations: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        self.approval_operations
+            .extend(operations.into_iter().map(Into::into));
         self
     }
 
@@ -302,7 +350,17 @@ impl VerifierBuilder {
         let (keys, refresher) = match (self.static_keys, self.key_set_url) {
             (None, None) => return Err(BuildError::NoKeySource),
             (Some(_), Some(_)) => return Err(BuildError::ConflictingKeySources),
-            (Some(keys), None) => (Arc::new(KeySource::fixed(static_table(keys)?)), None),
+            (None, Some(_)) if self.approval_keys.is_some() => {
+                return Err(BuildError::ConflictingKeySources);
+            }
+            (Some(keys), None) => {
+                let approval_keys = self.approval_keys.unwrap_or_default();
+                if !self.approval_operations.is_empty() && approval_keys.is_empty() {
+                    return Err(BuildError::NoApprovalKeys);
+                }
+                let table = static_table(keys, approval_keys)?;
+                (Arc::new(KeySource::fixed(table)), None)
+            }
             (None, Some(url)) => {
                 if self.key_refresh.is_zero() {
                     return Err(BuildError::ZeroRefreshInterval);
@@ -319,6 +377,16 @@ impl VerifierBuilder {
                 let source =
                     KeySource::remote(url, client, self.unknown_key_refetch, runtime.clone())
                         .await?;
+                if !self.approval_operations.is_empty()
+                    && source
+                        .approval_keys(std::time::SystemTime::now())
+                        .is_empty()
+                {
+                    tracing::warn!(
+                        "approval is required for some operations but the key set holds no \
+                         usable approval key: those requests are refused until it does"
+                    );
+                }
                 let source = Arc::new(source);
                 let refresher = spawn_scheduled_refresh(&source, self.key_refresh, &runtime);
                 (source, Some(refresher))
@@ -335,13 +403,17 @@ impl VerifierBuilder {
             limits: self.limits,
             max_writ_bytes: self.max_writ_bytes,
             max_attenuation_depth: self.max_attenuation_depth,
+            approval_operations: self.approval_operations,
             refresher,
             revocations,
         })
     }
 }
 
-fn static_table(keys: Vec<(u32, PublicKey)>) -> Result<KeyTable, BuildError> {
+fn static_table(
+    keys: Vec<(u32, PublicKey)>,
+    approval_keys: Vec<PublicKey>,
+) -> Result<KeyTable, BuildError> {
     let mut table = HashMap::new();
     for (kid, key) in keys {
         if !matches!(key, PublicKey::Ed25519(_)) {
@@ -355,5 +427,18 @@ fn static_table(keys: Vec<(u32, PublicKey)>) -> Result<KeyTable, BuildError> {
             return Err(BuildError::DuplicateKid(kid));
         }
     }
-    Ok(KeyTable::new(table))
+    let mut approval = Vec::with_capacity(approval_keys.len());
+    for key in approval_keys {
+        if !matches!(key, PublicKey::Ed25519(_)) {
+            return Err(BuildError::UnsupportedApprovalKeyAlgorithm);
+        }
+        if table.values().any(|root| root.key == key) {
+            return Err(BuildError::ApprovalKeyIsRootKey);
+        }
+        approval.push(TrustedKey {
+            key,
+            not_after: None,
+        });
+    }
+    Ok(KeyTable::new(table, approval))
 }

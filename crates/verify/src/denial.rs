@@ -34,7 +34,8 @@ pub enum Denial {
         reason: &'static str,
     },
     /// A correctly signed Biscuit that is not a version-1 writ (wrong or missing `writ(..)`,
-    /// missing authority values, third-party blocks, an unknown block format version).
+    /// missing authority values, a third-party block other than an elevated writ's approval
+    /// block, approval evidence of the wrong shape, an unknown block format version).
     /// Code `unsupported_format`.
     UnsupportedFormat {
         /// What was wrong, in fixed words.
@@ -71,6 +72,17 @@ pub enum Denial {
     RestrictedByAttenuation {
         /// Index of the first refusing block (1 = first attenuation), when biscuit names it.
         block: Option<u32>,
+    },
+    /// The verifier requires human approval for this operation
+    /// ([`require_approval_for`](crate::VerifierBuilder::require_approval_for)), and the writ
+    /// carries no approval evidence covering this request: none, evidence signed by a key that
+    /// is not a trusted approval key (or no approval key is trusted at all), or evidence for
+    /// another writ, resource or operation. The writ may well grant the right; a human must
+    /// approve first. HTTP 403. Code `approval_required`.
+    ApprovalRequired {
+        /// The request's operation: one of the operations the verifier was configured to
+        /// require approval for, never text of the writ.
+        operation: String,
     },
     /// The writ exceeds a configured limit: size, number of blocks, or the Datalog run limits
     /// (facts, iterations, time). Code `limits_exceeded`.
@@ -114,6 +126,7 @@ impl Denial {
             Denial::WrongAudience => "wrong_audience",
             Denial::NotPermitted => "not_permitted",
             Denial::RestrictedByAttenuation { .. } => "restricted_by_attenuation",
+            Denial::ApprovalRequired { .. } => "approval_required",
             Denial::LimitsExceeded { .. } => "limits_exceeded",
             Denial::Revoked => "revoked",
             Denial::RevocationViewStale { .. } => "revocation_view_stale",
@@ -130,7 +143,8 @@ impl Denial {
             Denial::NonCanonicalResource { .. } => 400,
             Denial::WrongAudience
             | Denial::NotPermitted
-            | Denial::RestrictedByAttenuation { .. } => 403,
+            | Denial::RestrictedByAttenuation { .. }
+            | Denial::ApprovalRequired { .. } => 403,
             Denial::Internal { .. } => 500,
             Denial::RevocationViewStale { .. } => 503,
             _ => 401,
@@ -151,6 +165,7 @@ impl Denial {
             Denial::WrongAudience => "Writ not meant for this service",
             Denial::NotPermitted => "Not permitted by the writ",
             Denial::RestrictedByAttenuation { .. } => "Restricted by attenuation",
+            Denial::ApprovalRequired { .. } => "Human approval required",
             Denial::LimitsExceeded { .. } => "Writ exceeds verifier limits",
             Denial::Revoked => "Writ revoked",
             Denial::RevocationViewStale { .. } => "Revocation status unknown",
@@ -188,6 +203,11 @@ impl fmt::Display for Denial {
             Denial::RestrictedByAttenuation { block: None } => {
                 f.write_str("an attenuation check refused the request")
             }
+            Denial::ApprovalRequired { operation } => write!(
+                f,
+                "operation {operation:?} needs human approval: the writ carries no approval \
+                 evidence for this resource and operation"
+            ),
             Denial::LimitsExceeded { limit } => write!(f, "the writ exceeds a limit: {limit}"),
             Denial::Revoked => f.write_str("the writ was revoked"),
             Denial::RevocationViewStale {
@@ -258,6 +278,9 @@ mod tests {
             Denial::WrongAudience,
             Denial::NotPermitted,
             Denial::RestrictedByAttenuation { block: Some(1) },
+            Denial::ApprovalRequired {
+                operation: "delete".into(),
+            },
             Denial::LimitsExceeded { limit: "x" },
             Denial::Revoked,
             Denial::RevocationViewStale {
@@ -305,6 +328,16 @@ mod tests {
         assert_eq!(
             Denial::RestrictedByAttenuation { block: None }.http_status(),
             403
+        );
+        let approval = Denial::ApprovalRequired {
+            operation: "delete".into(),
+        };
+        assert_eq!(approval.http_status(), 403);
+        assert_eq!(approval.code(), "approval_required");
+        assert_eq!(
+            approval.to_string(),
+            "operation \"delete\" needs human approval: the writ carries no approval evidence \
+             for this resource and operation"
         );
         let stale = Denial::RevocationViewStale {
             age: Some(Duration::from_millis(20_400)),

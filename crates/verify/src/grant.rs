@@ -1,12 +1,16 @@
 //! What a successful authorization tells the service.
 //!
-//! Every value here was read from the writ's authority block (signed by the broker), never from
-//! a block a holder appended, so it can be logged and used for audit.
+//! Every value here was read from the writ's authority block (signed by the broker) or, for the
+//! approval evidence, from the block a trusted approval key signed; never from a block a holder
+//! appended, so it can be logged and used for audit.
 
 use std::time::SystemTime;
 
+use crate::ApprovalEvidence;
+
 /// The outcome of a successful [`Verifier::authorize`](crate::Verifier::authorize): who holds the
-/// writ and for which task. Values come only from the broker-signed authority block.
+/// writ and for which task. Values come only from the broker-signed authority block, and the
+/// approval evidence from the block signed by a trusted approval key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Grant {
@@ -19,8 +23,14 @@ pub struct Grant {
     /// When the writ stops being valid: its `expires_at` as issued, or the earlier time limit an
     /// attenuation block set (`check if time($t), $t <= ...`), whichever comes first.
     pub expires_at: SystemTime,
-    /// Number of attenuation blocks appended after the authority block.
+    /// Number of attenuation blocks appended after the authority block (an elevated writ's
+    /// approval block is not one).
     pub attenuation_depth: usize,
     /// Id of the broker key that signed the authority block.
     pub root_key_id: u32,
+    /// The human approval of this request: `Some` exactly when the verifier
+    /// [requires approval](crate::VerifierBuilder::require_approval_for) for the request's
+    /// operation (a request without evidence covering it is refused). `None` for other
+    /// operations, even on an elevated writ: the evidence was not checked against them.
+    pub approval: Option<ApprovalEvidence>,
 }

@@ -7,12 +7,16 @@
 //! The values are decoded from the authority block's terms, not by re-parsing the printed
 //! source: biscuit prints strings without escaping, so printed Datalog of a hostile token is
 //! ambiguous (`agent("x"); right("y", "write")` could be one string).
+//!
+//! The approval evidence of an elevated writ (a third-party block) is shown as its block says it,
+//! with the key that claims to have signed it: whether that key is trusted, and whether the
+//! signature holds, is for a verifier to decide.
 
 use std::time::SystemTime;
 
-use biscuit_auth::UnverifiedBiscuit;
 use biscuit_auth::builder::{Binary, Convert, Fact, Op, Rule, Term};
 use biscuit_auth::format::{convert::proto_block_to_token_block, schema};
+use biscuit_auth::{PublicKey, UnverifiedBiscuit};
 use prost::Message;
 
 use crate::time_limit;
@@ -50,9 +54,42 @@ pub struct Inspection {
     pub services: Vec<String>,
     /// The rights the authority block grants, exact facts and prefix rules.
     pub rights: Vec<InspectedRight>,
+    /// What every third-party block says as approval evidence (an elevated writ has one, block
+    /// 1; a verifier refuses third-party blocks anywhere else). **Unverified**, like the rest:
+    /// neither the signature nor the trust in its key is checked.
+    pub approvals: Vec<InspectedApproval>,
 }
 
-/// One right granted by the authority block.
+/// The approval evidence of one third-party block, as the block states it. **Unverified.**
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct InspectedApproval {
+    /// The block's index (1 in an elevated writ).
+    pub block: usize,
+    /// The key the block names as its signer (`ed25519/<hex>` when printed); not checked here.
+    pub signed_by: PublicKey,
+    /// Every well-typed `approval(request id, approver, date)` fact.
+    pub approvals: Vec<InspectedApprover>,
+    /// Every `approved_writ(..)`: the writ ids the evidence says it approves.
+    pub approved_writs: Vec<String>,
+    /// Every `approved_right(resource, operation)` (exact) and
+    /// `approved_prefix(prefix, operation)` (prefix).
+    pub rights: Vec<InspectedRight>,
+}
+
+/// One `approval(..)` fact of a third-party block. **Unverified.**
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct InspectedApprover {
+    /// The approval request's id (`ap_...`).
+    pub request_id: String,
+    /// Who approved.
+    pub principal: String,
+    /// When they decided.
+    pub decided_at: SystemTime,
+}
+
+/// One right: granted by the authority block, or approved by approval evidence.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InspectedRight {
     /// The resource or resource prefix.
@@ -105,6 +142,30 @@ pub fn inspect(writ: &str) -> Result<Inspection, InspectError> {
             inspection.rights.push(right);
         }
     }
+    for (index, key) in token.external_public_keys().into_iter().enumerate() {
+        let (Some(signed_by), Some(signed)) = (
+            key,
+            index.checked_sub(1).and_then(|i| container.blocks.get(i)),
+        ) else {
+            continue;
+        };
+        let proto_block = schema::Block::decode(signed.block.as_slice()).map_err(|e| error(&e))?;
+        // A third-party block has symbols of its own: its terms decode without the others'.
+        let block =
+            proto_block_to_token_block(&proto_block, Some(signed_by)).map_err(|e| error(&e))?;
+        let mut approval = InspectedApproval {
+            block: index,
+            signed_by,
+            approvals: Vec::new(),
+            approved_writs: Vec::new(),
+            rights: Vec::new(),
+        };
+        for fact in &block.facts {
+            let fact = Fact::convert_from(fact, &block.symbols).map_err(|e| error(&e))?;
+            read_approval_fact(&mut approval, fact);
+        }
+        inspection.approvals.push(approval);
+    }
     inspection.effective_expires_at = inspection.expires_at;
     let limit =
         time_limit::earliest(&container).and_then(|limit| Some((date(limit.at)?, limit.block)));
@@ -138,6 +199,35 @@ fn read_fact(inspection: &mut Inspection, fact: Fact) {
         ("right", [Term::Str(resource), Term::Str(operation)]) => {
             inspection.rights.push(InspectedRight {
                 resource: RightResource::Exact(resource.clone()),
+                operation: operation.clone(),
+            });
+        }
+        _ => {}
+    }
+}
+
+fn read_approval_fact(approval: &mut InspectedApproval, fact: Fact) {
+    let name = fact.predicate.name.as_str();
+    match (name, fact.predicate.terms.as_slice()) {
+        ("approval", [Term::Str(request_id), Term::Str(principal), Term::Date(d)]) => {
+            if let Some(decided_at) = date(*d) {
+                approval.approvals.push(InspectedApprover {
+                    request_id: request_id.clone(),
+                    principal: principal.clone(),
+                    decided_at,
+                });
+            }
+        }
+        ("approved_writ", [Term::Str(writ_id)]) => approval.approved_writs.push(writ_id.clone()),
+        ("approved_right", [Term::Str(resource), Term::Str(operation)]) => {
+            approval.rights.push(InspectedRight {
+                resource: RightResource::Exact(resource.clone()),
+                operation: operation.clone(),
+            });
+        }
+        ("approved_prefix", [Term::Str(prefix), Term::Str(operation)]) => {
+            approval.rights.push(InspectedRight {
+                resource: RightResource::Prefix(prefix.clone()),
                 operation: operation.clone(),
             });
         }

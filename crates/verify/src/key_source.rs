@@ -4,9 +4,12 @@
 //! an unknown key id (the broker may have rotated). That last path is driven by whoever presents
 //! a token, so it is rate-limited: at most one on-demand fetch per window, however many hostile
 //! key ids arrive, and concurrent callers share one fetch. A failed fetch keeps the old keys.
+//! The approval keys come with the root keys (same document, same table, same refreshes).
 
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant, SystemTime};
+
+use biscuit_auth::PublicKey;
 
 use crate::http_fetch::{FetchError, describe, get_bounded};
 use crate::keys::{KeySetError, KeyTable, Lookup};
@@ -72,6 +75,16 @@ impl KeySource {
     /// clone of the table's `Arc` (a counter shared by every request).
     pub(crate) fn lookup(&self, kid: u32, now: SystemTime) -> Lookup {
         self.current().lookup(kid, now)
+    }
+
+    /// The approval keys usable at `now` in the keys in force.
+    pub(crate) fn approval_keys(&self, now: SystemTime) -> Vec<PublicKey> {
+        self.current().approval_keys(now)
+    }
+
+    /// Whether `key` is an approval key usable at `now` in the keys in force.
+    pub(crate) fn is_approval_key(&self, key: &PublicKey, now: SystemTime) -> bool {
+        self.current().is_approval_key(key, now)
     }
 
     pub(crate) fn is_remote(&self) -> bool {

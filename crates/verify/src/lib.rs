@@ -24,6 +24,9 @@
 //!   blocks, so revoking a writ revokes every attenuation of it), by agent and by task (writs
 //!   issued up to a cutoff; a suspended agent loses every writ), and refuses matching writs with
 //!   [`Denial::Revoked`]. [`Verifier::revocation_status`] reports the view's age and cursor.
+//! - Human approval ([`VerifierBuilder::require_approval_for`]): operations that need an
+//!   **elevated writ**, one carrying approval evidence signed by a broker approval key; see
+//!   [below](#human-approval-elevated-writs).
 //!
 //! ```
 //! use std::collections::HashMap;
@@ -78,6 +81,50 @@
 //! # }
 //! ```
 //!
+//! # Human approval (elevated writs)
+//!
+//! For high-risk operations the broker asks humans first. When they approve, it issues an
+//! **elevated writ**: an ordinary writ followed, as block 1, by a Biscuit third-party block
+//! signed by a separate Ed25519 **approval key** (published in the key set's `approval_keys`).
+//! The block holds only facts: `approval(request_id, approver, decided_at)` per approving
+//! human, `approved_writ(writ_id)`, and the approved grants, `approved_right(resource,
+//! operation)` and `approved_prefix(prefix, operation)`. A service opts in per operation:
+//!
+//! ```no_run
+//! # use writ_verify::{Denial, Verifier};
+//! # async fn example(writ: &str) -> Result<(), Box<dyn std::error::Error>> {
+//! let verifier = Verifier::builder("orders-api")
+//!     .key_set_url("http://127.0.0.1:8080/.well-known/writ-keys") // brings the approval keys
+//!     .revocation_feed("http://127.0.0.1:8080")
+//!     .require_approval_for(["delete", "refund"])
+//!     .build()
+//!     .await?;
+//! match verifier.authorize_with_refresh(writ, "orders/42", "delete").await {
+//!     Ok(grant) => {
+//!         // Always present for an operation that requires approval.
+//!         if let Some(evidence) = &grant.approval {
+//!             println!("approved in {} by {:?}", evidence.request_id, evidence.approvals);
+//!         }
+//!     }
+//!     Err(Denial::ApprovalRequired { .. }) => { /* ask for approval, HTTP 403 */ }
+//!     Err(other) => return Err(other.into()),
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! A request for such an operation is granted only if the writ grants it **and** its evidence
+//! covers it: signed by a trusted approval key, naming this writ's id, with at least one
+//! approval, approving this exact resource (or a prefix of it) and operation. Otherwise it is
+//! refused with [`Denial::ApprovalRequired`] (code `approval_required`, HTTP 403). The check is
+//! Datalog trusting only blocks signed by an approval key, so evidence written by a holder (an
+//! attenuation block), signed by any other key, or put in the authority block counts for
+//! nothing; evidence never grants by itself. Other operations, and ordinary writs, are
+//! unaffected; an elevated writ can be attenuated like any writ, keeping its evidence. Without
+//! any approval key the verifier fails closed: a static builder is refused
+//! ([`BuildError::NoApprovalKeys`]), and a key set without approval keys refuses every request
+//! for those operations until it has one.
+//!
 //! # Trade-offs
 //! - **Signature cache.** A verified writ is remembered by its exact text until it expires
 //!   (bounded in entries and bytes, oldest first when full), so a repeat request skips the
@@ -93,7 +140,9 @@
 //!   verifier sets its own ([`default_run_limits`]), on the authorizer builder because
 //!   biscuit-auth 6.0.0 ignores limits passed later.
 //! - **Trusted values** (writ id, agent, task, issue and expiry times, services) are read from
-//!   the facts of the signed authority block only, never from blocks a holder appended.
+//!   the facts of the signed authority block only, never from blocks a holder appended; approval
+//!   evidence only from the block a trusted approval key signed, once per writ (it is cached
+//!   with the signatures, and read again if its key joins or leaves the key set).
 //! - **Reasons.** The refusal reason is refined from the broker-signed values (expired, wrong
 //!   audience, restricted by an attenuation block) but biscuit's verdict always decides.
 //! - **Revocation staleness.** The revocation view is an offline copy: the verifier follows the
@@ -109,6 +158,7 @@
 //!
 //! [`max_revocation_staleness`]: VerifierBuilder::max_revocation_staleness
 
+mod approval;
 mod attenuate;
 mod authority;
 mod builder;
@@ -132,6 +182,7 @@ mod service;
 mod time_limit;
 mod verifier;
 
+pub use approval::{ApprovalEvidence, Approver};
 pub use attenuate::{AttenuateError, Attenuation, attenuate};
 pub use builder::{
     BuildError, DEFAULT_CACHE_BYTES, DEFAULT_CACHE_CAPACITY, DEFAULT_KEY_REFRESH,
@@ -144,7 +195,10 @@ pub use denial::Denial;
 #[cfg(feature = "axum")]
 pub use extract::WritGrant;
 pub use grant::Grant;
-pub use inspect::{InspectError, InspectedRight, Inspection, RightResource, inspect};
+pub use inspect::{
+    InspectError, InspectedApproval, InspectedApprover, InspectedRight, Inspection, RightResource,
+    inspect,
+};
 pub use key_source::KEY_SET_PATH;
 pub use keys::{KeySetDocument, KeySetError, PublishedKey};
 pub use layer::WritLayer;

@@ -7,17 +7,20 @@
 
 use std::time::UNIX_EPOCH;
 
-use biscuit_auth::error::{FailedCheck, Format, Logic, Token};
+use biscuit_auth::error::{FailedCheck, Format, Logic, MatchedPolicy, Token};
 
 use crate::Denial;
 use crate::authority::AuthorityValues;
 
-/// Why biscuit refused, for a verified writ with these `values`, at `now_secs`.
+/// Why biscuit refused, for a verified writ with these `values`, at `now_secs`;
+/// `approval_operation` is the request's operation when the verifier required approval for it
+/// (the approval check is then the authorizer's only check).
 pub(crate) fn explain(
     error: &Token,
     values: &AuthorityValues,
     service: &str,
     now_secs: u64,
+    approval_operation: Option<&str>,
 ) -> Denial {
     if let Some(denial) = run_failure(error) {
         return denial;
@@ -47,6 +50,23 @@ pub(crate) fn explain(
         if let Some(block) = attenuation_block {
             return Denial::RestrictedByAttenuation { block: Some(block) };
         }
+    }
+    // The writ grants the request (the allow policy matched) but the approval check failed. When
+    // no policy matched, the writ does not grant it at all: approval would not help.
+    if let (
+        Some(operation),
+        Token::FailedLogic(Logic::Unauthorized {
+            policy: MatchedPolicy::Allow(_),
+            checks,
+        }),
+    ) = (approval_operation, error)
+        && checks
+            .iter()
+            .any(|check| matches!(check, FailedCheck::Authorizer(_)))
+    {
+        return Denial::ApprovalRequired {
+            operation: operation.to_owned(),
+        };
     }
     Denial::NotPermitted
 }

@@ -3,10 +3,12 @@
 //! Order of a decision: the resource's canonical form (before anything of the writ is read, so
 //! no grant ever meets a resource that could resolve elsewhere), size and shape limits, signatures and trusted values (or the signature
 //! cache), the revocation view (when configured; on cache hits too), the request authorizer run,
-//! and finally biscuit's verdict. Denial reasons are refined with the trusted values (expired,
+//! and finally biscuit's verdict (with the approval check added to the run when the operation
+//! requires approval). Denial reasons are refined with the trusted values (expired,
 //! wrong audience, restricted), but biscuit's verdict is the last word: nothing here turns a
 //! biscuit refusal into a grant.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -15,6 +17,7 @@ use biscuit_auth::{
     Authorizer, AuthorizerBuilder, AuthorizerLimits, Biscuit, PublicKey, UnverifiedBiscuit,
 };
 
+use crate::approval::{self, ApprovalEvidence};
 use crate::authority::{self, AuthorityValues};
 use crate::cache::SignatureCache;
 use crate::key_source::KeySource;
@@ -36,6 +39,8 @@ pub struct Verifier {
     pub(crate) limits: AuthorizerLimits,
     pub(crate) max_writ_bytes: usize,
     pub(crate) max_attenuation_depth: usize,
+    /// Operations that need approval evidence (`require_approval_for`).
+    pub(crate) approval_operations: BTreeSet<String>,
     pub(crate) refresher: Option<tokio::task::AbortHandle>,
     /// The revocation view and its sync task, when configured (the task stops with it).
     pub(crate) revocations: Option<Revocations>,
@@ -50,6 +55,12 @@ pub(crate) struct VerifiedWrit {
     values: AuthorityValues,
     /// Every block's revocation id, lowercase hex; empty when the verifier has no revocations.
     revocation_ids: Vec<String>,
+    /// The key that signed the approval block (block 1, a third-party block), if any, and
+    /// whether it was a trusted approval key when the evidence was read: a cache hit whose trust
+    /// changed since is verified again.
+    approval_block_key: Option<(PublicKey, bool)>,
+    /// The evidence read from the approval block, if its key was trusted and it names this writ.
+    approval: Option<ApprovalEvidence>,
 }
 
 impl VerifiedWrit {
@@ -62,6 +73,13 @@ impl VerifiedWrit {
             revocation_ids: &self.revocation_ids,
         }
     }
+}
+
+/// The approval check of one request: the writ id the evidence must name, and the approval
+/// keys trusted now.
+pub(crate) struct ApprovalCheck<'a> {
+    pub(crate) writ_id: &'a str,
+    pub(crate) keys: &'a [PublicKey],
 }
 
 /// Whether a synchronous call that meets an unknown key id starts a background key fetch.
@@ -216,9 +234,21 @@ impl Verifier {
         if let Some(revocations) = &self.revocations {
             revocations.state.check(&verified.identity())?;
         }
-        // Datalog runs for every request, cached or not.
-        let verdict = self.request_authorizer(&verified.token, facts)?.authorize();
-        self.conclude(&verified, verdict, now_secs)
+        // Datalog runs for every request, cached or not. The approval check trusts the approval
+        // keys in force now, whatever they were when the writ was cached.
+        let approval_keys = self
+            .approval_operations
+            .contains(operation)
+            .then(|| self.keys.approval_keys(now));
+        let approval_check = approval_keys.as_deref().map(|keys| ApprovalCheck {
+            writ_id: &verified.values.writ_id,
+            keys,
+        });
+        let verdict = self
+            .request_authorizer(&verified.token, facts, approval_check)?
+            .authorize();
+        let approval_operation = approval_keys.is_some().then_some(operation);
+        self.conclude(&verified, verdict, now_secs, approval_operation)
     }
 
     /// Verifies `writ` (signatures, then the v1 values) and caches the result: what is cached is
@@ -231,6 +261,15 @@ impl Verifier {
     ) -> Result<Arc<VerifiedWrit>, Denial> {
         let (token, root_key_id, key) = self.verify_signatures(writ, now, on_unknown)?;
         let values = authority::read(&token)?;
+        let approval_block_key = approval::approval_block_key(&token.external_public_keys())?
+            .map(|block_key| (block_key, self.keys.is_approval_key(&block_key, now)));
+        // Read only by a verifier that will report it (it requires approval for something).
+        let approval = match approval_block_key {
+            Some((block_key, true)) if !self.approval_operations.is_empty() => {
+                approval::read_evidence(&token, &values.writ_id, block_key, self.limits.clone())?
+            }
+            _ => None,
+        };
         let revocation_ids = if self.revocations.is_some() {
             token
                 .revocation_identifiers()
@@ -246,6 +285,8 @@ impl Verifier {
             key,
             values,
             revocation_ids,
+            approval_block_key,
+            approval,
         });
         self.cache.insert(
             writ,
@@ -259,8 +300,14 @@ impl Verifier {
     /// The cached verification of `writ`, if its key is still trusted with the same bytes.
     fn cached(&self, writ: &str, now: SystemTime) -> Option<Arc<VerifiedWrit>> {
         let cached = self.cache.get(writ, now)?;
-        // A key removed from (or retired in) the key set must stop cached writs at once too.
-        if self.keys.lookup(cached.root_key_id, now) == Lookup::Usable(cached.key) {
+        // A key removed from (or retired in) the key set must stop cached writs at once too; an
+        // approval key that left or joined the key set changes what the evidence says.
+        let root_key_usable =
+            self.keys.lookup(cached.root_key_id, now) == Lookup::Usable(cached.key);
+        let approval_trust_unchanged = cached
+            .approval_block_key
+            .is_none_or(|(key, trusted)| self.keys.is_approval_key(&key, now) == trusted);
+        if root_key_usable && approval_trust_unchanged {
             Some(cached)
         } else {
             self.cache.remove(writ);
@@ -276,18 +323,13 @@ impl Verifier {
         on_unknown: OnUnknownKey,
     ) -> Result<(Biscuit, u32, PublicKey), Denial> {
         let unverified = UnverifiedBiscuit::from_base64(writ).map_err(decode_denial)?;
-        if unverified.block_count() > self.max_attenuation_depth + 1 {
+        // One third-party block is allowed, right after the authority block: an elevated writ's
+        // approval evidence. It is not an attenuation, so it does not count against the depth.
+        let approval_blocks =
+            approval::approval_block_key(&unverified.external_public_keys())?.map_or(0, |_| 1);
+        if unverified.block_count() > self.max_attenuation_depth + 1 + approval_blocks {
             return Err(Denial::LimitsExceeded {
                 limit: "attenuation depth",
-            });
-        }
-        if unverified
-            .external_public_keys()
-            .iter()
-            .any(Option::is_some)
-        {
-            return Err(Denial::UnsupportedFormat {
-                reason: "writs have no third-party blocks",
             });
         }
         let Some(kid) = unverified.root_key_id() else {
@@ -307,23 +349,34 @@ impl Verifier {
         Ok((token, kid, key))
     }
 
-    /// The authorizer for one request: prepared policy and limits, plus this request's facts.
+    /// The authorizer for one request: prepared policy and limits, plus this request's facts,
+    /// plus the approval check when the request's operation requires approval.
     pub(crate) fn request_authorizer(
         &self,
         token: &Biscuit,
         facts: RequestFacts,
+        approval_check: Option<ApprovalCheck<'_>>,
     ) -> Result<Authorizer, Denial> {
         let internal = |_| Denial::Internal {
             reason: "cannot add the request facts",
         };
-        self.base
+        let mut builder = self
+            .base
             .clone()
             .fact(facts.time)
             .map_err(internal)?
             .fact(facts.resource)
             .map_err(internal)?
             .fact(facts.operation)
-            .map_err(internal)?
+            .map_err(internal)?;
+        if let Some(check) = approval_check {
+            builder = approval::add_check(builder, check.writ_id, check.keys).map_err(|_| {
+                Denial::Internal {
+                    reason: "cannot add the approval check",
+                }
+            })?;
+        }
+        builder
             .build(token)
             // The token verified, so a block that cannot be loaded was built wrongly, typically
             // an appended rule with unbound variables.
@@ -332,23 +385,41 @@ impl Verifier {
             })
     }
 
-    /// Turns biscuit's verdict into the answer.
+    /// Turns biscuit's verdict into the answer; `approval_operation` is the request's operation
+    /// when it required approval.
     fn conclude(
         &self,
         verified: &VerifiedWrit,
         verdict: Result<usize, Token>,
         now_secs: u64,
+        approval_operation: Option<&str>,
     ) -> Result<Grant, Denial> {
         let error = match verdict {
             Ok(_) => {
+                // The check passed, so trusted evidence exists; it was also read when the writ
+                // was verified. Both or neither: a grant without readable evidence is refused.
+                let approval = match (approval_operation, &verified.approval) {
+                    (None, _) => None,
+                    (Some(_), Some(evidence)) => Some(evidence.clone()),
+                    (Some(operation), None) => {
+                        return Err(Denial::ApprovalRequired {
+                            operation: operation.to_owned(),
+                        });
+                    }
+                };
                 let values = &verified.values;
+                let approval_blocks = usize::from(verified.approval_block_key.is_some());
                 return Ok(Grant {
                     writ_id: values.writ_id.clone(),
                     agent: values.agent.clone(),
                     task: values.task.clone(),
                     expires_at: values.effective_expires_at,
-                    attenuation_depth: verified.token.block_count() - 1,
+                    attenuation_depth: verified
+                        .token
+                        .block_count()
+                        .saturating_sub(1 + approval_blocks),
                     root_key_id: verified.root_key_id,
+                    approval,
                 });
             }
             Err(error) => error,
@@ -358,6 +429,7 @@ impl Verifier {
             &verified.values,
             &self.service,
             now_secs,
+            approval_operation,
         ))
     }
 }

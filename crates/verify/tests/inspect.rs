@@ -80,3 +80,51 @@ fn garbage_is_an_error() {
     assert!(inspect("").is_err());
     assert!(inspect("definitely not a writ").is_err());
 }
+
+#[test]
+fn shows_approval_evidence_unverified() {
+    let root = KeyPair::new();
+    let approver = KeyPair::new();
+    let writ = elevate(
+        &mint(&root, &WritSpec::default()),
+        &root,
+        &approver,
+        &EvidenceSpec {
+            prefixes: vec![("reports/".into(), "delete".into())],
+            ..EvidenceSpec::default()
+        },
+    );
+    let seen = inspect(&writ).unwrap();
+    assert_eq!(seen.writ_id.as_deref(), Some("wr_01"));
+    assert_eq!(seen.blocks.len(), 2);
+    let [approval] = seen.approvals.as_slice() else {
+        panic!("{:?}", seen.approvals);
+    };
+    assert_eq!(approval.block, 1);
+    assert_eq!(approval.signed_by, approver.public());
+    assert_eq!(approval.approved_writs, ["wr_01"]);
+    let approvers: Vec<_> = approval
+        .approvals
+        .iter()
+        .map(|a| (a.request_id.as_str(), a.principal.as_str(), a.decided_at))
+        .collect();
+    assert_eq!(approvers, [(REQUEST_ID, "alice@example.com", decided())]);
+    assert_eq!(
+        approval.rights,
+        [
+            InspectedRight {
+                resource: RightResource::Exact("orders/42".into()),
+                operation: "delete".into()
+            },
+            InspectedRight {
+                resource: RightResource::Prefix("reports/".into()),
+                operation: "delete".into()
+            },
+        ]
+    );
+    // The authority block's rights are its own.
+    assert_eq!(seen.rights.len(), 1);
+    // An ordinary writ shows none.
+    let plain = mint(&root, &WritSpec::default());
+    assert!(inspect(&plain).unwrap().approvals.is_empty());
+}

@@ -17,22 +17,41 @@ use writ_verify::{BuildError, Denial, KeySetDocument, KeySetError, PublishedKey,
 #[derive(Clone, Default)]
 struct Broker {
     keys: Arc<Mutex<Vec<PublishedKey>>>,
+    approval_keys: Arc<Mutex<Vec<PublishedKey>>>,
     hits: Arc<AtomicUsize>,
+}
+
+fn published(kid: u32, key: &KeyPair, not_after: Option<&str>) -> PublishedKey {
+    PublishedKey {
+        kid,
+        alg: "ed25519".into(),
+        public_key: key.public().to_string(),
+        not_before: "2026-11-22T09:00:00Z".into(),
+        not_after: not_after.map(str::to_owned),
+    }
 }
 
 impl Broker {
     fn publish(&self, kid: u32, key: &KeyPair, not_after: Option<&str>) {
-        self.keys.lock().unwrap().push(PublishedKey {
-            kid,
-            alg: "ed25519".into(),
-            public_key: key.public().to_string(),
-            not_before: "2026-11-22T09:00:00Z".into(),
-            not_after: not_after.map(str::to_owned),
-        });
+        self.keys
+            .lock()
+            .unwrap()
+            .push(published(kid, key, not_after));
     }
 
     fn withdraw(&self, kid: u32) {
         self.keys.lock().unwrap().retain(|k| k.kid != kid);
+    }
+
+    fn publish_approval(&self, kid: u32, key: &KeyPair, not_after: Option<&str>) {
+        self.approval_keys
+            .lock()
+            .unwrap()
+            .push(published(kid, key, not_after));
+    }
+
+    fn withdraw_approval(&self, kid: u32) {
+        self.approval_keys.lock().unwrap().retain(|k| k.kid != kid);
     }
 
     fn hits(&self) -> usize {
@@ -44,15 +63,16 @@ impl Broker {
         async fn keys(State(broker): State<Broker>) -> Json<serde_json::Value> {
             broker.hits.fetch_add(1, Ordering::SeqCst);
             let doc = KeySetDocument {
-                approval_keys: Vec::new(),
                 keys: broker.keys.lock().unwrap().clone(),
+                approval_keys: broker.approval_keys.lock().unwrap().clone(),
             };
             // An entry of an algorithm the verifier does not know must not break the document.
             let mut json = serde_json::to_value(doc).unwrap();
-            json["keys"]
-                .as_array_mut()
-                .unwrap()
-                .push(serde_json::json!({"kid": 900, "alg": "ml-dsa-65", "key": "AAAA"}));
+            let unknown = serde_json::json!({"kid": 900, "alg": "ml-dsa-65", "key": "AAAA"});
+            json["keys"].as_array_mut().unwrap().push(unknown.clone());
+            if let Some(approval_keys) = json.get_mut("approval_keys") {
+                approval_keys.as_array_mut().unwrap().push(unknown);
+            }
             Json(json)
         }
         let app = axum::Router::new()
@@ -346,4 +366,68 @@ async fn a_key_set_that_is_too_large_unreadable_refused_or_moved_fails_the_build
         );
     }
     assert_eq!(broker.hits(), 0, "the redirect was not followed");
+}
+
+#[tokio::test]
+async fn approval_keys_come_and_go_with_the_key_set() {
+    let (broker, k1, url) = serving_key_1().await;
+    let verifier = Verifier::builder("orders-api")
+        .key_set_url(&url)
+        .require_approval_for(["delete"])
+        .no_revocation()
+        .build()
+        .await
+        .expect("a key set without approval keys still builds");
+    let wall = SystemTime::now();
+    let writ = mint_with(
+        &k1,
+        1,
+        &WritSpec {
+            issued_at: wall,
+            expires_at: wall + Duration::from_secs(600),
+            exact: vec![
+                ("orders/42".into(), "read".into()),
+                ("orders/42".into(), "delete".into()),
+            ],
+            ..WritSpec::default()
+        },
+    );
+    let approval = KeyPair::new();
+    let elevated = elevate(&writ, &k1, &approval, &EvidenceSpec::default());
+    let refused = Err(Denial::ApprovalRequired {
+        operation: "delete".into(),
+    });
+
+    // No approval key published: required operations fail closed, others work.
+    assert_eq!(
+        verifier.authorize(&elevated, "orders/42", "delete"),
+        refused
+    );
+    assert!(verifier.authorize(&elevated, "orders/42", "read").is_ok());
+
+    // Published: the cached writ is read again, now with its evidence.
+    broker.publish_approval(1, &approval, None);
+    verifier.refresh_keys().await.unwrap();
+    let grant = verifier
+        .authorize(&elevated, "orders/42", "delete")
+        .unwrap();
+    let evidence = grant.approval.unwrap();
+    assert_eq!(evidence.request_id, REQUEST_ID);
+    assert_eq!(evidence.approvals[0].principal, "alice@example.com");
+
+    // Withdrawn: refused again at once, cache or not.
+    broker.withdraw_approval(1);
+    verifier.refresh_keys().await.unwrap();
+    assert_eq!(
+        verifier.authorize(&elevated, "orders/42", "delete"),
+        refused
+    );
+
+    // Retired (past its not_after): not trusted either.
+    broker.publish_approval(2, &approval, Some("2000-01-01T00:00:00Z"));
+    verifier.refresh_keys().await.unwrap();
+    assert_eq!(
+        verifier.authorize(&elevated, "orders/42", "delete"),
+        refused
+    );
 }

@@ -280,3 +280,71 @@ mod with_axum {
         assert!(body.contains("urn:writ:problem:missing_credential"));
     }
 }
+
+#[tokio::test]
+async fn operations_needing_approval_answer_approval_required_or_the_evidence() {
+    let root = KeyPair::new();
+    let approval = KeyPair::new();
+    let verifier = Arc::new(
+        Verifier::builder("orders-api")
+            .static_keys([(KID, root.public())])
+            .approval_keys([approval.public()])
+            .require_approval_for(["write"])
+            .no_revocation()
+            .build()
+            .await
+            .unwrap(),
+    );
+    let wall = SystemTime::now();
+    let writ = mint(
+        &root,
+        &WritSpec {
+            issued_at: wall,
+            expires_at: wall + Duration::from_secs(600),
+            exact: vec![
+                ("orders/42".into(), "read".into()),
+                ("orders/42".into(), "write".into()),
+            ],
+            ..WritSpec::default()
+        },
+    );
+    let response = call(
+        &verifier,
+        request("POST", "/orders/42", Some(&format!("Bearer {writ}"))),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        response.headers()[http::header::WWW_AUTHENTICATE],
+        "Bearer error=\"insufficient_scope\""
+    );
+    let body = problem(&response);
+    assert_eq!(body["type"], "urn:writ:problem:approval_required");
+    assert_eq!(body["status"], 403);
+
+    let elevated = elevate(
+        &writ,
+        &root,
+        &approval,
+        &EvidenceSpec {
+            exact: vec![("orders/42".into(), "write".into())],
+            ..EvidenceSpec::default()
+        },
+    );
+    let bearer = format!("Bearer {elevated}");
+    let response = call(&verifier, request("POST", "/orders/42", Some(&bearer))).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    // The inner service sees the evidence in the grant.
+    let service = ServiceBuilder::new()
+        .layer(WritLayer::new(Arc::clone(&verifier), map))
+        .service_fn(|request: Request<String>| async move {
+            let grant = request.extensions().get::<Grant>().cloned().unwrap();
+            let approver = grant.approval.unwrap().approvals[0].principal.clone();
+            Ok::<_, Infallible>(Response::new(approver))
+        });
+    let response = service
+        .oneshot(request("POST", "/orders/42", Some(&bearer)))
+        .await
+        .unwrap();
+    assert_eq!(response.body(), "alice@example.com");
+}

@@ -145,3 +145,103 @@ pub fn append_raw(writ: &str, code: &str) -> String {
         .unwrap();
     token.append(block).unwrap().to_base64().unwrap()
 }
+
+/// When the test approvals were decided: just before the writs were issued.
+pub fn decided() -> SystemTime {
+    issued() - Duration::from_secs(60)
+}
+
+pub const REQUEST_ID: &str = "ap_0123456789abcdef0123456789abcdef";
+
+/// What the broker puts in an elevated writ's approval block (block 1, a third-party block signed
+/// by an approval key).
+#[derive(Clone, Debug)]
+pub struct EvidenceSpec {
+    /// (request id, approver, decision time): one `approval(..)` per approving human.
+    pub approvals: Vec<(String, String, SystemTime)>,
+    /// `approved_writ(..)` facts.
+    pub writ_ids: Vec<String>,
+    /// (resource, operation)
+    pub exact: Vec<(String, String)>,
+    /// (prefix without '*', operation)
+    pub prefixes: Vec<(String, String)>,
+}
+
+impl Default for EvidenceSpec {
+    fn default() -> Self {
+        EvidenceSpec {
+            approvals: vec![(REQUEST_ID.into(), "alice@example.com".into(), decided())],
+            writ_ids: vec!["wr_01".into()],
+            exact: vec![("orders/42".into(), "delete".into())],
+            prefixes: vec![],
+        }
+    }
+}
+
+/// The approval block's facts, every value a parameter, as the broker builds them.
+pub fn evidence_block(spec: &EvidenceSpec) -> biscuit_auth::builder::BlockBuilder {
+    fn add(
+        block: biscuit_auth::builder::BlockBuilder,
+        code: &str,
+        pairs: &[(&str, Term)],
+    ) -> biscuit_auth::builder::BlockBuilder {
+        block
+            .code_with_params(code, params(pairs), HashMap::new())
+            .unwrap()
+    }
+    let mut block = biscuit_auth::builder::BlockBuilder::new();
+    for (request, approver, at) in &spec.approvals {
+        block = add(
+            block,
+            "approval({id}, {who}, {at});",
+            &[
+                ("id", s(request)),
+                ("who", s(approver)),
+                ("at", Term::from(*at)),
+            ],
+        );
+    }
+    for writ_id in &spec.writ_ids {
+        block = add(block, "approved_writ({w});", &[("w", s(writ_id))]);
+    }
+    for (resource, op) in &spec.exact {
+        block = add(
+            block,
+            "approved_right({r}, {op});",
+            &[("r", s(resource)), ("op", s(op))],
+        );
+    }
+    for (prefix, op) in &spec.prefixes {
+        block = add(
+            block,
+            "approved_prefix({p}, {op});",
+            &[("p", s(prefix)), ("op", s(op))],
+        );
+    }
+    block
+}
+
+/// Appends `block` to `writ` (signed by `root`) as a third-party block signed by `signer`.
+pub fn append_third_party(
+    writ: &str,
+    root: &KeyPair,
+    signer: &KeyPair,
+    block: biscuit_auth::builder::BlockBuilder,
+) -> String {
+    let token = Biscuit::from_base64(writ, root.public()).unwrap();
+    let signed = token
+        .third_party_request()
+        .unwrap()
+        .create_block(&signer.private(), block)
+        .unwrap();
+    token
+        .append_third_party(signer.public(), signed)
+        .unwrap()
+        .to_base64()
+        .unwrap()
+}
+
+/// Makes `writ` an elevated writ: appends the approval block of `spec` signed by `approval`.
+pub fn elevate(writ: &str, root: &KeyPair, approval: &KeyPair, spec: &EvidenceSpec) -> String {
+    append_third_party(writ, root, approval, evidence_block(spec))
+}
