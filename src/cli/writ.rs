@@ -59,6 +59,14 @@ pub struct VerifyArgs {
     /// Do not read the broker's revocation feed: a revoked writ is then granted.
     #[arg(long)]
     no_revocation: bool,
+    /// This operation requires human approval evidence (signed by the broker's approval key)
+    /// covering the request: an ordinary writ is denied it. Repeatable.
+    #[arg(long = "require-approval-for", value_name = "OP")]
+    require_approval_for: Vec<String>,
+    /// Trust this approval key (ed25519/HEX) instead of the key set's, with --public-key.
+    /// Repeatable.
+    #[arg(long, requires = "public_key")]
+    approval_key: Vec<String>,
 }
 
 pub fn inspect(args: InspectArgs) -> CliResult {
@@ -129,6 +137,22 @@ fn describe(inspection: &Inspection, now: SystemTime) -> String {
             inspection.blocks.len().saturating_sub(1)
         ),
     );
+    for evidence in &inspection.approvals {
+        for approver in &evidence.approvals {
+            line(
+                &mut out,
+                "approval",
+                format!(
+                    "by {:?} at {} (request {}; block {} signed by {})",
+                    approver.principal,
+                    rfc3339(approver.decided_at),
+                    approver.request_id,
+                    evidence.block,
+                    evidence.signed_by
+                ),
+            );
+        }
+    }
     for (index, block) in inspection.blocks.iter().enumerate() {
         out.push_str(&format!(
             "\n-- block {index}{} --\n{block}\n",
@@ -247,12 +271,26 @@ pub async fn verify(args: VerifyArgs) -> CliResult {
         .iter()
         .map(|key| parse_static_key(key))
         .collect::<Result<Vec<_>, _>>()?;
+    let approval_keys = args
+        .approval_key
+        .iter()
+        .map(|key| {
+            key.parse::<PublicKey>()
+                .map_err(|_| format!("--approval-key {key:?} must be ed25519/HEX"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let mut builder = Verifier::builder(args.audience.clone());
     builder = if keys.is_empty() {
         builder.key_set_url(format!("{broker}{KEY_SET_PATH}"))
     } else {
         builder.static_keys(keys)
     };
+    if !approval_keys.is_empty() {
+        builder = builder.approval_keys(approval_keys);
+    }
+    if !args.require_approval_for.is_empty() {
+        builder = builder.require_approval_for(args.require_approval_for.clone());
+    }
     let revocation = if args.no_revocation {
         builder = builder.no_revocation();
         "revocation: NOT checked (--no-revocation): a revoked writ passes".to_owned()
@@ -280,6 +318,16 @@ pub async fn verify(args: VerifyArgs) -> CliResult {
                 grant.attenuation_depth,
                 rfc3339(grant.expires_at)
             );
+            if let Some(evidence) = &grant.approval {
+                for approver in &evidence.approvals {
+                    println!(
+                        "approved by {} at {} (request {})",
+                        approver.principal,
+                        rfc3339(approver.decided_at),
+                        evidence.request_id
+                    );
+                }
+            }
             ExitCode::SUCCESS
         }
         Err(denial) => {

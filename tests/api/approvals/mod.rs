@@ -3,6 +3,7 @@
 
 mod cli;
 mod flow;
+mod sdk;
 mod webhook;
 
 use std::time::Duration;
