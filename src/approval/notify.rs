@@ -6,8 +6,11 @@
 //! constant time, and refuses a `t` too far from its clock. Each request is retried with
 //! exponential backoff (`retry_base`, doubled each time, at most 60 s apart) until delivered, the
 //! attempts run out, or the request expires; every attempt is reported (and audited by the
-//! broker). The queue is bounded: when it is full a notification is reported undelivered at once
-//! rather than held in memory; the approval page and `writ approvals list` still show the request.
+//! broker). At most 8 attempts are on the wire at once; a request waiting for its next attempt
+//! holds no slot, so one failing notification delays no other. The queue is bounded: when it is
+//! full a notification is reported undelivered at once rather than held in memory; the approval
+//! page and `writ approvals list` still show the request. Notifications in flight are bounded by
+//! the requests that can be pending (16 per agent) and by their `attempts` and expiry.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -102,15 +105,15 @@ impl Notifier {
         let (reports, report_rx) = mpsc::channel(QUEUE_CAPACITY);
         let sender = reports.clone();
         tokio::spawn(async move {
-            let slots = Arc::new(Semaphore::new(CONCURRENT_DELIVERIES));
+            // Each notification gets its own task, which holds a sending slot only while an
+            // attempt is on the wire: a receiver that keeps failing for one request delays no
+            // other request's notification by its backoff.
+            let sending = Arc::new(Semaphore::new(CONCURRENT_DELIVERIES));
             while let Some(notification) = incoming.recv().await {
-                let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
-                    return;
-                };
                 let (webhook, client, reports) = (webhook.clone(), client.clone(), sender.clone());
+                let sending = Arc::clone(&sending);
                 tokio::spawn(async move {
-                    deliver(&webhook, &client, notification, &reports).await;
-                    drop(permit);
+                    deliver(&webhook, &client, &sending, notification, &reports).await;
                 });
             }
         });
@@ -138,13 +141,18 @@ impl Notifier {
 async fn deliver(
     webhook: &Webhook,
     client: &reqwest::Client,
+    sending: &Semaphore,
     notification: Notification,
     reports: &mpsc::Sender<DeliveryReport>,
 ) {
     let mut backoff = webhook.retry_base;
     for attempt in 1..=webhook.attempts {
+        let Ok(slot) = sending.acquire().await else {
+            return;
+        };
         let now = crate::time::unix_seconds(std::time::SystemTime::now());
         let (status, error) = attempt_once(webhook, client, &notification, now).await;
+        drop(slot);
         let delivered = error.is_none();
         let out_of_time = now.saturating_add(backoff.as_secs() as i64) >= notification.give_up_at;
         let last = delivered || attempt == webhook.attempts || out_of_time;

@@ -86,11 +86,8 @@ pub fn decide(
     if !request.approvers.iter().any(|spec| spec.admits(&who)) {
         return Err(DecisionError::NotAllowed);
     }
-    if request
-        .decisions
-        .iter()
-        .any(|d| d.approver == approver.principal.as_str())
-    {
+    let principal = approver_key(approver.principal.as_str());
+    if request.decisions.iter().any(|d| d.approver == principal) {
         return Err(DecisionError::AlreadyDecided);
     }
     check_text("reason", &input.reason, MAX_REASON_BYTES, true).map_err(DecisionError::Invalid)?;
@@ -104,7 +101,7 @@ pub fn decide(
         Verdict::Approve => narrow(request, input.narrow_to.as_deref(), input.ttl)?,
     };
     let record = DecisionRecord {
-        approver: approver.principal.to_string(),
+        approver: principal,
         via: approver.via,
         verdict: input.verdict,
         reason: input.reason,
@@ -134,7 +131,9 @@ fn is_self_approval(
     approver: &Approver,
 ) -> bool {
     let principal = approver.principal.as_str();
-    if principal == request.agent || principal == request.subject {
+    if principal.eq_ignore_ascii_case(&request.agent)
+        || principal.eq_ignore_ascii_case(&request.subject)
+    {
         return true;
     }
     match (&approver.login, agent_issuer_url) {
@@ -190,6 +189,14 @@ fn narrow(
     }
     let records: Vec<RightRecord> = narrowed.iter().map(RightRecord::from).collect();
     Ok((records.clone(), ttl, Some(records)))
+}
+
+/// An approver as decisions record and count them: principals are compared without regard to
+/// ASCII case (`Alice@Example.com` is `alice@example.com`), so one person cannot count twice by
+/// spelling their name differently; the database's key on (request, approver) holds this under
+/// concurrency too.
+pub fn approver_key(principal: &str) -> String {
+    principal.to_ascii_lowercase()
 }
 
 /// Plain text an agent or approver writes: bounded, and nothing invisible or misleading in it
@@ -307,6 +314,42 @@ mod tests {
         assert_eq!(
             decide(&pending, None, &approver("bob"), approve(), 1101).unwrap_err(),
             DecisionError::Closed(Status::Denied)
+        );
+    }
+
+    #[test]
+    fn one_person_in_another_case_is_the_same_approver() {
+        let mut pending = request(2);
+        let first = decide(
+            &pending,
+            None,
+            &approver("alice@example.com"),
+            approve(),
+            1100,
+        )
+        .unwrap();
+        apply(&mut pending, first);
+        assert_eq!(
+            decide(
+                &pending,
+                None,
+                &approver("Alice@Example.COM"),
+                approve(),
+                1101
+            )
+            .unwrap_err(),
+            DecisionError::AlreadyDecided
+        );
+        assert_eq!(
+            decide(
+                &request(1),
+                None,
+                &approver("SYSTEM:serviceaccount:orders:BOT"),
+                approve(),
+                1100
+            )
+            .unwrap_err(),
+            DecisionError::SelfApproval
         );
     }
 

@@ -2,12 +2,13 @@
 //! Every step is audited; the rules are in `approval::rules`, run inside the store's
 //! transactions so that concurrent decisions and fetches are ordered.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use super::Broker;
 use super::issue::refusal_code;
@@ -35,6 +36,10 @@ pub const MAX_PENDING_PER_AGENT: u64 = 16;
 pub const MAX_WAIT: Duration = Duration::from_secs(30);
 /// Long-polls waiting at once, across agents; one more answers at once with the status.
 pub const MAX_WAITERS: usize = 256;
+/// Long-polls one agent may hold at once, so that one agent cannot take every slot.
+pub const MAX_WAITERS_PER_AGENT: usize = 4;
+/// Seconds a caller answered without waiting (no slot free) is told to wait before asking again.
+pub const RETRY_AFTER_NO_SLOT: u32 = 2;
 /// A waiting agent re-reads its request at least this often (another replica may decide it).
 const REREAD_EVERY: Duration = Duration::from_secs(1);
 /// The id prefix of approval requests.
@@ -47,6 +52,8 @@ pub struct Approvals {
     page_url: Option<String>,
     changed: watch::Sender<u64>,
     waiters: Arc<Semaphore>,
+    /// Long-polls held per agent.
+    waiting: Mutex<HashMap<String, usize>>,
 }
 
 impl Approvals {
@@ -56,6 +63,42 @@ impl Approvals {
             page_url,
             changed: watch::channel(0).0,
             waiters: Arc::new(Semaphore::new(MAX_WAITERS)),
+            waiting: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A slot to wait in for `agent`, if one is free (globally and for this agent).
+    fn wait_slot(&self, agent: &str) -> Option<WaitSlot<'_>> {
+        let global = Arc::clone(&self.waiters).try_acquire_owned().ok()?;
+        let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        let held = waiting.entry(agent.to_owned()).or_default();
+        if *held >= MAX_WAITERS_PER_AGENT {
+            return None;
+        }
+        *held += 1;
+        Some(WaitSlot {
+            waiting: &self.waiting,
+            agent: agent.to_owned(),
+            _global: global,
+        })
+    }
+}
+
+/// A long-poll's place; given back when dropped.
+struct WaitSlot<'a> {
+    waiting: &'a Mutex<HashMap<String, usize>>,
+    agent: String,
+    _global: OwnedSemaphorePermit,
+}
+
+impl Drop for WaitSlot<'_> {
+    fn drop(&mut self) {
+        let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(held) = waiting.get_mut(&self.agent) {
+            *held = held.saturating_sub(1);
+            if *held == 0 {
+                waiting.remove(&self.agent);
+            }
         }
     }
 }
@@ -155,6 +198,9 @@ pub struct AgentView {
     /// The status as of now (a pending request past its deadline reads expired).
     pub status: Status,
     pub writ: Option<ElevatedWrit>,
+    /// Set when the caller asked to wait but no slot was free: ask again after this many
+    /// seconds rather than at once.
+    pub retry_after: Option<u32>,
 }
 
 /// An elevated writ, handed over once.
@@ -380,26 +426,31 @@ impl Broker {
     /// The request `id` as its agent reads it, waiting up to `wait` (at most [`MAX_WAIT`]) while
     /// it is pending. An approved request hands over its elevated writ on the first read after
     /// approval and never again. Another agent's request reads as unknown.
+    /// `collect` false only reads (for `HEAD`, which must never consume the one handover).
     pub async fn approval_for_agent(
         &self,
         identity: &Identity,
         id: &str,
         wait: Duration,
+        collect: bool,
     ) -> Result<AgentView, ApprovalCallError> {
         if !id::is_id(id, APPROVAL_PREFIX) {
             return Err(ApprovalCallError::Unknown);
         }
         let deadline = tokio::time::Instant::now() + wait.min(MAX_WAIT);
-        // A slot to wait in; without one the status is answered at once.
+        // A slot to wait in; without one the status is answered at once, with when to retry.
         let slot = if wait.is_zero() {
             None
         } else {
-            Arc::clone(&self.approvals.waiters).try_acquire_owned().ok()
+            self.approvals.wait_slot(&identity.agent)
         };
         let mut changed = self.approvals.changed.subscribe();
         loop {
-            let view = self.read_for_agent(identity, id).await?;
+            let mut view = self.read_for_agent(identity, id, collect).await?;
             let pending = view.status == Status::Pending;
+            if pending && slot.is_none() && !wait.is_zero() {
+                view.retry_after = Some(RETRY_AFTER_NO_SLOT);
+            }
             if !pending || slot.is_none() || tokio::time::Instant::now() >= deadline {
                 return Ok(view);
             }
@@ -415,17 +466,19 @@ impl Broker {
         &self,
         identity: &Identity,
         id: &str,
+        collect: bool,
     ) -> Result<AgentView, ApprovalCallError> {
         let listed = self
             .store
             .approval(id)
             .await?
-            .filter(|listed| listed.request.agent == identity.agent)
+            .filter(|listed| belongs_to(&listed.request, identity))
             .ok_or(ApprovalCallError::Unknown)?;
         let request = listed.request;
         let now = unix_seconds(SystemTime::now());
         let status = request.status_at(now);
-        let collectable = status == Status::Approved
+        let collectable = collect
+            && status == Status::Approved
             && request.writ_id.is_none()
             && request.writ_expires_at().is_some_and(|end| end > now);
         if !collectable {
@@ -433,6 +486,7 @@ impl Broker {
                 request,
                 status,
                 writ: None,
+                retry_after: None,
             });
         }
         self.collect(identity, id).await
@@ -445,11 +499,11 @@ impl Broker {
             return Err(ApprovalCallError::Suspended);
         }
         let ring = self.keys.current();
-        let agent = identity.agent.clone();
+        let owner = identity.clone();
         let now = SystemTime::now();
         let view = self
             .store
-            .change_approval(id, move |current| collect_rule(current, &agent, &ring, now))
+            .change_approval(id, move |current| collect_rule(current, &owner, &ring, now))
             .await?;
         if let Some(writ) = &view.writ {
             tracing::info!(writ_id = %writ.record.writ_id, approval_id = %id,
@@ -573,7 +627,7 @@ impl Broker {
             && !request
                 .decisions
                 .iter()
-                .any(|d| d.approver == approver.principal.as_str());
+                .any(|d| d.approver == rules::approver_key(approver.principal.as_str()));
         ApproverView {
             listed,
             status,
@@ -660,12 +714,12 @@ fn decided_event(request: &ApprovalRequest, decided: &rules::Decided, at: i64) -
 /// becomes an elevated writ; anything else is answered as it stands.
 fn collect_rule(
     current: Option<ApprovalRequest>,
-    agent: &str,
+    owner: &Identity,
     ring: &KeyRing,
     now: SystemTime,
 ) -> Result<ApprovalChange<AgentView>, ApprovalCallError> {
     let mut request = current
-        .filter(|request| request.agent == agent)
+        .filter(|request| belongs_to(request, owner))
         .ok_or(ApprovalCallError::Unknown)?;
     let at = unix_seconds(now);
     let status = request.status_at(at);
@@ -685,7 +739,10 @@ fn collect_rule(
         .collect::<Result<Vec<_>, _>>()
         .map_err(RequestError::from)?;
     let writ_id = mint::new_writ_id()?;
-    let issued_at = SystemTime::UNIX_EPOCH + Duration::from_secs(at.max(0) as u64);
+    // Issued as of the decision, not the collection: a task or agent revocation made after the
+    // humans approved ("issued up to T") covers the writ however late it is collected.
+    let decided_at = request.decided_at.unwrap_or(at);
+    let issued_at = SystemTime::UNIX_EPOCH + Duration::from_secs(decided_at.max(0) as u64);
     let expires = SystemTime::UNIX_EPOCH + Duration::from_secs(expires_at.max(0) as u64);
     let approvals: Vec<(&str, SystemTime)> = request
         .approved_by()
@@ -723,7 +780,7 @@ fn collect_rule(
         services: request.services.clone(),
         root_key_id: minted.root_key_id,
         revocation_id: minted.revocation_id,
-        issued_at: at,
+        issued_at: decided_at,
         expires_at,
     };
     let approvers: Vec<Value> = request
@@ -741,7 +798,8 @@ fn collect_rule(
             "policy": request.policy,
             "rights": record.rights,
             "services": record.services,
-            "ttl": expires_at - at,
+            "ttl": expires_at - decided_at,
+            "collected_at": at,
             "root_key_id": record.root_key_id,
             "expires_at": expires_at,
             "approval": { "approval_id": request.id, "approvers": approvers },
@@ -759,8 +817,18 @@ fn collect_rule(
                 token: minted.token,
                 record,
             }),
+            retry_after: None,
         },
     })
+}
+
+/// Whether `identity` is the one that opened `request`: the same issuer and subject, not merely an
+/// identity whose template renders the same agent name (two issuers, or two workflows of one
+/// repository, can render the same name).
+fn belongs_to(request: &ApprovalRequest, identity: &Identity) -> bool {
+    request.agent == identity.agent
+        && request.issuer == identity.issuer
+        && request.subject == identity.subject
 }
 
 fn unchanged(request: ApprovalRequest, status: Status) -> ApprovalChange<AgentView> {
@@ -773,6 +841,7 @@ fn unchanged(request: ApprovalRequest, status: Status) -> ApprovalChange<AgentVi
             request,
             status,
             writ: None,
+            retry_after: None,
         },
     }
 }

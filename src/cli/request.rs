@@ -112,7 +112,7 @@ fn print_writ(args: &RequestArgs, answer: &Value) {
 /// `writ request --approval`: open the request, then long-poll until it is decided.
 mod approval {
     use std::process::ExitCode;
-    use std::time::Instant;
+    use std::time::{Duration, Instant};
 
     use serde_json::Value;
 
@@ -138,11 +138,19 @@ mod approval {
         let deadline = Instant::now() + args.wait;
         let url = args.broker.join(&format!("/v1/approvals/{id}?wait=30s"));
         loop {
+            let asked = Instant::now();
             let Some(answer) = call(client.get(&url), &url, identity).await? else {
                 return Ok(ExitCode::FAILURE);
             };
             match answer["status"].as_str() {
-                Some("pending") if Instant::now() < deadline => continue,
+                Some("pending") if Instant::now() < deadline => {
+                    // Answered without waiting (the broker had no slot free): pause before
+                    // asking again rather than spin.
+                    if asked.elapsed() < Duration::from_secs(1) {
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                    }
+                    continue;
+                }
                 Some("pending") => {
                     eprintln!(
                         "still pending after {}; stopped waiting (request {id})",

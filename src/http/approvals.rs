@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 
@@ -195,21 +195,28 @@ pub struct WaitQuery {
 }
 
 /// `GET /v1/approvals/{id}`: the agent's request, waiting up to `wait` while it is pending.
+/// `HEAD` answers the status only: it never waits and never collects the writ (a monitor or a
+/// proxy probing the URL must not consume the one handover).
 pub async fn read(
     State(state): State<AppState>,
+    method: Method,
     Agent(identity): Agent,
     Path(id): Path<String>,
     QueryParams(query): QueryParams<WaitQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     let wait = parse_wait(query.wait.as_deref())?;
+    let get = method != Method::HEAD;
+    let wait = if get { wait } else { Duration::ZERO };
     let view = state
         .broker
-        .approval_for_agent(&identity, &id, wait)
+        .approval_for_agent(&identity, &id, wait, get)
         .await?;
-    Ok((
-        [(header::CACHE_CONTROL, "no-store")],
-        Json(AgentApprovalBody::from(view)),
-    ))
+    let mut headers = HeaderMap::new();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(seconds) = view.retry_after {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    Ok((headers, Json(AgentApprovalBody::from(view))))
 }
 
 fn parse_wait(text: Option<&str>) -> Result<Duration, ApiError> {

@@ -73,7 +73,9 @@ impl ApproverSpec {
     pub fn admits(&self, approver: &ApproverRef<'_>) -> bool {
         match self {
             ApproverSpec::AnyApprover => true,
-            ApproverSpec::Principal(principal) => principal == approver.principal,
+            ApproverSpec::Principal(principal) => principal
+                .as_str()
+                .eq_ignore_ascii_case(approver.principal.as_str()),
             ApproverSpec::Group(group) => approver.groups.iter().any(|g| g == group),
         }
     }

@@ -289,7 +289,11 @@ impl PolicySet {
                     direct.get_or_insert(permit);
                 }
                 Ok(permit) => {
-                    approved.get_or_insert(permit);
+                    // Of several approval policies granting the request, the strictest rules:
+                    // a lax rule on `orders/*` must not override a strict one on `orders/vip/*`.
+                    if approved.as_ref().is_none_or(|held| stricter(&permit, held)) {
+                        approved = Some(permit);
+                    }
                 }
                 Err(refusal) => {
                     if closest.as_ref().is_none_or(|c| refusal.size() < c.size()) {
@@ -373,6 +377,21 @@ impl Policy {
         self.operations.contains(operation)
             && self.resources.iter().any(|p| pattern::covers(p, resource))
     }
+}
+
+/// Whether approval permit `a` is stricter than `b`: more approvers, then a shorter wait for the
+/// decision, then a shorter-lived writ.
+fn stricter(a: &Permit, b: &Permit) -> bool {
+    let key = |permit: &Permit| {
+        permit.approval.as_ref().map(|rule| {
+            (
+                rule.quorum,
+                std::cmp::Reverse(rule.wait),
+                std::cmp::Reverse(permit.ttl),
+            )
+        })
+    };
+    key(a) > key(b)
 }
 
 fn no_matching_policy(request: &WritRequest) -> Refusal {

@@ -75,6 +75,7 @@ pub(super) trait ApprovalStatements: Send {
         notify: NotifyStatus,
     ) -> Result<(), StoreError>;
     async fn approval(&mut self, id: &str) -> Result<Option<ListedApproval>, StoreError>;
+    async fn decisions(&mut self, id: &str) -> Result<Vec<DecisionRecord>, StoreError>;
     async fn update_approval(&mut self, request: &ApprovalRequest) -> Result<(), StoreError>;
     async fn insert_decision(
         &mut self,
@@ -138,18 +139,19 @@ macro_rules! impl_approval_statements {
                     return Ok(None);
                 };
                 let mut listed = decode(&row)?;
-                let decisions = sqlx::query(
+                listed.request.decisions = self.decisions(id).await?;
+                Ok(Some(listed))
+            }
+
+            async fn decisions(&mut self, id: &str) -> Result<Vec<DecisionRecord>, StoreError> {
+                let found = sqlx::query(
                     "SELECT * FROM approval_decisions WHERE request_id = $1 \
                      ORDER BY decided_at, approver",
                 )
                 .bind(id)
                 .fetch_all(&mut *self.inner)
                 .await?;
-                listed.request.decisions = decisions
-                    .iter()
-                    .map(decode_decision)
-                    .collect::<Result<_, _>>()?;
-                Ok(Some(listed))
+                found.iter().map(decode_decision).collect()
             }
 
             async fn update_approval(&mut self, r: &ApprovalRequest) -> Result<(), StoreError> {
@@ -346,12 +348,17 @@ impl Store {
         self.backend.begin_read().await?.approval(id).await
     }
 
-    /// Requests matching `query`, newest first (decisions not loaded).
+    /// Requests matching `query`, newest first, with their decisions.
     pub async fn approvals(
         &self,
         query: &ApprovalQuery,
     ) -> Result<Vec<ListedApproval>, StoreError> {
-        self.backend.begin_read().await?.list_approvals(query).await
+        let mut tx = self.backend.begin_read().await?;
+        let mut listed = tx.list_approvals(query).await?;
+        for entry in &mut listed {
+            entry.request.decisions = tx.decisions(&entry.request.id).await?;
+        }
+        Ok(listed)
     }
 
     /// Changes request `id` under the chain lock: `rule` sees it as stored (`None` when there

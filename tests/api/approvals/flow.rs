@@ -361,3 +361,76 @@ async fn an_agent_has_a_bounded_number_of_pending_requests() {
     );
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn only_the_identity_that_asked_reads_or_collects_and_head_never_collects() {
+    let broker = broker_on(Backend::Sqlite).await;
+    let identity = broker.orders_identity();
+    let alice = broker.admin_token("alice", &["approver"]).await;
+    let id = open_pending(&broker, &identity, &delete_order_request()).await;
+    // The same rendered agent name from another subject (another token whose template renders
+    // `k8s:orders/report-bot`) is not the requester.
+    let same_name = broker.kubernetes.sign(
+        writ_testkit::Alg::Rs256,
+        &broker.orders_claims(|claims| {
+            claims["sub"] = json!("system:serviceaccount:orders:impostor");
+            claims["kubernetes.io"]["serviceaccount"]["name"] = json!("report-bot");
+        }),
+    );
+    assert_eq!(decide(&broker, &alice, &id, approve("ok")).await.0, 200);
+    let (status, _) = poll(&broker, &same_name, &id, Duration::ZERO).await;
+    assert_eq!(status, 404);
+    // A HEAD (a monitor, a proxy) answers the status but never consumes the handover.
+    let head = client()
+        .head(format!("{}/v1/approvals/{id}", broker.url))
+        .bearer_auth(&identity)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    let (_, collected) = poll(&broker, &identity, &id, Duration::ZERO).await;
+    assert!(collected["writ"].is_string(), "{collected:#}");
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn approvers_see_who_decided_and_one_agent_cannot_take_every_wait_slot() {
+    let broker = broker_on(Backend::Sqlite).await;
+    let identity = broker.orders_identity();
+    let alice = broker.admin_token("Alice", &["approver"]).await;
+    let id = open_pending(&broker, &identity, &wipe_archive_request()).await;
+    assert_eq!(decide(&broker, &alice, &id, approve("ok")).await.0, 200);
+    let listed = broker.admin_get_json("/v1/approvals", &alice).await;
+    let entry = &listed["approvals"][0];
+    assert_eq!(entry["approvals"], 1);
+    assert_eq!(entry["decisions"][0]["approver"], "alice");
+    assert_eq!(entry["may_decide"], false);
+    // The same person in another case does not make a quorum of two.
+    let shouting = broker.admin_token("ALICE", &["approver"]).await;
+    let (status, _) = decide(&broker, &shouting, &id, approve("again")).await;
+    assert_eq!(status, 409);
+
+    // Four long-polls of one agent hold its slots; a fifth is answered at once, with when to
+    // ask again.
+    let waiting: Vec<_> = (0..4)
+        .map(|_| poll(&broker, &identity, &id, Duration::from_secs(3)))
+        .collect();
+    let fifth = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let started = Instant::now();
+        let response = client()
+            .get(format!("{}/v1/approvals/{id}?wait=3s", broker.url))
+            .bearer_auth(&identity)
+            .send()
+            .await
+            .unwrap();
+        (
+            response.headers().get("retry-after").cloned(),
+            started.elapsed(),
+        )
+    };
+    let (_, (retry_after, took)) = tokio::join!(futures_util::future::join_all(waiting), fifth);
+    assert_eq!(retry_after.unwrap(), "2");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    broker.stop().await;
+}

@@ -114,3 +114,31 @@ async fn a_writ_a_misconfigured_policy_granted_lacks_the_evidence_and_is_refused
     assert!(lenient.authorize(&writ, "orders/42", "delete").is_ok());
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn a_task_revoked_after_the_approval_covers_a_writ_collected_later() {
+    let broker = broker_on(Backend::Sqlite).await;
+    let identity = broker.orders_identity();
+    let id = open_pending(&broker, &identity, &delete_order_request()).await;
+    let alice = broker.admin_token("alice", &["approver"]).await;
+    assert_eq!(decide(&broker, &alice, &id, approve("ok")).await.0, 200);
+    let admin = broker.admin_token("root", &["admin"]).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let response = broker
+        .admin_post(
+            "/v1/revocations",
+            &admin,
+            &json!({"task": "remove duplicate order 42", "reason": "changed our mind"}),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (_, collected) = poll(&broker, &identity, &id, Duration::ZERO).await;
+    let writ = collected["writ"].as_str().unwrap();
+    let verifier = verifier(&broker, &["delete"]).await;
+    assert_eq!(
+        verifier.authorize(writ, "orders/42", "delete"),
+        Err(Denial::Revoked)
+    );
+    broker.stop().await;
+}
