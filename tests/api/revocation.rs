@@ -44,15 +44,24 @@ async fn every_admin_route_refuses_what_is_not_the_right_admin_credential() {
         .await;
     assert_eq!(revoked_answer.status(), 201);
 
-    let routes: [(&str, &str, &str); 5] = [
+    let routes: [(&str, &str, &str); 7] = [
         ("POST", "/v1/revocations", "admin"),
         ("POST", "/v1/suspensions/lift", "admin"),
         ("POST", "/v1/admin/writs", "admin"),
         ("GET", "/v1/audit", "auditor"),
         ("GET", "/v1/audit/checkpoints", "auditor"),
+        ("GET", "/v1/approvals", "approver"),
+        (
+            "POST",
+            "/v1/approvals/ap_00000000000000000000000000000000/decision",
+            "approver",
+        ),
     ];
     for (method, path, role) in routes {
-        let wrong_role = if role == "admin" { &auditor } else { &approver };
+        let wrong_role = match role {
+            "admin" | "approver" => &auditor,
+            _ => &approver,
+        };
         let cases: [(Option<&str>, u16, &str); 6] = [
             (None, 401, "credential_missing"),
             (Some("not-a-biscuit"), 401, "admin_credential_malformed"),
