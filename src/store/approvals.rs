@@ -75,6 +75,8 @@ pub(super) trait ApprovalStatements: Send {
         notify: NotifyStatus,
     ) -> Result<(), StoreError>;
     async fn approval(&mut self, id: &str) -> Result<Option<ListedApproval>, StoreError>;
+    /// The decisions on request `id`, in the order they were made.
+    async fn decisions(&mut self, id: &str) -> Result<Vec<DecisionRecord>, StoreError>;
     async fn update_approval(&mut self, request: &ApprovalRequest) -> Result<(), StoreError>;
     async fn insert_decision(
         &mut self,
@@ -138,6 +140,11 @@ macro_rules! impl_approval_statements {
                     return Ok(None);
                 };
                 let mut listed = decode(&row)?;
+                listed.request.decisions = self.decisions(id).await?;
+                Ok(Some(listed))
+            }
+
+            async fn decisions(&mut self, id: &str) -> Result<Vec<DecisionRecord>, StoreError> {
                 let decisions = sqlx::query(
                     "SELECT * FROM approval_decisions WHERE request_id = $1 \
                      ORDER BY decided_at, approver",
@@ -145,11 +152,7 @@ macro_rules! impl_approval_statements {
                 .bind(id)
                 .fetch_all(&mut *self.inner)
                 .await?;
-                listed.request.decisions = decisions
-                    .iter()
-                    .map(decode_decision)
-                    .collect::<Result<_, _>>()?;
-                Ok(Some(listed))
+                decisions.iter().map(decode_decision).collect()
             }
 
             async fn update_approval(&mut self, r: &ApprovalRequest) -> Result<(), StoreError> {
@@ -211,7 +214,14 @@ macro_rules! impl_approval_statements {
                     .bind(i64::from(q.limit))
                     .fetch_all(&mut *self.inner)
                     .await?;
-                found.iter().map(decode).collect()
+                let mut listed: Vec<ListedApproval> =
+                    found.iter().map(decode).collect::<Result<_, _>>()?;
+                // Each with its decisions: what approvers read (approvals so far, whether they
+                // decided) depends on them. A page holds at most 100 requests.
+                for entry in &mut listed {
+                    entry.request.decisions = self.decisions(&entry.request.id).await?;
+                }
+                Ok(listed)
             }
 
             async fn expired_pending(
@@ -346,7 +356,7 @@ impl Store {
         self.backend.begin_read().await?.approval(id).await
     }
 
-    /// Requests matching `query`, newest first (decisions not loaded).
+    /// Requests matching `query`, newest first, with their decisions.
     pub async fn approvals(
         &self,
         query: &ApprovalQuery,
