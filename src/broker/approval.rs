@@ -47,6 +47,8 @@ pub struct Approvals {
     page_url: Option<String>,
     changed: watch::Sender<u64>,
     waiters: Arc<Semaphore>,
+    /// How approvers log in to the approval page, when it is served.
+    pub(super) login: Option<Arc<crate::login::LoginProvider>>,
 }
 
 impl Approvals {
@@ -56,7 +58,14 @@ impl Approvals {
             page_url,
             changed: watch::channel(0).0,
             waiters: Arc::new(Semaphore::new(MAX_WAITERS)),
+            login: None,
         }
+    }
+
+    /// Serves the approval page, whose approvers log in through `provider`.
+    pub fn with_login(mut self, provider: Arc<crate::login::LoginProvider>) -> Approvals {
+        self.login = Some(provider);
+        self
     }
 }
 
