@@ -98,18 +98,31 @@ impl FromRequestParts<AppState> for Visitor {
     }
 }
 
-/// Refuses a post whose `Origin` (when the browser sent one) is not the page's own.
+/// Refuses a post that a browser says came from elsewhere: one whose `Sec-Fetch-Site` is
+/// present and not `same-origin`, or whose `Origin` is present and neither the page's own nor
+/// `null`. (The page's `Referrer-Policy: no-referrer` makes browsers send `Origin: null` on
+/// its own form posts; Fetch Metadata still names where a post came from, and every current
+/// browser sends it.) The session's CSRF token is required besides.
 pub fn same_origin(headers: &HeaderMap, own: Option<&str>) -> Result<(), PageError> {
+    let refused = || {
+        PageError::new(
+            StatusCode::FORBIDDEN,
+            "Refused",
+            "This form was sent from another site, so it was not accepted.",
+        )
+    };
+    if let Some(site) = headers.get("sec-fetch-site")
+        && site.as_bytes() != b"same-origin"
+    {
+        return Err(refused());
+    }
     let Some(origin) = headers.get(header::ORIGIN) else {
         return Ok(());
     };
     match (origin.to_str(), own) {
+        (Ok("null"), _) => Ok(()),
         (Ok(origin), Some(own)) if origin.eq_ignore_ascii_case(own) => Ok(()),
-        _ => Err(PageError::new(
-            StatusCode::FORBIDDEN,
-            "Refused",
-            "This form was sent from another site, so it was not accepted.",
-        )),
+        _ => Err(refused()),
     }
 }
 
@@ -225,18 +238,24 @@ mod tests {
     }
 
     #[test]
-    fn origins_other_than_the_pages_are_refused() {
+    fn posts_from_other_sites_are_refused() {
         let own = Some("https://writ.example");
         let mut headers = HeaderMap::new();
         assert!(same_origin(&headers, own).is_ok());
-        headers.insert(
-            header::ORIGIN,
-            HeaderValue::from_static("https://writ.example"),
-        );
-        assert!(same_origin(&headers, own).is_ok());
-        for other in ["https://evil.example", "null", "http://writ.example"] {
+        for ours in ["https://writ.example", "null"] {
+            headers.insert(header::ORIGIN, HeaderValue::from_static(ours));
+            assert!(same_origin(&headers, own).is_ok(), "{ours}");
+        }
+        for other in ["https://evil.example", "http://writ.example", ""] {
             headers.insert(header::ORIGIN, HeaderValue::from_static(other));
             assert!(same_origin(&headers, own).is_err(), "{other}");
+        }
+        headers.insert(header::ORIGIN, HeaderValue::from_static("null"));
+        headers.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
+        assert!(same_origin(&headers, own).is_ok());
+        for site in ["cross-site", "same-site", "none"] {
+            headers.insert("sec-fetch-site", HeaderValue::from_static(site));
+            assert!(same_origin(&headers, own).is_err(), "{site}");
         }
     }
 
