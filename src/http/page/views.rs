@@ -325,6 +325,14 @@ pub fn detail(
                         p.small { "An approver narrowed the request: an approval grants what the last column says." }
                     }
                 }
+                @if view.may_decide {
+                    (decide_forms(request, session))
+                } @else {
+                    section.panel aria-labelledby="yours" {
+                        h2 #yours { "Your decision" }
+                        p { (why_not(view, session)) }
+                    }
+                }
                 section.panel aria-labelledby="decisions" {
                     h2 #decisions { "Decisions so far" }
                     @if request.decisions.is_empty() {
@@ -339,14 +347,6 @@ pub fn detail(
                                 }
                             }
                         }
-                    }
-                }
-                @if view.may_decide {
-                    (decide_forms(request, session))
-                } @else {
-                    section.panel aria-labelledby="yours" {
-                        h2 #yours { "Your decision" }
-                        p { (why_not(view, session)) }
                     }
                 }
             }
