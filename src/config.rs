@@ -777,6 +777,103 @@ mod tests {
         assert!(config.validate().is_err());
     }
 
+    const LOGIN: &str = "dev = true\n[approvals.login]\nissuer = \"https://idp.example\"\n\
+        client_id = \"writ\"\nredirect_url = \"https://writ.example/approvals/callback\"\n\
+        approver_groups = [\"sre\"]\n";
+
+    #[test]
+    fn the_approval_page_login_has_defaults_for_all_but_where_and_who() {
+        let config = parse(LOGIN).unwrap();
+        config.validate().unwrap();
+        let login = config.approvals.login.unwrap();
+        assert_eq!(login.principal_claim, "email");
+        assert_eq!(login.groups_claim, "groups");
+        assert_eq!(login.session_ttl, Duration::from_secs(8 * 3600));
+        assert_eq!(login.scopes, ["email", "groups"]);
+        assert_eq!(login.client_secret_file, None);
+        let local = LOGIN
+            .replace("https://idp.example", "http://127.0.0.1:9000")
+            .replace("https://writ.example", "http://localhost:8080");
+        parse(&local).unwrap().validate().unwrap();
+    }
+
+    #[test]
+    fn the_approval_page_login_is_refused_when_it_cannot_be_safe() {
+        for (change, expected) in [
+            (
+                ("https://idp.example", "http://idp.example"),
+                "approvals.login.issuer",
+            ),
+            (
+                ("https://idp.example", "idp.example"),
+                "approvals.login.issuer",
+            ),
+            (
+                (
+                    "https://writ.example/approvals/callback",
+                    "http://writ.example/approvals/callback",
+                ),
+                "approvals.login.redirect_url",
+            ),
+            (
+                (
+                    "https://writ.example/approvals/callback",
+                    "https://writ.example/callback",
+                ),
+                "approvals.login.redirect_url",
+            ),
+            (
+                ("/approvals/callback", "/approvals/callback?x=1"),
+                "approvals.login.redirect_url",
+            ),
+            (
+                ("approver_groups = [\"sre\"]", "approver_groups = []"),
+                "approver_groups",
+            ),
+            (
+                ("approver_groups = [\"sre\"]", "approver_groups = [\"\"]"),
+                "approver_groups",
+            ),
+            (("client_id = \"writ\"", "client_id = \"\""), "client_id"),
+            (
+                (
+                    "approver_groups = [\"sre\"]",
+                    "approver_groups = [\"sre\"]\nsession_ttl = \"1m\"",
+                ),
+                "approvals.login.session_ttl = \"1m\" is out of range: it must be between 5m and 1day",
+            ),
+            (
+                (
+                    "approver_groups = [\"sre\"]",
+                    "approver_groups = [\"sre\"]\nsession_ttl = \"2days\"",
+                ),
+                "session_ttl",
+            ),
+            (
+                (
+                    "approver_groups = [\"sre\"]",
+                    "approver_groups = [\"sre\"]\nscopes = [\"a b\"]",
+                ),
+                "scopes",
+            ),
+            (
+                (
+                    "approver_groups = [\"sre\"]",
+                    "approver_groups = [\"sre\"]\nprincipal_claim = \"\"",
+                ),
+                "principal_claim",
+            ),
+        ] {
+            let text = LOGIN.replace(change.0, change.1);
+            assert_ne!(text, LOGIN, "{change:?}");
+            let error = parse(&text).unwrap().validate().unwrap_err().to_string();
+            assert!(error.contains(expected), "{change:?}: {error}");
+        }
+        // Every field of the login is required or has a default; typos are errors.
+        assert!(parse(&LOGIN.replace("client_id", "client")).is_err());
+        assert!(parse(&LOGIN.replace("approver_groups = [\"sre\"]\n", "")).is_err());
+    }
+
     #[test]
     fn issuer_with_jwks_file() {
         let config = parse(

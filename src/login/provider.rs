@@ -158,7 +158,8 @@ impl LoginProvider {
         state: &LoginState,
     ) -> Result<Map<String, Value>, LoginError> {
         let Ok(_permit) = Arc::clone(&self.exchanges).try_acquire_owned() else {
-            tracing::warn!("too many logins at once; one was asked to retry");
+            // Counted with the other refusals; a flood of these must not flood the log.
+            tracing::debug!("too many logins at once; one was asked to retry");
             return Err(LoginError::ProviderUnavailable);
         };
         let discovered = self.current().await?;
