@@ -373,3 +373,105 @@ async fn without_a_login_provider_the_page_is_not_served() {
     }
     broker.stop().await;
 }
+
+/// Sessions as the store keeps them, on both databases: found by the hash of their secret
+/// until they expire, at most 16 per principal, ended with an audit event.
+async fn sessions_are_kept_by_hash_and_bounded(database_url: &str) {
+    use writ::audit::{AuditEvent, Outcome};
+    use writ::login::{ApproverSession, LoginIdentity, SessionSecret};
+    use writ::store::MAX_SESSIONS_PER_PRINCIPAL;
+
+    let store = writ::store::connect(database_url).await.unwrap();
+    let identity = |name: &str| LoginIdentity {
+        principal: writ::admin::Principal::parse(name).unwrap(),
+        groups: vec!["approvers".into()],
+        issuer: "https://idp.example".into(),
+        subject: name.into(),
+        approver: true,
+    };
+    let event = || AuditEvent::new("approver.login", Outcome::Success, "test");
+    let now = 1_000_000;
+    let ttl = Duration::from_secs(300);
+    let mut opened = Vec::new();
+    for n in 0..MAX_SESSIONS_PER_PRINCIPAL + 2 {
+        let (secret, session) = ApproverSession::open(identity("alice"), now + n, ttl).unwrap();
+        store
+            .open_session(&secret.id_hash(), &session, event())
+            .await
+            .unwrap();
+        opened.push((secret, session));
+    }
+    let at = now + MAX_SESSIONS_PER_PRINCIPAL + 2;
+    for (n, (secret, session)) in opened.iter().enumerate() {
+        let found = store.approver_session(&secret.id_hash(), at).await.unwrap();
+        if n < 2 {
+            assert_eq!(found, None, "session {n} was ended by newer ones");
+        } else {
+            assert_eq!(found.as_ref(), Some(session), "session {n}");
+        }
+    }
+    // Only the hash opens it: the secret itself is no key.
+    let (newest, _) = opened.last().unwrap();
+    assert_eq!(
+        store.approver_session(newest.expose(), at).await.unwrap(),
+        None
+    );
+    // An expired session is never answered.
+    let (bob, bob_session) = ApproverSession::open(identity("bob"), now, ttl).unwrap();
+    store
+        .open_session(&bob.id_hash(), &bob_session, event())
+        .await
+        .unwrap();
+    assert!(
+        store
+            .approver_session(&bob.id_hash(), now + 299)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        store
+            .approver_session(&bob.id_hash(), now + 300)
+            .await
+            .unwrap(),
+        None
+    );
+    // Ending one: the event is written with it, once.
+    let ended = store
+        .close_session(&newest.id_hash(), at, |session| {
+            AuditEvent::new(
+                "approver.login",
+                Outcome::Success,
+                session.principal.as_str(),
+            )
+        })
+        .await
+        .unwrap();
+    assert_eq!(ended.unwrap().principal.as_str(), "alice");
+    assert_eq!(
+        store.approver_session(&newest.id_hash(), at).await.unwrap(),
+        None
+    );
+    let again = store
+        .close_session(&newest.id_hash(), at, |_| panic!("no event for no session"))
+        .await
+        .unwrap();
+    assert!(again.is_none());
+    assert!(SessionSecret::parse(newest.expose()).is_some());
+}
+
+#[tokio::test]
+async fn sessions_are_kept_by_hash_and_bounded_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    sessions_are_kept_by_hash_and_bounded(&format!(
+        "sqlite://{}",
+        dir.path().join("writ.db").display()
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn sessions_are_kept_by_hash_and_bounded_on_postgres() {
+    let database = crate::helpers::PostgresDatabase::create().await;
+    sessions_are_kept_by_hash_and_bounded(&database.url()).await;
+}
