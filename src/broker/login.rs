@@ -155,7 +155,10 @@ impl Broker {
         self.store
             .open_session(&secret.id_hash(), &session, event)
             .await
-            .inspect_err(|error| tracing::error!(%error, "a login could not be recorded"))?;
+            .map_err(|error| {
+                tracing::error!(%error, "a login could not be recorded");
+                LoginError::Storage
+            })?;
         tracing::info!(principal = %session.principal, approver = session.approver,
             "an approver logged in to the approval page");
         Ok(LoggedIn {

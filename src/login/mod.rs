@@ -23,7 +23,6 @@ use serde_json::{Map, Value};
 use crate::admin::Principal;
 use crate::id::RandomSourceFailed;
 use crate::policy::valid_group;
-use crate::store::StoreError;
 
 pub use provider::LoginProvider;
 pub use session::{ApproverSession, SessionSecret};
@@ -120,7 +119,7 @@ pub enum LoginError {
     #[error("the login's groups are not usable: {0}")]
     GroupsInvalid(String),
     #[error("the login could not be recorded; try again in a moment")]
-    Storage(#[from] StoreError),
+    Storage,
     #[error("the broker could not make a session; try again in a moment")]
     Random(#[from] RandomSourceFailed),
 }
@@ -140,7 +139,7 @@ impl LoginError {
             LoginError::PrincipalMissing(_) => "principal_claim_missing",
             LoginError::PrincipalInvalid { .. } => "principal_claim_invalid",
             LoginError::GroupsInvalid(_) => "groups_claim_invalid",
-            LoginError::Storage(_) => "storage_unavailable",
+            LoginError::Storage => "storage_unavailable",
             LoginError::Random(_) => "internal",
         }
     }
@@ -149,7 +148,7 @@ impl LoginError {
     pub fn is_server_side(&self) -> bool {
         matches!(
             self,
-            LoginError::ProviderUnavailable | LoginError::Storage(_) | LoginError::Random(_)
+            LoginError::ProviderUnavailable | LoginError::Storage | LoginError::Random(_)
         )
     }
 }
