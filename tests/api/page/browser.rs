@@ -372,3 +372,53 @@ async fn a_login_without_an_approver_group_sees_nothing_to_approve() {
     browser.stop().await;
     page.stop().await;
 }
+
+#[tokio::test]
+async fn a_login_without_the_principal_claim_is_refused_and_recorded() {
+    // A confidential client (its secret from a 0600 file, sent at the token endpoint) that
+    // names approvers by a claim this provider does not send.
+    let page = PageBroker::start_client(Backend::Sqlite, Some("approval-page-secret"), |config| {
+        if let Some(login) = config.approvals.login.as_mut() {
+            login.principal_claim = "upn".into();
+        }
+    })
+    .await;
+    let browser = Browser::start().await;
+    browser.goto(&page.page("/approvals")).await;
+    browser.click("a.button.primary").await;
+    let provider = page.provider();
+    browser
+        .wait_for_url("the OpenID Provider", |url| {
+            url.starts_with(provider.issuer())
+        })
+        .await;
+    login(&browser, provider, "alice").await;
+    wait_for_text(&browser, "Sign-in refused").await;
+    let text = browser.text("main").await;
+    assert!(text.contains("no \"upn\" claim"), "{text}");
+    assert!(text.contains("principal_claim_missing"), "{text}");
+    assert!(
+        browser
+            .client()
+            .get_named_cookie("writ_session")
+            .await
+            .is_err()
+    );
+    assert!(
+        browser
+            .client()
+            .get_named_cookie("writ_login")
+            .await
+            .is_err()
+    );
+
+    let logins = audit(&page, "action=approver.login").await;
+    assert_eq!(logins.len(), 1, "{logins:#?}");
+    assert_eq!(logins[0]["outcome"], "refused");
+    assert_eq!(logins[0]["reason"], "principal_claim_missing");
+    let details: Value = serde_json::from_str(logins[0]["details"].as_str().unwrap()).unwrap();
+    assert_eq!(details["subject"], "alice");
+    assert_eq!(details["issuer"], page.provider().issuer());
+    browser.stop().await;
+    page.stop().await;
+}

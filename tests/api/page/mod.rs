@@ -35,6 +35,7 @@ pub struct PageBroker {
     pub origin: String,
     /// The same broker at `http://127.0.0.1:<port>`.
     pub url: String,
+    _secret_dir: tempfile::TempDir,
 }
 
 impl PageBroker {
@@ -47,6 +48,16 @@ impl PageBroker {
         backend: Backend,
         tweak: impl FnOnce(&mut writ::config::Config) + Send + 'static,
     ) -> PageBroker {
+        PageBroker::start_client(backend, None, tweak).await
+    }
+
+    /// As [`PageBroker::start_with`], the broker a confidential client of the provider when
+    /// `secret` is given (in a file of mode 0600, as `client_secret_file` wants it).
+    pub async fn start_client(
+        backend: Backend,
+        secret: Option<&str>,
+        tweak: impl FnOnce(&mut writ::config::Config) + Send + 'static,
+    ) -> PageBroker {
         // The port is chosen first: the provider must know the redirect URI, and the broker the
         // provider.
         let port = {
@@ -55,8 +66,16 @@ impl PageBroker {
         };
         let origin = format!("http://localhost:{port}");
         let redirect_url = format!("{origin}/approvals/callback");
-        let provider = OidcProvider::start(CLIENT_ID, &redirect_url, PEOPLE);
+        let provider = OidcProvider::start_with(CLIENT_ID, secret, &redirect_url, PEOPLE);
         let issuer = provider.issuer().to_owned();
+        let secret_dir = tempfile::tempdir().unwrap();
+        let client_secret_file = secret.map(|secret| {
+            use std::os::unix::fs::PermissionsExt;
+            let path = secret_dir.path().join("client-secret");
+            std::fs::write(&path, format!("{secret}\n")).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            path
+        });
         let mut setup = Setup::new(backend);
         setup.policies = format!("{POLICIES}\n{APPROVAL_POLICIES}");
         setup.tweak = Box::new(move |config| {
@@ -64,7 +83,7 @@ impl PageBroker {
             config.approvals.login = Some(LoginConfig {
                 issuer,
                 client_id: CLIENT_ID.into(),
-                client_secret_file: None,
+                client_secret_file,
                 redirect_url,
                 principal_claim: "email".into(),
                 groups_claim: "groups".into(),
@@ -81,6 +100,7 @@ impl PageBroker {
             provider: Some(provider),
             origin,
             url,
+            _secret_dir: secret_dir,
         }
     }
 
