@@ -145,6 +145,24 @@ async fn an_approver_signs_in_and_approves_what_a_waiting_agent_asked_for() {
     let inspected = writ_verify::inspect(writ).unwrap();
     assert_eq!(inspected.blocks.len(), 2, "authority and approval evidence");
 
+    // The request has left the pending list for the history, collected.
+    browser
+        .click("header nav a[href='/approvals/history']")
+        .await;
+    wait_for_text(&browser, "Requests that were decided or expired").await;
+    let row = browser.text("table.requests tbody tr").await;
+    for expected in [
+        "remove duplicate orders 42 and 43",
+        "approved",
+        "1 of 1",
+        "collected",
+    ] {
+        assert!(row.contains(expected), "{expected:?} not in {row:?}");
+    }
+    browser.screenshot("approvals-history").await;
+    browser.click("header nav a[href='/approvals']").await;
+    wait_for_text(&browser, "Nothing is waiting for a decision.").await;
+
     // Signing out ends the session: its cookie no longer opens the list.
     browser.click(".who button[type=submit]").await;
     wait_for_text(&browser, "You are signed out.").await;
