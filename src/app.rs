@@ -11,12 +11,13 @@ use tokio::net::TcpListener;
 use crate::approval::notify::{DeliveryReport, Notifier, Webhook};
 use crate::broker::{Approvals, Broker};
 use crate::config::{
-    ABSOLUTE_MAX_SKEW, Config, ConfigError, ConnectionLimits, DEV_ISSUER_NAME, WRIT_LIFETIME_BOUND,
-    WebhookConfig,
+    ABSOLUTE_MAX_SKEW, Config, ConfigError, ConnectionLimits, DEV_ISSUER_NAME, LoginConfig,
+    WRIT_LIFETIME_BOUND, WebhookConfig,
 };
 use crate::http::{self, AppState, router};
 use crate::identity::{DevIssuer, IdentityVerifier};
 use crate::keys::{KeyDir, Keys};
+use crate::login::{LoginProvider, LoginSettings};
 use crate::policy::{DEV_POLICY, PolicySet};
 use crate::revocation::{Limits, RevocationView};
 use crate::store;
@@ -101,6 +102,15 @@ impl Application {
             }
             None => (None, None),
         };
+        let mut approvals = Approvals::new(notifier, config.approvals.page_url.clone());
+        if let Some(login) = &config.approvals.login {
+            let provider = Arc::new(start_login(login)?);
+            // Discovery is tried now, without holding the start: agents need no provider, and
+            // logins retry it (see `login::provider`).
+            let warming = Arc::clone(&provider);
+            background.push(tokio::spawn(async move { warming.warm_up().await }));
+            approvals = approvals.with_login(provider);
+        }
         let broker = Arc::new(Broker::new(
             identities,
             policies,
@@ -108,7 +118,7 @@ impl Application {
             store,
             revocations,
             limits,
-            Approvals::new(notifier, config.approvals.page_url.clone()),
+            approvals,
         ));
         if let Some(reports) = deliveries {
             background.push(spawn_delivery_records(Arc::clone(&broker), reports));
@@ -228,6 +238,45 @@ fn start_webhook(
         retry_base: config.retry_base,
     };
     Ok(Notifier::start(webhook, client))
+}
+
+/// Longest client secret read from `approvals.login.client_secret_file`, in bytes.
+const MAX_CLIENT_SECRET: usize = 4096;
+
+/// The approval page's login provider, as configured (`[approvals.login]`).
+fn start_login(config: &LoginConfig) -> Result<LoginProvider, StartError> {
+    let invalid = |m: String| StartError::Config(ConfigError::Invalid(m));
+    let client_secret = match &config.client_secret_file {
+        None => None,
+        Some(path) => {
+            crate::keys::check_private_file(path)?;
+            let bytes = std::fs::read(path).map_err(|e| {
+                invalid(format!(
+                    "approvals.login.client_secret_file {}: {e}",
+                    path.display()
+                ))
+            })?;
+            let secret = String::from_utf8(bytes.trim_ascii().to_vec())
+                .map_err(|_| invalid("approvals.login.client_secret_file must hold text".into()))?;
+            if secret.is_empty() || secret.len() > MAX_CLIENT_SECRET {
+                return Err(invalid(format!(
+                    "approvals.login.client_secret_file must hold 1 to {MAX_CLIENT_SECRET} bytes"
+                )));
+            }
+            Some(secret)
+        }
+    };
+    let settings = LoginSettings {
+        issuer: config.issuer.clone(),
+        client_id: config.client_id.clone(),
+        client_secret,
+        redirect_url: config.redirect_url.clone(),
+        principal_claim: config.principal_claim.clone(),
+        groups_claim: config.groups_claim.clone(),
+        approver_groups: config.approver_groups.clone(),
+        session_ttl: config.session_ttl,
+    };
+    LoginProvider::new(settings, config.scopes.clone()).map_err(invalid)
 }
 
 /// Records every webhook delivery attempt as it is reported.

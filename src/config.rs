@@ -91,6 +91,151 @@ pub struct ApprovalsConfig {
     /// A webhook POSTed for every new request (`[approvals.webhook]`).
     #[serde(default)]
     pub webhook: Option<WebhookConfig>,
+    /// How approvers log in to the approval page (`[approvals.login]`); without it the page
+    /// is not served.
+    #[serde(default)]
+    pub login: Option<LoginConfig>,
+}
+
+/// `[approvals.login]`: approvers log in to the approval page (`/approvals`) through an
+/// OpenID Provider, with the authorization code flow and PKCE.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginConfig {
+    /// The provider's issuer URL (`https://...`, or `http://` to loopback); its discovery
+    /// document must name exactly this issuer.
+    pub issuer: String,
+    /// The broker's client id at the provider; ID tokens must be for it.
+    pub client_id: String,
+    /// A file (mode 0600) holding the client secret, for a confidential client (sent with
+    /// HTTP Basic at the token endpoint). Without it the broker is a public client (PKCE only).
+    #[serde(default)]
+    pub client_secret_file: Option<PathBuf>,
+    /// The broker's `/approvals/callback` as the browser sees it, registered at the provider:
+    /// `https://writ.example/approvals/callback`.
+    pub redirect_url: String,
+    /// The ID token claim that names the approver (a principal: letters, digits and
+    /// `. _ @ + : -`, at most 128 bytes). A login without it is refused.
+    #[serde(default = "default_principal_claim")]
+    pub principal_claim: String,
+    /// The ID token claim listing the approver's groups (an array of strings; absent: none).
+    #[serde(default = "default_groups_claim")]
+    pub groups_claim: String,
+    /// A login whose groups include one of these holds the approver role; others may log in
+    /// but see nothing to approve.
+    pub approver_groups: Vec<String>,
+    /// How long a login lasts.
+    #[serde(default = "default_session_ttl", with = "humantime_serde")]
+    pub session_ttl: Duration,
+    /// Scopes asked for besides `openid`: whatever makes the provider put the principal and
+    /// groups claims in the ID token.
+    #[serde(default = "default_login_scopes")]
+    pub scopes: Vec<String>,
+}
+
+fn default_login_scopes() -> Vec<String> {
+    vec!["email".into(), "groups".into()]
+}
+
+/// Whether `scope` is an OAuth scope token (RFC 6749: printable ASCII but space, `"` and `\`).
+fn valid_scope(scope: &str) -> bool {
+    !scope.is_empty()
+        && scope.len() <= 128
+        && scope
+            .bytes()
+            .all(|b| (0x21..=0x7e).contains(&b) && b != b'"' && b != b'\\')
+}
+
+fn default_principal_claim() -> String {
+    "email".into()
+}
+fn default_groups_claim() -> String {
+    "groups".into()
+}
+fn default_session_ttl() -> Duration {
+    Duration::from_secs(8 * 3600)
+}
+
+/// Whether `url` is an `https://` URL, or an `http://` one to a loopback host.
+pub fn https_or_loopback(url: &str) -> bool {
+    reqwest::Url::parse(url).is_ok_and(|url| url_https_or_loopback(&url))
+}
+
+fn url_https_or_loopback(url: &reqwest::Url) -> bool {
+    match url.scheme() {
+        "https" => true,
+        "http" => {
+            let host = url.host_str().unwrap_or_default();
+            let bare = host.trim_start_matches('[').trim_end_matches(']');
+            host == "localhost"
+                || bare
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        _ => false,
+    }
+}
+
+impl LoginConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(format!("approvals.login.{m}")));
+        match reqwest::Url::parse(&self.issuer) {
+            Ok(url) if url_https_or_loopback(&url) && url.query().is_none() => {}
+            _ => {
+                return invalid(
+                    "issuer must be an https:// URL (plain http only to loopback)".into(),
+                );
+            }
+        }
+        match reqwest::Url::parse(&self.redirect_url) {
+            Ok(url)
+                if url_https_or_loopback(&url)
+                    && url.path() == "/approvals/callback"
+                    && url.query().is_none()
+                    && url.fragment().is_none()
+                    && url.username().is_empty()
+                    && url.password().is_none() => {}
+            _ => {
+                return invalid(
+                    "redirect_url must be the broker's /approvals/callback as browsers reach it, \
+                     such as https://writ.example/approvals/callback (plain http only to loopback)"
+                        .into(),
+                );
+            }
+        }
+        if self.client_id.is_empty() || self.client_id.chars().any(char::is_control) {
+            return invalid("client_id must be set".into());
+        }
+        for (setting, claim) in [
+            ("principal_claim", &self.principal_claim),
+            ("groups_claim", &self.groups_claim),
+        ] {
+            if claim.is_empty() || claim.len() > 128 || claim.chars().any(char::is_control) {
+                return invalid(format!("{setting} must name a claim"));
+            }
+        }
+        if self.approver_groups.is_empty() {
+            return invalid(
+                "approver_groups must name at least one group: its members hold the approver role"
+                    .into(),
+            );
+        }
+        if let Some(bad) = self
+            .approver_groups
+            .iter()
+            .find(|group| !crate::policy::valid_group(group))
+        {
+            return invalid(format!(
+                "approver_groups: {bad:?} is not a group name (1 to 128 printable characters)"
+            ));
+        }
+        if self.scopes.len() > 16 || !self.scopes.iter().all(|scope| valid_scope(scope)) {
+            return invalid("scopes must be at most 16 OAuth scope names".into());
+        }
+        ranges::SESSION_TTL
+            .check("approvals.login.session_ttl", self.session_ttl)
+            .map_err(ConfigError::Invalid)
+    }
 }
 
 /// `[approvals.webhook]`.
@@ -350,6 +495,9 @@ impl Config {
         if let Some(webhook) = &self.approvals.webhook {
             webhook.validate()?;
         }
+        if let Some(login) = &self.approvals.login {
+            login.validate()?;
+        }
         if !self.dev && self.policy_dir.is_none() {
             return invalid("policy_dir is required outside dev mode".into());
         }
@@ -405,6 +553,8 @@ pub mod ranges {
     /// tokens arrive, and a rotated issuer key is accepted within 5 minutes at worst.
     pub const JWKS_MIN_REFETCH_INTERVAL: DurationRange = range(s(1), s(5 * 60));
     pub const WEBHOOK_RETRY_BASE: DurationRange = range(ms(100), s(60));
+    /// An approver's login on the approval page: long enough for a working day, never days.
+    pub const SESSION_TTL: DurationRange = range(s(5 * 60), s(24 * 3600));
 
     impl DurationRange {
         pub fn contains(&self, value: Duration) -> bool {
@@ -625,6 +775,103 @@ mod tests {
         )
         .unwrap();
         assert!(config.validate().is_err());
+    }
+
+    const LOGIN: &str = "dev = true\n[approvals.login]\nissuer = \"https://idp.example\"\n\
+        client_id = \"writ\"\nredirect_url = \"https://writ.example/approvals/callback\"\n\
+        approver_groups = [\"sre\"]\n";
+
+    #[test]
+    fn the_approval_page_login_has_defaults_for_all_but_where_and_who() {
+        let config = parse(LOGIN).unwrap();
+        config.validate().unwrap();
+        let login = config.approvals.login.unwrap();
+        assert_eq!(login.principal_claim, "email");
+        assert_eq!(login.groups_claim, "groups");
+        assert_eq!(login.session_ttl, Duration::from_secs(8 * 3600));
+        assert_eq!(login.scopes, ["email", "groups"]);
+        assert_eq!(login.client_secret_file, None);
+        let local = LOGIN
+            .replace("https://idp.example", "http://127.0.0.1:9000")
+            .replace("https://writ.example", "http://localhost:8080");
+        parse(&local).unwrap().validate().unwrap();
+    }
+
+    #[test]
+    fn the_approval_page_login_is_refused_when_it_cannot_be_safe() {
+        for (change, expected) in [
+            (
+                ("https://idp.example", "http://idp.example"),
+                "approvals.login.issuer",
+            ),
+            (
+                ("https://idp.example", "idp.example"),
+                "approvals.login.issuer",
+            ),
+            (
+                (
+                    "https://writ.example/approvals/callback",
+                    "http://writ.example/approvals/callback",
+                ),
+                "approvals.login.redirect_url",
+            ),
+            (
+                (
+                    "https://writ.example/approvals/callback",
+                    "https://writ.example/callback",
+                ),
+                "approvals.login.redirect_url",
+            ),
+            (
+                ("/approvals/callback", "/approvals/callback?x=1"),
+                "approvals.login.redirect_url",
+            ),
+            (
+                ("approver_groups = [\"sre\"]", "approver_groups = []"),
+                "approver_groups",
+            ),
+            (
+                ("approver_groups = [\"sre\"]", "approver_groups = [\"\"]"),
+                "approver_groups",
+            ),
+            (("client_id = \"writ\"", "client_id = \"\""), "client_id"),
+            (
+                (
+                    "approver_groups = [\"sre\"]",
+                    "approver_groups = [\"sre\"]\nsession_ttl = \"1m\"",
+                ),
+                "approvals.login.session_ttl = \"1m\" is out of range: it must be between 5m and 1day",
+            ),
+            (
+                (
+                    "approver_groups = [\"sre\"]",
+                    "approver_groups = [\"sre\"]\nsession_ttl = \"2days\"",
+                ),
+                "session_ttl",
+            ),
+            (
+                (
+                    "approver_groups = [\"sre\"]",
+                    "approver_groups = [\"sre\"]\nscopes = [\"a b\"]",
+                ),
+                "scopes",
+            ),
+            (
+                (
+                    "approver_groups = [\"sre\"]",
+                    "approver_groups = [\"sre\"]\nprincipal_claim = \"\"",
+                ),
+                "principal_claim",
+            ),
+        ] {
+            let text = LOGIN.replace(change.0, change.1);
+            assert_ne!(text, LOGIN, "{change:?}");
+            let error = parse(&text).unwrap().validate().unwrap_err().to_string();
+            assert!(error.contains(expected), "{change:?}: {error}");
+        }
+        // Every field of the login is required or has a default; typos are errors.
+        assert!(parse(&LOGIN.replace("client_id", "client")).is_err());
+        assert!(parse(&LOGIN.replace("approver_groups = [\"sre\"]\n", "")).is_err());
     }
 
     #[test]

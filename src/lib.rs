@@ -14,7 +14,8 @@
 //! - Domain, free of HTTP and SQL: [`identity`] (workload tokens in, a verified identity out),
 //!   [`policy`] (which identity may ask for what), [`mint`] (the writ format), [`admin`] (admin
 //!   writs), [`keys`] (root keys and the published key set), [`revocation`] (entries, their
-//!   rules and the live view), [`audit`] (the hash-chained log).
+//!   rules and the live view), [`audit`] (the hash-chained log), [`approval`] (human approval
+//!   of high-risk requests) and [`login`] (approvers logging in to the approval page).
 //! - [`store`]: durable records behind one handle, SQLite or PostgreSQL; it runs the rules it is
 //!   given inside its transactions.
 //! - Shared by all: [`error`] (every stable error code and its kind), [`time`], [`id`],
@@ -32,6 +33,7 @@ pub mod http;
 pub mod id;
 pub mod identity;
 pub mod keys;
+pub mod login;
 pub mod migrations;
 pub mod mint;
 pub mod policy;

@@ -52,3 +52,4 @@ CREATE TABLE approver_sessions (
     expires_at   INTEGER NOT NULL
 );
 CREATE INDEX approver_sessions_expiry ON approver_sessions (expires_at);
+CREATE INDEX approver_sessions_principal ON approver_sessions (principal, created_at);

@@ -54,6 +54,8 @@ pub struct Approvals {
     waiters: Arc<Semaphore>,
     /// Long-polls held per agent.
     waiting: Mutex<HashMap<String, usize>>,
+    /// How approvers log in to the approval page, when it is served.
+    pub(super) login: Option<Arc<crate::login::LoginProvider>>,
 }
 
 impl Approvals {
@@ -64,7 +66,14 @@ impl Approvals {
             changed: watch::channel(0).0,
             waiters: Arc::new(Semaphore::new(MAX_WAITERS)),
             waiting: Mutex::new(HashMap::new()),
+            login: None,
         }
+    }
+
+    /// Serves the approval page, whose approvers log in through `provider`.
+    pub fn with_login(mut self, provider: Arc<crate::login::LoginProvider>) -> Approvals {
+        self.login = Some(provider);
+        self
     }
 
     /// A slot to wait in for `agent`, if one is free (globally and for this agent).

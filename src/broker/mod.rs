@@ -9,6 +9,7 @@ mod admin;
 mod approval;
 mod audit;
 mod issue;
+mod login;
 mod status;
 
 use std::sync::Arc;
@@ -20,6 +21,7 @@ pub use approval::{
     RawApprovalRequest, RawDecision,
 };
 pub use issue::{IssueError, Issued};
+pub use login::{Callback, LoggedIn, LoginStart, MAX_CALLBACK_PARAM};
 pub use status::NotReady;
 
 use crate::audit::{AuditEvent, RefusalTally, UNKNOWN_ISSUER};

@@ -308,7 +308,8 @@ fn list_query(query: &ListQuery) -> Result<ApprovalQuery, ApiError> {
     })
 }
 
-fn parse_cursor(cursor: &str) -> Option<(i64, String)> {
+/// The `before` cursor of a listing: `<created_at>.<id>`.
+pub(super) fn parse_cursor(cursor: &str) -> Option<(i64, String)> {
     let (at, id) = cursor.split_once('.')?;
     let at = at.parse().ok()?;
     id::is_id(id, crate::broker::APPROVAL_PREFIX).then(|| (at, id.to_owned()))

@@ -10,6 +10,7 @@ mod error;
 mod extract;
 mod health;
 mod keys;
+mod page;
 mod revocations;
 mod serve;
 mod writs;
@@ -79,16 +80,20 @@ pub fn routes() -> Vec<Route> {
 }
 
 pub fn router(state: AppState, request_timeout: Duration) -> Router {
-    routes()
-        .into_iter()
-        .fold(Router::new(), |router, route| {
-            // A long-poll waits up to `MAX_WAIT` on top of the usual budget.
-            let timeout = match route.long_poll {
-                true => request_timeout + crate::broker::MAX_WAIT,
-                false => request_timeout,
-            };
-            router.route(route.path, route.handlers.layer(timeout_layer(timeout)))
-        })
+    let api = routes().into_iter().fold(Router::new(), |router, route| {
+        // A long-poll waits up to `MAX_WAIT` on top of the usual budget.
+        let timeout = match route.long_poll {
+            true => request_timeout + crate::broker::MAX_WAIT,
+            false => request_timeout,
+        };
+        router.route(route.path, route.handlers.layer(timeout_layer(timeout)))
+    });
+    // The approval page, when approvers can log in to it (`[approvals.login]`).
+    let served = match state.broker.login_settings() {
+        Some(_) => api.merge(page::routes(request_timeout)),
+        None => api,
+    };
+    served
         .fallback(|| async { ApiError::new(codes::NOT_FOUND, "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -98,7 +103,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         })
         .with_state(state)
         // Outermost last: the trace span covers everything (it records method, path and status,
-        // never headers, which carry credentials); the timeout bounds a slow client or issuer;
+        // never headers, which carry credentials, nor query strings); the timeout bounds a slow client or issuer;
         // a panic answers 500 rather than dropping the connection; the body limit stops
         // reading oversized bodies (handlers answer 413 problem+json).
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -109,7 +114,12 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
             )
             .into_response()
         }))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(
+            |request: &axum::extract::Request| {
+                // The path only: query strings can carry secrets (a login's code and state).
+                tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
+            },
+        ))
 }
 
 /// Cuts a request off after `timeout` (a slow client or a stuck dependency) with `503 timeout`.

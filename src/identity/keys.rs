@@ -108,7 +108,8 @@ fn discovered_jwks_uri(url: &str, issuer: &str, document: &Value) -> Result<Stri
         .ok_or_else(|| error("the discovery document has no jwks_uri".into()))
 }
 
-async fn get_json(client: &reqwest::Client, url: &str) -> Result<Value, KeyFetchError> {
+/// GETs `url` and reads its JSON, at most [`MAX_DOCUMENT_BYTES`] of it.
+pub async fn get_json(client: &reqwest::Client, url: &str) -> Result<Value, KeyFetchError> {
     let http = |message: String| KeyFetchError::Http {
         url: url.to_owned(),
         message,
@@ -131,7 +132,7 @@ async fn get_json(client: &reqwest::Client, url: &str) -> Result<Value, KeyFetch
 }
 
 #[derive(Debug, thiserror::Error)]
-enum BodyError {
+pub enum BodyError {
     #[error("the document is larger than {0} bytes")]
     TooLarge(usize),
     #[error(transparent)]
@@ -140,7 +141,10 @@ enum BodyError {
 
 /// Reads a response body chunk by chunk and stops at `max` bytes: a chunked answer without a
 /// Content-Length is never read whole before its size is known.
-async fn read_bounded(mut response: reqwest::Response, max: usize) -> Result<Vec<u8>, BodyError> {
+pub async fn read_bounded(
+    mut response: reqwest::Response,
+    max: usize,
+) -> Result<Vec<u8>, BodyError> {
     if response.content_length().is_some_and(|n| n > max as u64) {
         return Err(BodyError::TooLarge(max));
     }

@@ -22,7 +22,10 @@ use serde_json::{Map, Value};
 pub use agent::AgentTemplate;
 pub use dev::DevIssuer;
 pub use issuer::{IssuerSettings, TrustedIssuer};
-pub use keys::{KeySource, MAX_DOCUMENT_BYTES, MIN_RSA_BITS};
+pub use keys::{
+    BodyError, KeyFetchError, KeySource, MAX_DOCUMENT_BYTES, MIN_RSA_BITS, fetch as fetch_keys,
+    get_json, read_bounded,
+};
 pub use text::{display_name_problem, free_text_problem};
 
 use crate::config::Config;

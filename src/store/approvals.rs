@@ -75,6 +75,7 @@ pub(super) trait ApprovalStatements: Send {
         notify: NotifyStatus,
     ) -> Result<(), StoreError>;
     async fn approval(&mut self, id: &str) -> Result<Option<ListedApproval>, StoreError>;
+    /// The decisions on request `id`, in the order they were made.
     async fn decisions(&mut self, id: &str) -> Result<Vec<DecisionRecord>, StoreError>;
     async fn update_approval(&mut self, request: &ApprovalRequest) -> Result<(), StoreError>;
     async fn insert_decision(
@@ -213,7 +214,14 @@ macro_rules! impl_approval_statements {
                     .bind(i64::from(q.limit))
                     .fetch_all(&mut *self.inner)
                     .await?;
-                found.iter().map(decode).collect()
+                let mut listed: Vec<ListedApproval> =
+                    found.iter().map(decode).collect::<Result<_, _>>()?;
+                // Each with its decisions: what approvers read (approvals so far, whether they
+                // decided) depends on them. A page holds at most 100 requests.
+                for entry in &mut listed {
+                    entry.request.decisions = self.decisions(&entry.request.id).await?;
+                }
+                Ok(listed)
             }
 
             async fn expired_pending(

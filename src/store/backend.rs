@@ -21,7 +21,9 @@ pub(super) trait Backend: Send + Sync + 'static {
 
 /// Statements run inside one transaction. Dropping it without `commit` rolls back.
 #[async_trait]
-pub(super) trait Transaction: super::approvals::ApprovalStatements + Send {
+pub(super) trait Transaction:
+    super::approvals::ApprovalStatements + super::sessions::SessionStatements + Send
+{
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
 
     async fn insert_writ(&mut self, writ: &IssuedWrit) -> Result<(), StoreError>;

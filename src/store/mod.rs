@@ -15,6 +15,7 @@ mod approvals;
 mod backend;
 mod postgres;
 mod rows;
+mod sessions;
 mod sqlite;
 mod statements;
 mod writer;
@@ -32,6 +33,7 @@ use backend::{Backend, Transaction};
 use writer::Writer;
 
 pub use approvals::{ApprovalChange, ApprovalQuery, ListedApproval, NotifyStatus};
+pub use sessions::MAX_SESSIONS_PER_PRINCIPAL;
 
 pub use crate::policy::RightRecord;
 

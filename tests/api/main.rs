@@ -14,6 +14,7 @@ mod hostile_inputs;
 mod identity;
 mod issue;
 mod openapi;
+mod page;
 mod readme;
 mod replicas;
 mod revocation;
