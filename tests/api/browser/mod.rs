@@ -27,7 +27,7 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
 /// How long a process may take to announce itself, and a page or an element to show up.
-const STARTUP: Duration = Duration::from_secs(30);
+const STARTUP: Duration = Duration::from_secs(60);
 const PAGE_WAIT: Duration = Duration::from_secs(15);
 
 /// `target/test-artifacts`: logs and screenshots kept after the tests for a person to look at.
