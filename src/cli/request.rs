@@ -85,7 +85,17 @@ async fn call(
             "refused ({status}): {}",
             answer["detail"].as_str().unwrap_or("no detail")
         );
-        eprintln!("type: {}", answer["type"].as_str().unwrap_or("?"));
+        let kind = answer["type"].as_str().unwrap_or("?");
+        eprintln!("type: {kind}");
+        match kind.strip_prefix("urn:writ:problem:") {
+            Some("approval_required") => eprintln!(
+                "hint: ask humans with --approval --justification \"why the agent needs this\""
+            ),
+            Some("approval_not_needed") => {
+                eprintln!("hint: drop --approval: the policy grants this directly")
+            }
+            _ => {}
+        }
         return Ok(None);
     }
     Ok(Some(answer))
@@ -116,7 +126,7 @@ mod approval {
 
     use serde_json::Value;
 
-    use super::{RequestArgs, call, print_writ};
+    use super::{RequestArgs, call, print_writ, read_identity};
     use crate::cli::CliResult;
 
     pub(super) async fn request_and_wait(
@@ -139,7 +149,10 @@ mod approval {
         let url = args.broker.join(&format!("/v1/approvals/{id}?wait=30s"));
         loop {
             let asked = Instant::now();
-            let Some(answer) = call(client.get(&url), &url, identity).await? else {
+            // Read again for every poll: a projected or CI token is rotated in place while the
+            // humans decide, and the one read at the start may have expired.
+            let identity = read_identity(args)?;
+            let Some(answer) = call(client.get(&url), &url, identity.trim()).await? else {
                 return Ok(ExitCode::FAILURE);
             };
             match answer["status"].as_str() {

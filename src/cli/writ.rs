@@ -132,9 +132,17 @@ fn describe(inspection: &Inspection, now: SystemTime) -> String {
         &mut out,
         "blocks",
         format!(
-            "{} (attenuation depth {})",
+            "{} (attenuation depth {}{})",
             inspection.blocks.len(),
-            inspection.blocks.len().saturating_sub(1)
+            inspection
+                .blocks
+                .len()
+                .saturating_sub(1 + inspection.approvals.len()),
+            if inspection.approvals.is_empty() {
+                ""
+            } else {
+                "; block 1 is the approval evidence"
+            }
         ),
     );
     for evidence in &inspection.approvals {
