@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use writ::policy::{PolicySet, RawWritRequest, Subject, WritRequest};
+use writ::policy::{Channel, PolicySet, RawWritRequest, Subject, WritRequest};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -29,7 +29,9 @@ fuzz_target!(|data: &[u8]| {
     };
     if let Ok(request) = WritRequest::parse(&raw) {
         for issuer in ["kubernetes", "writ-dev"] {
-            let _ = policies.decide(Subject { issuer, claims }, &request);
+            for channel in [Channel::Direct, Channel::Approval] {
+                let _ = policies.decide(Subject { issuer, claims }, &request, channel);
+            }
         }
     }
 });

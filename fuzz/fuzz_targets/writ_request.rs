@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use writ::policy::{DEV_POLICY, PolicySet, RawWritRequest, Subject, WritRequest};
+use writ::policy::{Channel, DEV_POLICY, PolicySet, RawWritRequest, Subject, WritRequest};
 
 fn policies() -> &'static PolicySet {
     static POLICIES: OnceLock<PolicySet> = OnceLock::new();
@@ -30,7 +30,10 @@ fuzz_target!(|data: &[u8]| {
         issuer: "writ-dev",
         claims: &claims,
     };
-    if let Err(refusal) = policies().decide(subject, &request) {
-        let _ = serde_json::to_string(&refusal);
+    for channel in [Channel::Direct, Channel::Approval] {
+        if let Err(refusal) = policies().decide(subject, &request, channel) {
+            let _ = serde_json::to_string(&refusal);
+            let _ = refusal.to_string();
+        }
     }
 });
