@@ -71,10 +71,27 @@ fn spec_methods(path: &str) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
+/// The documented path `path` is an instance of (`/v1/approvals/ap_…` of
+/// `/v1/approvals/{id}`: a `{parameter}` stands for one non-empty segment), if any.
+fn spec_path(path: &str) -> Option<String> {
+    let segments: Vec<&str> = path.split('/').collect();
+    spec_paths().into_iter().find(|template| {
+        let pattern: Vec<&str> = template.split('/').collect();
+        pattern.len() == segments.len()
+            && pattern.iter().zip(&segments).all(|(expected, got)| {
+                expected == got
+                    || (expected.starts_with('{') && expected.ends_with('}') && !got.is_empty())
+            })
+    })
+}
+
 /// Where the response for `method path status` is documented (for messages) and the response
-/// object. Requests that match no operation take the document's fallback responses: 405 for a
-/// documented path, 404 for any other. Panics when the status is not documented.
+/// object; `path` may be an instance of a documented path with parameters. Requests that match
+/// no operation take the document's fallback responses: 405 for a documented path, 404 for any
+/// other. Panics when the status is not documented.
 fn documented_response(method: &str, path: &str, status: u16) -> (String, &'static Value) {
+    let path = spec_path(path).unwrap_or_else(|| path.to_owned());
+    let path = path.as_str();
     let status = status.to_string();
     let fallback = |only: &str| {
         (status == only)
@@ -321,6 +338,8 @@ struct Probe {
     url: String,
     seen: BTreeSet<(String, String, String)>,
     problems: BTreeSet<String>,
+    /// The headers of the last answer.
+    headers: HeaderMap,
 }
 
 /// What a request looks like beyond method and path.
@@ -369,6 +388,7 @@ impl Probe {
             url: broker.url.clone(),
             seen: BTreeSet::new(),
             problems: BTreeSet::new(),
+            headers: HeaderMap::new(),
         }
     }
 
@@ -407,13 +427,10 @@ impl Probe {
         };
         assert_matches_spec(method, path, status, content_type, &body);
         assert_headers_match_spec(method, path, status, &headers);
-        let spec_path = if SPEC["paths"].get(path).is_some() {
-            path
-        } else {
-            "*"
-        };
+        self.headers = headers;
+        let spec_path = spec_path(path).unwrap_or_else(|| "*".to_owned());
         self.seen
-            .insert((method.into(), spec_path.into(), status.to_string()));
+            .insert((method.into(), spec_path, status.to_string()));
         let body: Value = if body.is_empty() || method == "HEAD" {
             Value::Null
         } else if media_type == "text/event-stream" {

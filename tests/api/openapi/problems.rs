@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use axum::response::IntoResponse;
 use reqwest::header::CONTENT_TYPE;
 use serde_json::Value;
-use writ::broker::IssueError;
+use writ::broker::{ApprovalCallError, IssueError};
 use writ::error::codes;
 use writ::http::ApiError;
 use writ::policy::{Refusal, RefusedRight, RefusedTtl};
@@ -14,7 +14,8 @@ use writ::policy::{Refusal, RefusedRight, RefusedTtl};
 use super::{SPEC, essence, resolve, schema_errors, spec_methods, spec_paths};
 
 /// One answer for every code the broker declares, and a policy refusal in each of its shapes
-/// (the only problem with extension members), built the way the broker builds it.
+/// (the problems with extension members: `policy_refused`, and the refusals that name the other
+/// way in), built the way the broker builds them.
 fn answers() -> Vec<ApiError> {
     let refusal = |reason, ttl| Refusal {
         reason,
@@ -26,11 +27,26 @@ fn answers() -> Vec<ApiError> {
         refused_services: vec!["billing-api".into()],
         refused_ttl: ttl,
     };
+    let with_extension = [
+        codes::POLICY_REFUSED,
+        codes::APPROVAL_REQUIRED,
+        codes::APPROVAL_NOT_NEEDED,
+    ];
     let mut all: Vec<ApiError> = codes::ALL
         .iter()
-        .filter(|code| **code != codes::POLICY_REFUSED)
+        .filter(|code| !with_extension.contains(code))
         .map(|code| ApiError::new(*code, "what went wrong"))
         .collect();
+    let other_way = |reason, policy: &str| Refusal {
+        reason,
+        policy: Some(policy.to_owned()),
+        refused_rights: Vec::new(),
+        refused_services: Vec::new(),
+        refused_ttl: None,
+    };
+    all.push(IssueError::Refused(other_way("approval_required", "orders-cleanup")).into());
+    all.push(ApprovalCallError::Refused(other_way("approval_not_needed", "orders-reader")).into());
+    all.push(ApprovalCallError::Refused(refusal("not_allowed", None)).into());
     all.push(IssueError::Refused(refusal("no_matching_policy", None)).into());
     all.push(
         IssueError::Refused(refusal(

@@ -1,11 +1,15 @@
-//! The request schemas and the broker agree: a request is answered 400 exactly when the schema of
-//! its operation refuses it, and what JSON Schema cannot say, the document says in prose and the
-//! broker refuses too.
+//! The request schemas and the broker agree: a request is answered `invalid_request` exactly
+//! when the schema of its operation refuses it, and what JSON Schema cannot say, the document
+//! says in prose and the broker refuses too.
+
+use std::time::Duration;
 
 use serde_json::{Value, json};
+use writ_testkit::Alg;
 
-use super::{Probe, Request, SPEC, resolve, validator};
-use crate::helpers::{TestBroker, orders_request};
+use super::{Probe, Request, SPEC, code, resolve, validator};
+use crate::approvals::{broker_on, delete_order_request};
+use crate::helpers::{AUDIENCE, Backend, TestBroker, orders_request};
 
 /// Named request bodies.
 type Cases = Vec<(&'static str, Value)>;
@@ -13,7 +17,9 @@ type Cases = Vec<(&'static str, Value)>;
 /// One operation's request schema, who sends it, and the statuses it may answer a request the
 /// schema accepts with.
 struct Operation<'a> {
+    /// The documented path, and the path requests go to (its parameters filled in).
     path: &'a str,
+    target: String,
     token: &'a str,
     accepted: &'a [u16],
     media: &'static Value,
@@ -23,10 +29,16 @@ struct Operation<'a> {
 impl<'a> Operation<'a> {
     /// `POST path`, sent with `token` (an identity or an admin writ).
     fn new(path: &'a str, token: &'a str, accepted: &'a [u16]) -> Operation<'a> {
+        Operation::at(path, path.to_owned(), token, accepted)
+    }
+
+    /// `POST path` of a documented path with parameters, sent to `target`, an instance of it.
+    fn at(path: &'a str, target: String, token: &'a str, accepted: &'a [u16]) -> Operation<'a> {
         let media =
             &resolve(&SPEC["paths"][path]["post"]["requestBody"])["content"]["application/json"];
         Operation {
             path,
+            target,
             token,
             accepted,
             media,
@@ -36,18 +48,20 @@ impl<'a> Operation<'a> {
 
     async fn send(&self, probe: &mut Probe, body: &Value) -> (u16, Value) {
         probe
-            .send("POST", self.path, Request::writ(self.token, body))
+            .send("POST", &self.target, Request::writ(self.token, body))
             .await
     }
 
-    /// Asserts that the broker answers `body` 400 exactly when the schema refuses it, and
-    /// otherwise with an accepted status.
+    /// Asserts that the broker answers `body` `400 invalid_request` exactly when the schema
+    /// refuses it, and otherwise with an accepted status (which may be a 400 of another type,
+    /// such as `approval_not_needed`).
     async fn assert_agrees(&self, probe: &mut Probe, name: &str, body: &Value) {
         let valid = self.schema.is_valid(body);
         let (status, answer) = self.send(probe, body).await;
         let path = self.path;
+        let refused = status == 400 && code(&answer) == "invalid_request";
         assert_eq!(
-            status == 400,
+            refused,
             !valid,
             "{path} {name}: the schema {} it, the broker answered {status} {answer}",
             if valid { "accepts" } else { "refuses" }
@@ -65,9 +79,10 @@ impl<'a> Operation<'a> {
     async fn assert_refused_in_prose(&self, probe: &mut Probe, name: &str, body: &Value) {
         let path = self.path;
         assert!(self.schema.is_valid(body), "{path} {name}");
-        let (status, _) = self.send(probe, body).await;
+        let (status, answer) = self.send(probe, body).await;
         assert_eq!(
-            status, 400,
+            (status, code(&answer)),
+            (400, "invalid_request"),
             "{path} {name}: openapi.yaml says it is refused"
         );
     }
@@ -137,6 +152,26 @@ fn ttl_and_task_requests() -> Cases {
         ("task newline", task(json!("nightly\nreport"))),
         ("task DEL", task(json!("nightly\u{7f}"))),
         ("task C1 control", task(json!("nightly\u{85}"))),
+        ("task leading space", task(json!(" nightly report"))),
+        ("task trailing space", task(json!("nightly report "))),
+        ("task two spaces", task(json!("nightly  report"))),
+        ("task space", task(json!(" "))),
+        ("task no-break space", task(json!("nightly\u{a0}report"))),
+        (
+            "task ideographic space",
+            task(json!("nightly\u{3000}report")),
+        ),
+        ("task zero-width space", task(json!("night\u{200b}ly"))),
+        ("task bidi override", task(json!("nightly \u{202e}troper"))),
+        ("task soft hyphen", task(json!("night\u{ad}ly"))),
+        ("task variation selector", task(json!("nightly\u{fe0f}"))),
+        ("task blank Braille", task(json!("nightly\u{2800}"))),
+        ("task private use", task(json!("nightly\u{e000}"))),
+        (
+            "task Latin-1 letters",
+            task(json!("nächtlicher Bericht, ½ Seite")),
+        ),
+        ("task other scripts", task(json!("夜間レポート 📈"))),
         ("task not a string", task(json!(1))),
         ("no task", order(&|r| remove(r, "task"))),
     ]
@@ -224,12 +259,20 @@ async fn the_request_schema_refuses_exactly_what_the_broker_refuses() {
     for (name, body) in requests() {
         writs.assert_agrees(&mut probe, name, &body).await;
     }
-    // What JSON Schema cannot say, the document says in prose: lengths are in UTF-8 bytes.
-    let unsayable = [(
-        "task of 200 characters, 400 bytes",
-        json!("é".repeat(200)),
-        "task",
-    )];
+    // What JSON Schema cannot say, the document says in prose: lengths are in UTF-8 bytes, and
+    // unassigned code points, characters beyond the Basic Multilingual Plane that are not
+    // printable, and text not in NFC are refused.
+    let unsayable = [
+        (
+            "task of 200 characters, 400 bytes",
+            json!("é".repeat(200)),
+            "task",
+        ),
+        ("task unassigned", json!("nightly\u{378}"), "task"),
+        ("task plane 4", json!("nightly\u{40000}"), "task"),
+        ("task tag character", json!("nightly\u{e0041}"), "task"),
+        ("task not NFC", json!("nightly re\u{301}port"), "task"),
+    ];
     for (name, value, member) in unsayable {
         let mut body = orders_request();
         body[member] = value;
@@ -512,5 +555,211 @@ async fn the_admin_request_schemas_refuse_exactly_what_the_broker_refuses() {
             .assert_refused_in_prose(&mut probe, name, &body)
             .await;
     }
+    broker.stop().await;
+}
+
+// ---- Approval requests and decisions ----------------------------------------------------------
+
+/// Approval requests around the canonical deletion, each with one change.
+fn approval_requests() -> Cases {
+    let base = delete_order_request();
+    let with = |edit: &dyn Fn(&mut Value)| edited(&base, edit);
+    let justification = |value: Value| with(&|r| r["justification"] = value.clone());
+    let ttl = |value: Value| with(&|r| r["ttl"] = value.clone());
+    vec![
+        ("canonical", base.clone()),
+        ("ttl", ttl(json!(60))),
+        ("ttl null", ttl(Value::Null)),
+        ("ttl above the rule", ttl(json!(600))),
+        ("ttl above the policy", ttl(json!(3600))),
+        ("ttl 0", ttl(json!(0))),
+        ("ttl fractional", ttl(json!(1.5))),
+        ("ttl a string", ttl(json!("60"))),
+        (
+            "rights read",
+            with(&|r| r["rights"] = json!([{"resource": "orders/42", "operations": ["read"]}])),
+        ),
+        ("rights empty", with(&|r| r["rights"] = json!([]))),
+        (
+            "task two spaces",
+            with(&|r| r["task"] = json!("remove  it")),
+        ),
+        ("services empty", with(&|r| r["services"] = json!([]))),
+        (
+            "justification missing",
+            with(&|r| remove(r, "justification")),
+        ),
+        ("justification null", justification(Value::Null)),
+        ("justification empty", justification(json!(""))),
+        ("justification spaces", justification(json!("   "))),
+        ("justification newlines", justification(json!("\n \n"))),
+        (
+            "justification lines",
+            justification(json!("entered twice:\n  once by hand,\n  once by import")),
+        ),
+        ("justification padded", justification(json!("  twice  "))),
+        ("justification tab", justification(json!("entered\ttwice"))),
+        (
+            "justification carriage return",
+            justification(json!("twice\r\n")),
+        ),
+        ("justification 2048", justification(json!("j".repeat(2048)))),
+        ("justification 2049", justification(json!("j".repeat(2049)))),
+        (
+            "justification bidi override",
+            justification(json!("approve \u{202e}eteled")),
+        ),
+        (
+            "justification line separator",
+            justification(json!("a\u{2028}b")),
+        ),
+        (
+            "justification no-break space",
+            justification(json!("a\u{a0}b")),
+        ),
+        (
+            "justification punctuation",
+            justification(json!(r#"x"); é ✓ (y)"#)),
+        ),
+        ("justification a number", justification(json!(42))),
+        ("unknown member", with(&|r| r["approvers"] = json!(["me"]))),
+        ("an array", json!([base.clone()])),
+        ("null", Value::Null),
+    ]
+}
+
+/// Decisions around an approval, each with one change.
+fn decisions() -> Cases {
+    let base = json!({"decision": "approve", "reason": "duplicate confirmed"});
+    let with = |edit: &dyn Fn(&mut Value)| edited(&base, edit);
+    let reason = |value: Value| with(&|r| r["reason"] = value.clone());
+    let deny = |edit: &dyn Fn(&mut Value)| {
+        with(&|r| {
+            r["decision"] = json!("deny");
+            edit(r);
+        })
+    };
+    let narrow = json!([{"resource": "orders/42", "operations": ["delete"]}]);
+    vec![
+        ("canonical", base.clone()),
+        ("deny", deny(&|_| {})),
+        (
+            "deny with nulls",
+            deny(&|r| {
+                r["rights"] = Value::Null;
+                r["ttl"] = Value::Null;
+            }),
+        ),
+        ("deny with rights", deny(&|r| r["rights"] = narrow.clone())),
+        ("deny with ttl", deny(&|r| r["ttl"] = json!(60))),
+        (
+            "decision unknown",
+            with(&|r| r["decision"] = json!("maybe")),
+        ),
+        (
+            "decision capitalised",
+            with(&|r| r["decision"] = json!("Approve")),
+        ),
+        ("decision missing", with(&|r| remove(r, "decision"))),
+        ("reason missing", with(&|r| remove(r, "reason"))),
+        ("reason empty", reason(json!(""))),
+        ("reason blank", reason(json!(" \n "))),
+        ("reason lines", reason(json!("confirmed:\nby phone"))),
+        ("reason 1024", reason(json!("r".repeat(1024)))),
+        ("reason 1025", reason(json!("r".repeat(1025)))),
+        ("reason tab", reason(json!("con\tfirmed"))),
+        (
+            "reason zero-width joiner",
+            reason(json!("con\u{200d}firmed")),
+        ),
+        ("reason a number", reason(json!(1))),
+        ("narrowed", with(&|r| r["rights"] = narrow.clone())),
+        ("rights null", with(&|r| r["rights"] = Value::Null)),
+        ("rights empty", with(&|r| r["rights"] = json!([]))),
+        (
+            "rights widened",
+            with(&|r| r["rights"] = json!([{"resource": "orders/*", "operations": ["delete"]}])),
+        ),
+        (
+            "rights malformed",
+            with(&|r| r["rights"] = json!([{"resource": "orders//42", "operations": ["delete"]}])),
+        ),
+        ("ttl", with(&|r| r["ttl"] = json!(60))),
+        ("ttl null", with(&|r| r["ttl"] = Value::Null)),
+        ("ttl longer", with(&|r| r["ttl"] = json!(301))),
+        ("ttl 0", with(&|r| r["ttl"] = json!(0))),
+        ("ttl fractional", with(&|r| r["ttl"] = json!(1.5))),
+        ("unknown member", with(&|r| r["approver"] = json!("root"))),
+        ("an array", json!([base.clone()])),
+        ("null", Value::Null),
+    ]
+}
+
+/// The approval request and decision schemas and the broker agree: a request is answered
+/// `invalid_request` exactly when the schema refuses it (otherwise `202`, `429` past the
+/// pending limit, or a policy's refusal; a decision `200`, or `narrowing_invalid`).
+#[tokio::test]
+async fn the_approval_schemas_refuse_exactly_what_the_broker_refuses() {
+    let broker = broker_on(Backend::Sqlite).await;
+    let mut probe = Probe::new(&broker);
+    // Each case from an agent of its own, so that none waits on another's pending requests.
+    let agent = |n: usize| {
+        broker.kubernetes.kubernetes_token(
+            Alg::Rs256,
+            "orders",
+            &format!("bot-{n}"),
+            AUDIENCE,
+            Duration::from_secs(600),
+        )
+    };
+    for (n, (name, body)) in approval_requests().into_iter().enumerate() {
+        let identity = agent(n);
+        let opening = Operation::new("/v1/approvals", &identity, &[202, 400, 403]);
+        opening.assert_agrees(&mut probe, name, &body).await;
+    }
+    let identity = agent(1000);
+    let opening = Operation::new("/v1/approvals", &identity, &[202]);
+    let (status, answer) = opening.send_example(&mut probe).await;
+    assert_eq!(status, 202, "{answer}");
+    let unsayable = [
+        (
+            "justification of 2048 characters, 4096 bytes",
+            "é".repeat(2048),
+        ),
+        ("justification not NFC", "entered twice\u{301}".to_owned()),
+        (
+            "justification unassigned",
+            "entered twice\u{378}".to_owned(),
+        ),
+    ];
+    for (name, text) in unsayable {
+        let mut body = delete_order_request();
+        body["justification"] = json!(text);
+        opening
+            .assert_refused_in_prose(&mut probe, name, &body)
+            .await;
+    }
+
+    // Each decision on a pending request of its own.
+    let approver = broker.admin_token("alice", &["approver"]).await;
+    let mut pending = Vec::new();
+    for n in 0..=decisions().len() {
+        let identity = agent(2000 + n);
+        let (status, answer) = Operation::new("/v1/approvals", &identity, &[])
+            .send(&mut probe, &delete_order_request())
+            .await;
+        assert_eq!(status, 202, "{answer}");
+        pending.push(answer["id"].as_str().unwrap().to_owned());
+    }
+    let path = "/v1/approvals/{id}/decision";
+    for ((name, body), id) in decisions().into_iter().zip(&pending) {
+        let target = format!("/v1/approvals/{id}/decision");
+        let deciding = Operation::at(path, target, &approver, &[200, 400]);
+        deciding.assert_agrees(&mut probe, name, &body).await;
+    }
+    let target = format!("/v1/approvals/{}/decision", pending.last().unwrap());
+    let deciding = Operation::at(path, target, &approver, &[200]);
+    let (status, answer) = deciding.send_example(&mut probe).await;
+    assert_eq!(status, 200, "{answer}");
     broker.stop().await;
 }

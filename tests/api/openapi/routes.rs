@@ -3,8 +3,14 @@
 
 use std::collections::BTreeSet;
 
-use super::{METHODS, Probe, Request, spec_methods, spec_paths};
+use super::{METHODS, Probe, Request, SPEC, spec_methods, spec_paths};
 use crate::helpers::{TestBroker, client};
+
+/// An instance of a documented path: its parameters filled in (`{id}` with an approval id no
+/// request has).
+fn instance(path: &str) -> String {
+    path.replace("{id}", &format!("ap_{}", "0".repeat(32)))
+}
 
 /// The routes the router serves, as (path, methods), from the table it is built from.
 fn router_routes() -> Vec<(String, BTreeSet<String>)> {
@@ -34,16 +40,36 @@ fn the_router_and_the_document_list_the_same_routes() {
     assert_eq!(sorted(served), sorted(documented));
 }
 
+/// A long-poll route (one whose GET may wait, with a longer time limit) is documented as one
+/// (`x-writ-long-poll`, the most seconds it waits), on its GET and HEAD, and no other is.
+#[test]
+fn the_document_marks_exactly_the_long_polls() {
+    for route in writ::http::routes() {
+        for method in spec_methods(route.path) {
+            let operation = &SPEC["paths"][route.path][method.to_lowercase()];
+            let documented = operation.get("x-writ-long-poll").and_then(|v| v.as_u64());
+            let expected = (route.long_poll && (method == "GET" || method == "HEAD"))
+                .then(|| writ::broker::MAX_WAIT.as_secs());
+            assert_eq!(
+                documented, expected,
+                "x-writ-long-poll of {method} {}",
+                route.path
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn documented_operations_are_served_and_other_methods_refused() {
     let broker = TestBroker::start().await;
     let mut probe = Probe::new(&broker);
-    for path in spec_paths() {
+    for template in spec_paths() {
+        let documented = spec_methods(&template);
+        let path = instance(&template);
         assert!(
             !path.contains('{'),
-            "{path}: teach this test to fill in path parameters"
+            "{template}: teach this test to fill in its path parameters"
         );
-        let documented = spec_methods(&path);
         for method in METHODS {
             // No credential: every documented operation still answers something documented.
             let (status, body) = probe.send(method, &path, Request::default()).await;
@@ -91,6 +117,9 @@ async fn documented_operations_are_served_and_other_methods_refused() {
         "/v1/suspensions",
         "/v1/admin/writs/ad_00",
         "/v1/audit/checkpoints/1",
+        "/v1/approvals/",
+        "/v1/approvals/ap_00/decision/",
+        "/v1/approvals/ap_00/decisions",
     ] {
         for method in ["GET", "POST", "DELETE", "HEAD"] {
             let (status, _) = probe.send(method, path, Request::default()).await;

@@ -5,8 +5,9 @@ use serde_json::{Value, json};
 use super::{Context, bearer};
 use crate::openapi::Request;
 
-/// The admin routes, and the role each requires.
-const ADMIN_ROUTES: [(&str, &str, &str); 7] = [
+/// The admin routes, and the role each requires (the decision route's id names no request: the
+/// credential is checked first).
+const ADMIN_ROUTES: [(&str, &str, &str); 10] = [
     ("POST", "/v1/revocations", "admin"),
     ("POST", "/v1/suspensions/lift", "admin"),
     ("POST", "/v1/admin/writs", "admin"),
@@ -14,6 +15,13 @@ const ADMIN_ROUTES: [(&str, &str, &str); 7] = [
     ("HEAD", "/v1/audit", "auditor"),
     ("GET", "/v1/audit/checkpoints", "auditor"),
     ("HEAD", "/v1/audit/checkpoints", "auditor"),
+    ("GET", "/v1/approvals", "approver"),
+    ("HEAD", "/v1/approvals", "approver"),
+    (
+        "POST",
+        "/v1/approvals/ap_00000000000000000000000000000000/decision",
+        "approver",
+    ),
 ];
 
 pub(super) async fn cases(cx: &mut Context) {
@@ -47,7 +55,11 @@ pub(super) async fn cases(cx: &mut Context) {
             )
             .await;
         if method == "POST" {
-            too_large_or_unsupported(cx, path).await;
+            let token = match role {
+                "admin" => cx.admin.clone(),
+                _ => cx.approver.clone(),
+            };
+            too_large_or_unsupported(cx, path, &token).await;
         }
     }
 }
@@ -74,11 +86,11 @@ fn unauthenticated(cx: &Context) -> Vec<(Option<String>, &'static str)> {
     ]
 }
 
-/// 413 and 415 on an admin route that takes a body.
-async fn too_large_or_unsupported(cx: &mut Context, path: &str) {
+/// 413 and 415 on an admin route that takes a body, with `token`, which carries its role.
+async fn too_large_or_unsupported(cx: &mut Context, path: &str, token: &str) {
     let huge = Request {
         body: Some(format!(r#"{{"reason":"{}"}}"#, "a".repeat(70_000)).into_bytes()),
-        ..Request::admin(&cx.admin, &Value::Null)
+        ..Request::admin(token, &Value::Null)
     };
     cx.probe
         .expect_at("POST", path, huge, 413, "payload_too_large")
@@ -86,7 +98,7 @@ async fn too_large_or_unsupported(cx: &mut Context, path: &str) {
     for content_type in [Some("text/plain"), None] {
         let request = Request {
             content_type,
-            ..Request::admin(&cx.admin, &json!({}))
+            ..Request::admin(token, &json!({}))
         };
         cx.probe
             .expect_at("POST", path, request, 415, "unsupported_media_type")

@@ -6,6 +6,7 @@
 
 mod admin_refusals;
 mod admin_writs;
+mod approvals;
 mod audit;
 mod fallbacks;
 mod feed;
@@ -21,16 +22,20 @@ use serde_json::Value;
 use writ_testkit::{IssuerOptions, TestIssuer};
 
 use super::{Probe, Request, SPEC, spec_methods, spec_paths};
-use crate::helpers::{Backend, Setup, TestBroker, orders_request};
+use crate::approvals::APPROVAL_POLICIES;
+use crate::helpers::{Backend, POLICIES, Setup, TestBroker, orders_request};
 
 /// Documented responses this test does not provoke: `internal` and `mint_failed` need minting
-/// itself (the system's random source, or building a Biscuit token) to fail; the feed's and the
-/// stream's 503 need the database gone for seconds, which
+/// itself (the system's random source, or building a Biscuit token) to fail, and so do the 500s
+/// of opening an approval request (its id) and of collecting an elevated writ; the feed's and
+/// the stream's 503 need the database gone for seconds, which
 /// `revocation::a_broker_that_cannot_read_revocations_does_not_vouch_for_them` does.
-const UNPROVOKED: [(&str, &str, &str); 5] = [
+const UNPROVOKED: [(&str, &str, &str); 7] = [
     ("POST", "/v1/writs", "500"),
     ("POST", "/v1/revocations", "500"),
     ("POST", "/v1/admin/writs", "500"),
+    ("POST", "/v1/approvals", "500"),
+    ("GET", "/v1/approvals/{id}", "500"),
     ("GET", "/v1/revocations", "503"),
     ("GET", "/v1/revocations/stream", "503"),
 ];
@@ -43,7 +48,8 @@ const UNPROVOKED_PROBLEMS: [&str; 2] =
 const STREAMS: usize = 4;
 
 /// What the sections share. The admin writs and the orders bot's writ are made by
-/// [`Context::sign_in`], after the writ sections; `deployer` by [`admin_writs`].
+/// [`Context::sign_in`], after the writ sections; `deployer` by [`admin_writs`]; the approval
+/// requests by [`approvals`].
 struct Context {
     broker: TestBroker,
     probe: Probe,
@@ -52,15 +58,21 @@ struct Context {
     impostor: TestIssuer,
     /// The orders bot's identity, which the policies grant the canonical request.
     identity: String,
-    /// An admin writ with the admin role, one with the auditor role, and one that has expired.
+    /// An admin writ with the admin role, one with the auditor role, one with the approver
+    /// role, and one that has expired.
     admin: String,
     auditor: String,
+    approver: String,
     expired: String,
     /// A writ issued to the orders bot, and its agent.
     agent_writ: Value,
     agent: String,
     /// An admin writ issued through `POST /v1/admin/writs`, revoked by [`revocations`].
     deployer: Value,
+    /// Approval requests of the orders bot that [`unavailable`] decides and collects while
+    /// storage is broken: one pending, one approved and not yet collected.
+    pending_approval: String,
+    approved_approval: String,
 }
 
 impl Context {
@@ -72,6 +84,7 @@ impl Context {
         .await;
         let impostor_url = impostor.issuer();
         let mut setup = Setup::new(Backend::Postgres);
+        setup.policies = format!("{POLICIES}\n{APPROVAL_POLICIES}");
         setup.tweak = Box::new(move |config| {
             // Short enough for the slow-client probe, long enough for everything else.
             config.request_timeout = Duration::from_secs(3);
@@ -90,10 +103,13 @@ impl Context {
             impostor,
             admin: String::new(),
             auditor: String::new(),
+            approver: String::new(),
             expired: String::new(),
             agent_writ: Value::Null,
             agent: String::new(),
             deployer: Value::Null,
+            pending_approval: String::new(),
+            approved_approval: String::new(),
         }
     }
 
@@ -102,6 +118,7 @@ impl Context {
     async fn sign_in(&mut self) {
         self.admin = self.broker.admin_token("root", &["admin"]).await;
         self.auditor = self.broker.admin_token("eve", &["auditor"]).await;
+        self.approver = self.broker.admin_token("alice", &["approver"]).await;
         self.expired = self.broker.expired_admin_token();
         self.agent_writ = self.order(201, "").await;
         self.agent = self.agent_writ["agent"].as_str().unwrap().to_owned();
@@ -150,6 +167,8 @@ async fn every_documented_response_is_answered_as_documented() {
     // The feed lists the revocations made above; the audit log, everything so far.
     feed::cases(&mut cx).await;
     audit::cases(&mut cx).await;
+    // Suspends an agent of its own; the feed and the audit log were read above.
+    approvals::cases(&mut cx).await;
     // Breaks storage and then drops the database.
     unavailable::cases(&mut cx).await;
     fallbacks::cases(&mut cx).await;

@@ -1,9 +1,11 @@
 //! 503s from storage, last since they break the database: `storage_unavailable` on the admin
-//! routes, the audit log and `POST /v1/writs`, then `not_ready` from `/readyz`.
+//! routes, the audit log, the approval routes and `POST /v1/writs`, then `not_ready` from
+//! `/readyz`.
 
 use serde_json::json;
 
 use super::Context;
+use crate::approvals::{approve, delete_order_request};
 use crate::helpers::{break_writs_table, execute_sql, make_audit_inserts_fail};
 use crate::openapi::{Request, code};
 
@@ -31,6 +33,51 @@ pub(super) async fn cases(cx: &mut Context) {
             assert_eq!(code(&body), "not_ready");
         }
     }
+    approvals_unreadable(cx).await;
+}
+
+/// Nothing about approvals can be recorded: opening, deciding, collecting an elevated writ
+/// (which is then not handed over).
+async fn approvals_unrecordable(cx: &mut Context) {
+    let open = Request::writ(&cx.identity, &delete_order_request());
+    cx.probe
+        .expect_at("POST", "/v1/approvals", open, 503, "storage_unavailable")
+        .await;
+    let decision = format!("/v1/approvals/{}/decision", cx.pending_approval);
+    let request = Request::admin(&cx.approver, &approve("while storage is broken"));
+    cx.probe
+        .expect_at("POST", &decision, request, 503, "storage_unavailable")
+        .await;
+    let collect = format!("/v1/approvals/{}", cx.approved_approval);
+    let request = Request::bearer(&cx.identity);
+    cx.probe
+        .expect_at("GET", &collect, request, 503, "storage_unavailable")
+        .await;
+}
+
+/// Nothing about approvals can be read once the database is gone.
+async fn approvals_unreadable(cx: &mut Context) {
+    let read = format!("/v1/approvals/{}", cx.pending_approval);
+    for method in ["GET", "HEAD"] {
+        cx.probe
+            .expect_at(
+                method,
+                "/v1/approvals",
+                Request::bearer(&cx.approver),
+                503,
+                "storage_unavailable",
+            )
+            .await;
+        cx.probe
+            .expect_at(
+                method,
+                &read,
+                Request::bearer(&cx.identity),
+                503,
+                "storage_unavailable",
+            )
+            .await;
+    }
 }
 
 /// The audit log refuses new events, so no change (and no audited read) can be recorded.
@@ -57,4 +104,5 @@ async fn audit_unwritable(cx: &mut Context) {
         cx.as_auditor(method, "/v1/audit", 503, "storage_unavailable")
             .await;
     }
+    approvals_unrecordable(cx).await;
 }
