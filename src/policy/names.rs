@@ -50,9 +50,7 @@ fn check_token(what: &'static str, value: &str, max: usize) -> Result<(), NameEr
 /// Rejects what would make a value unprintable or ambiguous in logs, audit records and the
 /// approval page: control and invisible characters, bidi overrides, odd spaces, non-NFC text.
 fn check_text(what: &'static str, value: &str, max: usize) -> Result<(), NameError> {
-    check(what, value, max, |value| {
-        crate::identity::free_text_problem(value, false)
-    })
+    check(what, value, max, crate::identity::display_name_problem)
 }
 
 macro_rules! name_type {

@@ -213,7 +213,7 @@ async fn an_identity_no_policy_matches_is_refused() {
 #[tokio::test]
 async fn datalog_in_task_names_and_resources_is_only_text() {
     let broker = TestBroker::start().await;
-    let task = r#"x"); right("*", "write"); agent("root") // ) /* "#;
+    let task = r#"x"); right("*", "write"); agent("root") // ) /*"#;
     // Canonical resources carry no raw quotes or spaces: Datalog-looking text arrives encoded.
     let resource = r#"orders/1%22),right(%22orders/2%22,%22write%22)"#;
     let body = json!({"task": task, "rights": [{"resource": resource, "operations": ["read"]}], "services": ["orders-api"]});
