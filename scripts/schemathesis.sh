@@ -90,6 +90,8 @@ agent_operations=(issueWrit openApproval readApproval headApproval)
 status=0
 run -H "Authorization: Bearer $admin" \
   "${agent_operations[@]/#/--exclude-operation-id=}" || status=1
-run -H "Authorization: Bearer $identity" \
+# An agent's read of a pending request may wait (`wait`, up to 30 s) by design: its answers get
+# the long-poll's bound instead of the default 10 s.
+run -H "Authorization: Bearer $identity" --request-timeout 45 --max-response-time 45 \
   "${agent_operations[@]/#/--include-operation-id=}" || status=1
 exit $status
