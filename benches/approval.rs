@@ -13,36 +13,10 @@
 // A benchmark: a failed step should stop it loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Value, json};
-use writ::app::Application;
-use writ::config::Config;
-
-async fn approver_token(dir: &std::path::Path, database_url: &str) -> String {
-    let ring = writ::keys::KeyDir::open(&dir.join("keys"))
-        .and_then(|keys| keys.load())
-        .expect("keys");
-    let store = writ::store::connect(database_url).await.expect("store");
-    let roles: BTreeSet<_> = [writ::admin::Role::Approver].into();
-    let principal = writ::admin::Principal::parse("bench-approver").expect("principal");
-    writ::broker::issue_admin_writ(
-        &ring,
-        &store,
-        &writ::broker::AdminWritOrder {
-            principal: &principal,
-            roles: &roles,
-            ttl: Duration::from_secs(3600),
-            issued_by: "bench",
-            parent_writ_id: None,
-            action: writ::audit::actions::ADMIN_BOOTSTRAP,
-        },
-    )
-    .await
-    .expect("approver writ")
-    .token
-}
+mod support;
 
 fn report(what: &str, took: &mut [Duration]) {
     took.sort();
@@ -64,21 +38,13 @@ async fn main() {
         .unwrap_or(200);
     let dir = tempfile::tempdir().expect("tempdir");
     let database_url = format!("sqlite://{}", dir.path().join("writ.db").display());
-    let mut config = Config::default_embedded();
-    config.dev = true;
-    config.listen = "127.0.0.1:0".parse().expect("address");
-    config.database_url = database_url.clone();
-    config.key_dir = dir.path().join("keys");
-    let app = Application::build(config).await.expect("the broker starts");
-    let url = format!("http://{}", app.local_addr().expect("bound"));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(app.run(async {
-        let _ = stopped.await;
-    }));
+    let broker = support::start(support::dev_config(dir.path(), &database_url)).await;
+    let url = broker.url.clone();
 
     let client = reqwest::Client::new();
     let dev = writ::identity::DevIssuer::open_or_init(&dir.path().join("keys")).expect("dev");
-    let approver = approver_token(dir.path(), &database_url).await;
+    let approver =
+        support::admin_token(dir.path(), &database_url, writ::admin::Role::Approver).await;
     let (mut open, mut decide, mut handover, mut total) = (vec![], vec![], vec![], vec![]);
     println!("approval path, human time excluded ({count} trials, one broker, SQLite)");
     for trial in 0..count {
@@ -146,5 +112,5 @@ async fn main() {
     report("decide (POST .../decision)", &mut decide);
     report("decision -> writ in hand", &mut handover);
     report("open + decision -> writ", &mut total);
-    let _ = stop.send(());
+    let _ = broker.stop.send(());
 }

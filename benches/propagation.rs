@@ -13,62 +13,15 @@
 // A benchmark: a failed step should stop it loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Value, json};
 use sqlx::Connection;
-use writ::app::Application;
-use writ::config::Config;
 use writ_verify::{Denial, Verifier};
 
-struct Broker {
-    url: String,
-    stop: tokio::sync::oneshot::Sender<()>,
-}
+mod support;
 
-async fn start(config: Config) -> Broker {
-    let app = Application::build(config).await.expect("the broker starts");
-    let url = format!("http://{}", app.local_addr().expect("bound"));
-    let (stop, stopped) = tokio::sync::oneshot::channel();
-    tokio::spawn(app.run(async {
-        let _ = stopped.await;
-    }));
-    Broker { url, stop }
-}
-
-fn config(dir: &std::path::Path, database_url: &str) -> Config {
-    let mut config = Config::default_embedded();
-    config.dev = true;
-    config.listen = "127.0.0.1:0".parse().expect("address");
-    config.database_url = database_url.to_owned();
-    config.key_dir = dir.join("keys");
-    config
-}
-
-async fn admin_token(dir: &std::path::Path, database_url: &str) -> String {
-    let ring = writ::keys::KeyDir::open(&dir.join("keys"))
-        .and_then(|keys| keys.load())
-        .expect("keys");
-    let store = writ::store::connect(database_url).await.expect("store");
-    let roles: BTreeSet<_> = [writ::admin::Role::Admin].into();
-    let principal = writ::admin::Principal::parse("bench").expect("principal");
-    writ::broker::issue_admin_writ(
-        &ring,
-        &store,
-        &writ::broker::AdminWritOrder {
-            principal: &principal,
-            roles: &roles,
-            ttl: Duration::from_secs(3600),
-            issued_by: "bench",
-            parent_writ_id: None,
-            action: writ::audit::actions::ADMIN_BOOTSTRAP,
-        },
-    )
-    .await
-    .expect("admin writ")
-    .token
-}
+use support::{admin_token, dev_config as config, start};
 
 /// Runs `trials` revocations: issue through `issue_via`, revoke through `revoke_via`, and time
 /// until a verifier following `follow` refuses. Returns the sorted durations.
@@ -82,7 +35,7 @@ async fn trials(
 ) -> Vec<Duration> {
     let client = reqwest::Client::new();
     let dev = writ::identity::DevIssuer::open_or_init(&dir.join("keys")).expect("dev issuer");
-    let admin = admin_token(dir, database_url).await;
+    let admin = admin_token(dir, database_url, writ::admin::Role::Admin).await;
     let verifier = Verifier::builder("orders-api")
         .key_set_url(format!("{follow}/.well-known/writ-keys"))
         .revocation_feed(follow)

@@ -690,6 +690,31 @@ mod tests {
     }
 
     #[test]
+    fn webhooks_go_over_https_or_to_loopback_with_bounded_retries() {
+        let webhook = |body: &str| {
+            parse(&format!(
+                "dev = true\n[approvals.webhook]\nsecret_file = \"s\"\n{body}"
+            ))
+            .unwrap()
+            .validate()
+        };
+        assert!(webhook("url = \"https://hooks.example/writ\"").is_ok());
+        assert!(webhook("url = \"http://127.0.0.1:9/hook\"").is_ok());
+        for refused in [
+            "url = \"http://hooks.example/writ\"",
+            "url = \"ftp://hooks.example\"",
+            "url = \"https://h.example\"\nattempts = 0",
+            "url = \"https://h.example\"\nattempts = 21",
+            "url = \"https://h.example\"\nretry_base = \"0s\"",
+            "url = \"https://h.example\"\nretry_base = \"2m\"",
+        ] {
+            let error = webhook(refused).unwrap_err().to_string();
+            assert!(error.contains("approvals.webhook"), "{refused}: {error}");
+        }
+        assert!(parse("[approvals.webhook]\nurl = \"https://h.example\"").is_err());
+    }
+
+    #[test]
     fn ttl_cap_is_bounded() {
         let config = parse("dev = true\nmax_ttl = \"2h\"").unwrap();
         assert!(config.validate().is_err());

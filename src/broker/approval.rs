@@ -536,20 +536,7 @@ impl Broker {
                     .changed
                     .send_modify(|n| *n = n.wrapping_add(1));
             }
-            Err(error) => {
-                let event = AuditEvent::new(
-                    actions::APPROVAL_DECISION_REFUSED,
-                    Outcome::of(error.code()),
-                    approver.principal.as_str(),
-                )
-                .at(unix_ms(now))
-                .with_reason(error.code().name)
-                .with_details(json!({
-                    "approval_id": if id::is_id(id, APPROVAL_PREFIX) { Some(id) } else { None },
-                    "via": rules::via_name(approver.via),
-                }));
-                self.audit_best_effort(event).await;
-            }
+            Err(error) => self.refuse_decision(approver, id, error.code()).await,
         }
         result
     }

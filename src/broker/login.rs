@@ -35,13 +35,25 @@ pub struct LoginStart {
 }
 
 /// What the provider sent back to the callback.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Callback {
     pub code: Option<String>,
     pub state: Option<String>,
     pub error: Option<String>,
     /// RFC 9207: the provider names itself; it must be the configured one.
     pub iss: Option<String>,
+}
+
+/// The authorization code and the state are credentials: never in debug output.
+impl std::fmt::Debug for Callback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Callback")
+            .field("code", &self.code.as_ref().map(|_| "<redacted>"))
+            .field("state", &self.state.as_ref().map(|_| "<redacted>"))
+            .field("error", &self.error)
+            .field("iss", &self.iss)
+            .finish()
+    }
 }
 
 /// A login that opened a session.
@@ -252,14 +264,15 @@ impl Broker {
         Ok(())
     }
 
-    /// Records that a logged-in person without the approver role tried to decide request
-    /// `id` (refused with `code` before any rule ran).
+    /// Records a refused decision on request `id` (by the rules, or before them: a login
+    /// without the approver role), with its code.
     pub async fn refuse_decision(&self, approver: &Approver, id: &str, code: ErrorCode) {
         let event = AuditEvent::new(
             actions::APPROVAL_DECISION_REFUSED,
             Outcome::of(code),
             approver.principal.as_str(),
         )
+        .at(unix_ms(SystemTime::now()))
         .with_reason(code.name)
         .with_details(json!({
             "approval_id": crate::id::is_id(id, super::APPROVAL_PREFIX).then_some(id),

@@ -15,7 +15,6 @@ use super::extract::{AdminCaller, Agent, ApproverRole, JsonBody, QueryParams};
 use crate::admin::AdminCredential;
 use crate::approval::{ApprovalRequest, Approver, DecisionRecord, Status, Via};
 use crate::broker::{AgentView, ApproverView, MAX_WAIT, RawApprovalRequest, RawDecision};
-use crate::error::codes;
 use crate::id;
 use crate::store::{ApprovalQuery, RightRecord};
 use crate::time::rfc3339;
@@ -269,15 +268,7 @@ pub async fn list(
         .broker
         .approvals_for_approver(&approver, &query)
         .await?;
-    let next = (views.len() == query.limit as usize)
-        .then(|| views.last())
-        .flatten()
-        .map(|last| {
-            format!(
-                "{}.{}",
-                last.listed.request.created_at, last.listed.request.id
-            )
-        });
+    let next = next_cursor(&views, query.limit);
     Ok(Json(ApprovalPage {
         approvals: views.into_iter().map(ApproverApprovalBody::from).collect(),
         next,
@@ -309,6 +300,17 @@ fn list_query(query: &ListQuery) -> Result<ApprovalQuery, ApiError> {
 }
 
 /// The `before` cursor of a listing: `<created_at>.<id>`.
+/// The cursor of the page after `views`, a full page of `limit` (none after a short one).
+pub(super) fn next_cursor(views: &[ApproverView], limit: u32) -> Option<String> {
+    (views.len() == limit as usize)
+        .then(|| views.last())
+        .flatten()
+        .map(|last| {
+            let request = &last.listed.request;
+            format!("{}.{}", request.created_at, request.id)
+        })
+}
+
 pub(super) fn parse_cursor(cursor: &str) -> Option<(i64, String)> {
     let (at, id) = cursor.split_once('.')?;
     let at = at.parse().ok()?;
@@ -335,10 +337,4 @@ fn approver_of(credential: &AdminCredential) -> Approver {
         login: None,
         via: Via::AdminWrit,
     }
-}
-
-/// Answers for an unknown id, without saying whether it exists for someone else.
-#[allow(dead_code)]
-fn unknown() -> ApiError {
-    ApiError::new(codes::APPROVAL_UNKNOWN, "no such approval request")
 }

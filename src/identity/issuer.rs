@@ -86,6 +86,7 @@ impl TrustedIssuer {
         if settings.audience.is_empty() {
             return Err(format!("issuer {:?}: audience is empty", settings.name));
         }
+        let settings_name = settings.name.clone();
         Ok(TrustedIssuer {
             name: settings.name,
             issuer,
@@ -97,7 +98,8 @@ impl TrustedIssuer {
             min_refetch_interval: settings.min_refetch_interval,
             refresh_every: settings.refresh_every,
             source: settings.source,
-            client: keys::http_client(),
+            client: keys::http_client()
+                .map_err(|e| format!("issuer {:?}: no HTTP client: {e}", settings_name))?,
             keys: RwLock::new(None),
             fetches: tokio::sync::Mutex::new(FetchState::default()),
         })

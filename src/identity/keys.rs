@@ -57,14 +57,14 @@ impl KeySource {
     }
 }
 
-/// An HTTP client for issuers: no redirects, short timeouts.
-pub fn http_client() -> reqwest::Client {
+/// An HTTP client for identity and login providers: no redirects, short timeouts. Fails rather
+/// than fall back to a client without those limits.
+pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(5))
         .connect_timeout(Duration::from_secs(3))
         .build()
-        .unwrap_or_default()
 }
 
 pub async fn fetch(

@@ -24,7 +24,7 @@ pub use dev::DevIssuer;
 pub use issuer::{IssuerSettings, TrustedIssuer};
 pub use keys::{
     BodyError, KeyFetchError, KeySource, MAX_DOCUMENT_BYTES, MIN_RSA_BITS, fetch as fetch_keys,
-    get_json, read_bounded,
+    get_json, http_client, read_bounded,
 };
 pub use text::{display_name_problem, free_text_problem};
 

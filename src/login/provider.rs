@@ -45,7 +45,6 @@ const REDISCOVER_AFTER: Duration = Duration::from_secs(3600);
 const MIN_REFETCH: Duration = Duration::from_secs(10);
 const RETRY_FIRST: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(30);
-const TIMEOUT: Duration = Duration::from_secs(5);
 
 type LoginClient =
     CoreClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
@@ -101,11 +100,7 @@ impl LoginProvider {
             .map_err(|e| format!("approvals.login.issuer: {e}"))?;
         let redirect = RedirectUrl::new(settings.redirect_url.clone())
             .map_err(|e| format!("approvals.login.redirect_url: {e}"))?;
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(TIMEOUT)
-            .connect_timeout(Duration::from_secs(3))
-            .build()
+        let http = crate::identity::http_client()
             .map_err(|e| format!("approvals.login: no HTTP client: {e}"))?;
         Ok(LoginProvider {
             settings,

@@ -39,7 +39,7 @@ impl SessionSecret {
 }
 
 /// A logged-in approver, as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ApproverSession {
     pub principal: Principal,
     pub groups: Vec<String>,
@@ -53,6 +53,22 @@ pub struct ApproverSession {
     /// Unix seconds.
     pub created_at: i64,
     pub expires_at: i64,
+}
+
+/// The CSRF token guards every form: never in debug output.
+impl std::fmt::Debug for ApproverSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApproverSession")
+            .field("principal", &self.principal)
+            .field("groups", &self.groups)
+            .field("issuer", &self.issuer)
+            .field("subject", &self.subject)
+            .field("approver", &self.approver)
+            .field("csrf_token", &"<redacted>")
+            .field("created_at", &self.created_at)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
 }
 
 impl ApproverSession {

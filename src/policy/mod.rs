@@ -282,11 +282,18 @@ impl PolicySet {
         channel: Channel,
     ) -> Result<Permit, Refusal> {
         let mut closest: Option<Refusal> = None;
-        let (mut direct, mut approved): (Option<Permit>, Option<Permit>) = (None, None);
+        let mut approved: Option<Permit> = None;
         for policy in self.policies.iter().filter(|p| p.matches(subject)) {
             match policy.evaluate(request) {
+                // A direct permit decides at once, on either channel: issuance stops at the
+                // first policy that grants the request, as it did before approvals existed.
                 Ok(permit) if permit.channel() == Channel::Direct => {
-                    direct.get_or_insert(permit);
+                    return match channel {
+                        Channel::Direct => Ok(permit),
+                        Channel::Approval => {
+                            Err(wrong_channel(reasons::APPROVAL_NOT_NEEDED, permit))
+                        }
+                    };
                 }
                 Ok(permit) => {
                     // Of several approval policies granting the request, the strictest rules:
@@ -302,25 +309,24 @@ impl PolicySet {
                 }
             }
         }
-        let wrong_channel = |reason, permit: Permit| Refusal {
-            reason,
-            policy: Some(permit.policy),
-            refused_rights: Vec::new(),
-            refused_services: Vec::new(),
-            refused_ttl: None,
-        };
-        match (channel, direct, approved) {
-            (Channel::Direct, Some(permit), _) | (Channel::Approval, None, Some(permit)) => {
-                Ok(permit)
-            }
-            (Channel::Direct, None, Some(permit)) => {
+        match (channel, approved) {
+            (Channel::Approval, Some(permit)) => Ok(permit),
+            (Channel::Direct, Some(permit)) => {
                 Err(wrong_channel(reasons::APPROVAL_REQUIRED, permit))
             }
-            (Channel::Approval, Some(permit), _) => {
-                Err(wrong_channel(reasons::APPROVAL_NOT_NEEDED, permit))
-            }
-            (_, None, None) => Err(closest.unwrap_or_else(|| no_matching_policy(request))),
+            (_, None) => Err(closest.unwrap_or_else(|| no_matching_policy(request))),
         }
+    }
+}
+
+/// The refusal of a request asked on the channel its policy does not serve.
+fn wrong_channel(reason: &'static str, permit: Permit) -> Refusal {
+    Refusal {
+        reason,
+        policy: Some(permit.policy),
+        refused_rights: Vec::new(),
+        refused_services: Vec::new(),
+        refused_ttl: None,
     }
 }
 

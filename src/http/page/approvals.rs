@@ -376,15 +376,7 @@ fn cursor_parameter(query: &str) -> Result<Option<(i64, String)>, PageError> {
 
 /// The cursor of the page after `listed`, when it was full.
 fn next_cursor(listed: &[ApproverView]) -> Option<String> {
-    (listed.len() == PAGE_SIZE as usize)
-        .then(|| listed.last())
-        .flatten()
-        .map(|last| {
-            format!(
-                "{}.{}",
-                last.listed.request.created_at, last.listed.request.id
-            )
-        })
+    crate::http::approvals::next_cursor(listed, PAGE_SIZE)
 }
 
 fn broker_failure(error: ApprovalCallError) -> PageError {
