@@ -475,3 +475,136 @@ async fn sessions_are_kept_by_hash_and_bounded_on_postgres() {
     let database = crate::helpers::PostgresDatabase::create().await;
     sessions_are_kept_by_hash_and_bounded(&database.url()).await;
 }
+
+/// A session for `name` in the page broker's store, as a login would open it; answers the
+/// cookie's secret.
+async fn session_for(page: &PageBroker, name: &str, approver: bool) -> String {
+    use writ::audit::{AuditEvent, Outcome};
+    use writ::login::{ApproverSession, LoginIdentity};
+    let store = writ::store::connect(&page.broker.database_url)
+        .await
+        .unwrap();
+    let identity = LoginIdentity {
+        principal: writ::admin::Principal::parse(name).unwrap(),
+        groups: vec!["approvers".into()],
+        issuer: "https://idp.example".into(),
+        subject: name.into(),
+        approver,
+    };
+    let now = writ::time::unix_seconds(std::time::SystemTime::now());
+    let (secret, session) = ApproverSession::open(identity, now, Duration::from_secs(600)).unwrap();
+    store
+        .open_session(
+            &secret.id_hash(),
+            &session,
+            AuditEvent::new("approver.login", Outcome::Success, name),
+        )
+        .await
+        .unwrap();
+    secret.expose().to_owned()
+}
+
+#[tokio::test]
+async fn hostile_decision_forms_and_queries_are_refused_and_decide_nothing() {
+    let page = PageBroker::start(Backend::Sqlite).await;
+    let identity = page.broker.orders_identity();
+    let id = open_pending(
+        &page.broker,
+        &identity,
+        &delete_orders("remove duplicates", "entered twice"),
+    )
+    .await;
+    let carol = session_for(&page, "carol@example.test", true).await;
+    let detail = page.get(&format!("/approvals/{id}"), Some(&carol)).await;
+    assert_eq!(detail.status(), 200);
+    let csrf = csrf_token(&detail.text().await.unwrap());
+    let path = format!("/approvals/{id}/decision");
+    let origin = [("origin", page.origin.as_str())];
+    for form in [
+        // A right that was never offered: a widening, whatever the form says.
+        vec![
+            ("decision", "approve"),
+            ("right", "admin *"),
+            ("reason", "r"),
+        ],
+        vec![
+            ("decision", "approve"),
+            ("right", "nospace"),
+            ("reason", "r"),
+        ],
+        vec![("decision", "approve"), ("reason", "no right checked")],
+        vec![
+            ("decision", "approve"),
+            ("right", "delete orders/42"),
+            ("ttl", "abc"),
+            ("reason", "r"),
+        ],
+        vec![
+            ("decision", "approve"),
+            ("right", "delete orders/42"),
+            ("ttl", "0"),
+            ("reason", "r"),
+        ],
+        vec![
+            ("decision", "approve"),
+            ("right", "delete orders/42"),
+            ("ttl", "99999"),
+            ("reason", "r"),
+        ],
+        vec![("decision", "maybe"), ("reason", "r")],
+        vec![("decision", "approve"), ("right", "delete orders/42")],
+    ] {
+        let mut form = form;
+        form.push(("csrf", csrf.as_str()));
+        let response = page.post_form(&path, Some(&carol), &origin, &form).await;
+        assert!(
+            response.status().is_client_error(),
+            "{form:?} answered {}",
+            response.status()
+        );
+    }
+    let (_, read) = crate::approvals::poll(&page.broker, &identity, &id, Duration::ZERO).await;
+    assert_eq!(read["status"], "pending", "nothing was decided: {read:#}");
+    assert_eq!(read["decisions"], serde_json::json!([]));
+
+    for query in [
+        "/approvals/history?status=bogus",
+        "/approvals?before=garbage",
+    ] {
+        let response = page.get(query, Some(&carol)).await;
+        assert!(
+            response.status().is_client_error(),
+            "{query} answered {}",
+            response.status()
+        );
+    }
+    // The same session and token do decide a well-formed form: the refusals above were the forms'.
+    let denied = page
+        .post_form(
+            &path,
+            Some(&carol),
+            &origin,
+            &[
+                ("decision", "deny"),
+                ("reason", "not today"),
+                ("csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(denied.status(), 303);
+    let (_, read) = crate::approvals::poll(&page.broker, &identity, &id, Duration::ZERO).await;
+    assert_eq!(read["status"], "denied");
+    // Logging out takes the session's CSRF token: without it (or with another) the session lives.
+    for token in [None, Some("0".repeat(43))] {
+        let mut form = Vec::new();
+        if let Some(token) = &token {
+            form.push(("csrf", token.as_str()));
+        }
+        let response = page
+            .post_form("/approvals/logout", Some(&carol), &origin, &form)
+            .await;
+        assert_eq!(response.status(), 403, "{token:?}");
+        assert_eq!(page.get("/approvals", Some(&carol)).await.status(), 200);
+    }
+    page.stop().await;
+}
