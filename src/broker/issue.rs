@@ -33,7 +33,7 @@ pub enum IssueError {
     #[error("{0}")]
     Request(#[from] RequestError),
     #[error("{0}")]
-    Refused(Refusal),
+    Refused(Box<Refusal>),
     #[error(transparent)]
     Mint(#[from] MintError),
     #[error(transparent)]
@@ -158,7 +158,7 @@ impl Broker {
         };
         let permit = self
             .policies
-            .decide(subject, &request, Channel::Direct)
+            .decide(subject, &request, Channel::Direct, now)
             .map_err(IssueError::Refused)?;
         // Whole seconds: the writ and its record must name the same instant.
         let issued_at = SystemTime::UNIX_EPOCH + Duration::from_secs(unix(now));

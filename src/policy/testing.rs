@@ -22,6 +22,7 @@
 //! ```
 
 use std::path::Path;
+use std::time::SystemTime;
 
 use serde::Deserialize;
 
@@ -44,6 +45,9 @@ struct Case {
     #[serde(default)]
     claims: toml::Table,
     request: RawWritRequest,
+    /// The instant of the request (RFC 3339), for policies with time windows; default now.
+    #[serde(default)]
+    at: Option<String>,
     expect: Expect,
     #[serde(default)]
     refused_rights: Option<Vec<String>>,
@@ -103,8 +107,14 @@ fn run_case(case: &Case, policies: &PolicySet) -> Result<(), String> {
         issuer: &case.issuer,
         claims: &claims,
     };
+    let at = match &case.at {
+        None => SystemTime::now(),
+        Some(text) => chrono::DateTime::parse_from_rfc3339(text)
+            .map_err(|e| format!("at: {text:?} is not an RFC 3339 instant: {e}"))?
+            .into(),
+    };
     match (
-        policies.decide(subject, &request, Channel::Direct),
+        policies.decide(subject, &request, Channel::Direct, at),
         case.expect,
     ) {
         (Ok(_), Expect::Allow) => Ok(()),
