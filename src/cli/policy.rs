@@ -18,7 +18,7 @@ pub enum PolicyCommand {
     Test(TestArgs),
     /// Show how the policies decide one request: which policies matched the identity, which
     /// rule or condition refused each item, and which deny rule fired. Exits 0 when the request
-    /// is granted (with --approval: granted once humans approve), 3 when it is refused.
+    /// is granted (with --approval: granted once humans approve), 1 when it is refused.
     Explain(ExplainArgs),
 }
 
@@ -171,6 +171,6 @@ fn explain(args: ExplainArgs) -> CliResult {
     Ok(if explanation.refusal.is_none() {
         ExitCode::SUCCESS
     } else {
-        ExitCode::from(3)
+        ExitCode::FAILURE
     })
 }

@@ -181,15 +181,12 @@ fn policy_outcome(
 impl fmt::Display for Explanation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (&self.policy, &self.refusal) {
-            (Some(policy), _) if self.decision == "approval" => writeln!(
-                f,
-                "decision: granted with human approval, by policy {policy:?}"
-            )?,
-            (Some(policy), _) => writeln!(f, "decision: allowed by policy {policy:?}")?,
-            (None, Some(refusal)) => {
-                writeln!(f, "decision: refused ({}): {refusal}", refusal.reason)?
+            (Some(policy), _) if self.decision == "approval" => {
+                writeln!(f, "granted with human approval, by policy {policy:?}")?
             }
-            (None, None) => writeln!(f, "decision: {}", self.decision)?,
+            (Some(policy), _) => writeln!(f, "allowed by policy {policy:?}")?,
+            (None, Some(refusal)) => writeln!(f, "refused ({}): {refusal}", refusal.reason)?,
+            (None, None) => writeln!(f, "{}", self.decision)?,
         }
         if !self.denies.is_empty() {
             writeln!(f, "deny rules:")?;
