@@ -14,6 +14,8 @@
 //! # ...
 //! expect = "deny"
 //! refused_rights = ["orders/42:write"]   # optional: exactly these are refused
+//! # denied_by = "no-prod-writes"         # optional: the deny rule that must refuse it
+//! # at = "2026-11-30T10:00:00Z"          # optional: decide at this instant (time windows)
 //!
 //! [[case]]
 //! name = "deleting needs a human"
@@ -54,6 +56,9 @@ struct Case {
     refused_rights: Option<Vec<String>>,
     #[serde(default)]
     refused_services: Option<Vec<String>>,
+    /// For `expect = "deny"`: the deny rule that must refuse it.
+    #[serde(default)]
+    denied_by: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -225,6 +230,18 @@ fn run_case(case: &Case, prepared: &Prepared, policies: &PolicySet) -> Result<()
             serde_json::to_string(&refusal).unwrap_or_default()
         )),
         (Err(refusal), Expect::Deny) => {
+            if let Some(rule) = case
+                .denied_by
+                .as_ref()
+                .filter(|r| refusal.deny.as_ref() != Some(r))
+            {
+                let by = refusal.deny.as_ref().map(|d| format!(" by {d:?}"));
+                return Err(format!(
+                    "expected deny rule {rule:?} to refuse it, but it is refused ({}{})",
+                    refusal.reason,
+                    by.unwrap_or_default()
+                ));
+            }
             let rights: Vec<String> = refusal
                 .refused_rights
                 .iter()

@@ -224,7 +224,19 @@ claims = { "kubernetes.io" = { namespace = "nobody" } }
 fn policy_explain_names_the_rule_that_decided_and_tests_report_unexercised_rules() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("orders.toml"), format!("{POLICY}{DENY}")).unwrap();
-    std::fs::write(dir.path().join("orders.test.toml"), TESTS).unwrap();
+    let denied_case = |rule: &str| {
+        format!(
+            "{TESTS}\n[[case]]\nname = \"writes are denied\"\nissuer = \"kubernetes\"\n\
+             claims = {{ \"kubernetes.io\" = {{ namespace = \"orders\" }} }}\n\
+             request = {{ task = \"t\", rights = [{{ resource = \"orders/1\", operations = [\"write\"] }}], services = [\"orders-api\"] }}\n\
+             expect = \"deny\"\ndenied_by = \"{rule}\"\n"
+        )
+    };
+    std::fs::write(
+        dir.path().join("orders.test.toml"),
+        denied_case("no-order-writes"),
+    )
+    .unwrap();
     let claims = r#"{"kubernetes.io": {"namespace": "orders"}}"#;
     let writes = r#"{"task": "t", "rights": [{"resource": "orders/1", "operations": ["write"]}], "services": ["orders-api"]}"#;
     let explain = |claims: &str, request: &str, extra: &[&str]| {
@@ -281,6 +293,22 @@ fn policy_explain_names_the_rule_that_decided_and_tests_report_unexercised_rules
     assert!(!stdout(&run).contains("not exercised by any case: reader"));
     let strict = writ(dir.path(), &["policy", "test", ".", "--require-coverage"]);
     assert_eq!(strict.status.code(), Some(1));
+    assert!(!stdout(&run).contains("not exercised by any case: no-order-writes"));
+
+    std::fs::write(
+        dir.path().join("orders.test.toml"),
+        denied_case("never-fires"),
+    )
+    .unwrap();
+    let wrong_rule = writ(dir.path(), &["policy", "test", "."]);
+    assert_eq!(wrong_rule.status.code(), Some(1));
+    assert!(
+        stdout(&wrong_rule).contains(
+            "expected deny rule \"never-fires\" to refuse it, but it is refused (denied by \"no-order-writes\")"
+        ),
+        "{}",
+        stdout(&wrong_rule)
+    );
 
     // A failing case prints the explanation of its decision.
     std::fs::write(
