@@ -13,6 +13,7 @@ mod approval;
 mod claims;
 mod condition;
 mod deny;
+mod explain;
 mod file;
 mod names;
 pub mod pattern;
@@ -34,6 +35,7 @@ pub use approval::{
 pub use claims::ClaimMatcher;
 pub use condition::TimeWindow;
 pub use deny::DenyRule;
+pub use explain::{Explanation, Outcome, RuleTrace};
 pub use file::PolicyError;
 pub use names::{NameError, Operation, ServiceName, TaskName};
 pub use pattern::ResourcePattern;

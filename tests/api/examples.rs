@@ -81,14 +81,16 @@ fn every_guide_example_is_a_policy_directory_whose_tests_pass() {
     for dir in &examples {
         assert_policy_tests_pass(dir);
         // As an author runs them.
-        for command in ["check", "test"] {
+        for args in [&["check"][..], &["test", "--require-coverage"]] {
             let output = writ_command(dir)
-                .args(["policy", command, ".", "--max-ttl", &max_ttl])
+                .arg("policy")
+                .args(args)
+                .args([".", "--max-ttl", &max_ttl])
                 .output()
                 .unwrap();
             assert!(
                 output.status.success(),
-                "writ policy {command} {}:\n{}{}",
+                "writ policy {args:?} {}:\n{}{}",
                 dir.display(),
                 String::from_utf8_lossy(&output.stdout),
                 String::from_utf8_lossy(&output.stderr)
@@ -181,11 +183,19 @@ fn policies_naming_configured_issuers(dir: &Path) -> PolicySet {
     policies
 }
 
-/// Every case of `dir`'s policy tests passes, and every policy file has tests beside it.
+/// Every case of `dir`'s policy tests passes, every rule is exercised by some case, and every
+/// policy file has tests beside it.
 fn assert_policy_tests_pass(dir: &Path) {
     let policies = policies_naming_configured_issuers(dir);
-    let results = testing::run_dir(dir, &policies).unwrap();
+    let run = testing::run_dir(dir, &policies).unwrap();
+    let results = &run.cases;
     assert!(!results.is_empty(), "{} has no policy tests", dir.display());
+    assert!(
+        run.unexercised.is_empty(),
+        "{}: rules no case exercises: {:?}",
+        dir.display(),
+        run.unexercised
+    );
     let failures: Vec<String> = results
         .iter()
         .filter_map(|r| {
