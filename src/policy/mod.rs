@@ -13,6 +13,7 @@ mod file;
 mod names;
 pub mod pattern;
 mod request;
+mod source;
 pub mod testing;
 
 use std::path::{Path, PathBuf};
@@ -30,6 +31,7 @@ pub use pattern::ResourcePattern;
 pub use request::{
     RawRight, RawWritRequest, RequestError, RequestedRight, RightRecord, WritRequest, parse_rights,
 };
+pub use source::{PolicyFileDigest, PolicySource};
 
 /// The playground policy used in dev mode when no policy directory is configured.
 pub const DEV_POLICY: &str = include_str!("dev-playground.toml");
@@ -55,6 +57,8 @@ pub struct Policy {
 #[derive(Debug, Clone, Default)]
 pub struct PolicySet {
     pub policies: Vec<Policy>,
+    /// The files it was built from, hashed.
+    pub source: PolicySource,
 }
 
 /// Who is asking, as far as policy is concerned.
@@ -239,6 +243,7 @@ impl PolicySet {
     /// Loads every `*.toml` policy file (not `*.test.toml`) in `dir`, in name order.
     pub fn load_dir(dir: &Path, max_ttl: Duration) -> Result<PolicySet, PolicyError> {
         let mut policies: Vec<Policy> = Vec::new();
+        let mut read = Vec::new();
         for path in policy_files(dir, false)? {
             let text = std::fs::read_to_string(&path).map_err(|e| PolicyError::io(&path, e))?;
             for policy in file::parse(&path, &text, max_ttl)? {
@@ -254,13 +259,20 @@ impl PolicySet {
                 }
                 policies.push(policy);
             }
+            // What was parsed is what is hashed: the file is read once.
+            read.push((source::file_name(&path), text));
         }
-        Ok(PolicySet { policies })
+        Ok(PolicySet {
+            policies,
+            source: PolicySource::of(&read),
+        })
     }
 
+    /// One file's policies; `origin`'s file name is the file's name in the set's source.
     pub fn parse(origin: &Path, text: &str, max_ttl: Duration) -> Result<PolicySet, PolicyError> {
         Ok(PolicySet {
             policies: file::parse(origin, text, max_ttl)?,
+            source: PolicySource::of(&[(source::file_name(origin), text)]),
         })
     }
 
