@@ -293,8 +293,10 @@ impl Broker {
             issuer: &identity.issuer,
             claims: &identity.claims,
         };
-        let permit = self
-            .policies
+        // One snapshot decides and is recorded, whatever a reload swaps in meanwhile.
+        let policies = self.policies.current();
+        let permit = policies
+            .set
             .decide(subject, &request, Channel::Approval)
             .map_err(ApprovalCallError::Refused)?;
         let Some(rule) = permit.approval else {
@@ -316,6 +318,7 @@ impl Broker {
             ttl: permit.ttl.as_secs(),
             justification: raw.justification.clone(),
             policy: permit.policy.clone(),
+            policy_hash: Some(policies.set.source.hash.clone()),
             approvers: rule.approvers.clone(),
             quorum: rule.quorum,
             created_at,
@@ -338,6 +341,7 @@ impl Broker {
             "issuer": approval.issuer,
             "subject": approval.subject,
             "policy": approval.policy,
+            "policy_hash": approval.policy_hash,
             "rights": approval.rights,
             "services": approval.services,
             "ttl": approval.ttl,
@@ -778,6 +782,8 @@ fn collect_rule(
         revocation_id: minted.revocation_id,
         issued_at: decided_at,
         expires_at,
+        // The set that admitted the request: the humans approved what it allowed.
+        policy_hash: request.policy_hash.clone(),
     };
     let approvers: Vec<Value> = request
         .approved_by()
@@ -792,6 +798,7 @@ fn collect_rule(
             "issuer": record.issuer,
             "subject": record.subject,
             "policy": request.policy,
+            "policy_hash": request.policy_hash,
             "rights": record.rights,
             "services": record.services,
             "ttl": expires_at - decided_at,

@@ -1,4 +1,5 @@
-//! `writ policy`: validate policy files and run their tests, like `opa test`.
+//! `writ policy`: validate policy files and run their tests, like `opa test`; and ask a running
+//! broker which set it runs (`status`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -15,6 +16,9 @@ pub enum PolicyCommand {
     Check(PolicyArgs),
     /// Run the policy tests (`*.test.toml`) beside the policies. Exits non-zero on any failure.
     Test(PolicyArgs),
+    /// Ask a running broker which policy set it runs: its hash, its files and any refused
+    /// reload (then exit 1). Needs an admin writ with the admin or auditor role.
+    Status(super::policy_status::StatusArgs),
 }
 
 #[derive(Debug, Args)]
@@ -49,8 +53,9 @@ fn load(args: &PolicyArgs) -> Result<PolicySet, String> {
     Ok(policies)
 }
 
-pub fn run(command: PolicyCommand) -> CliResult {
+pub async fn run(command: PolicyCommand) -> CliResult {
     match command {
+        PolicyCommand::Status(args) => super::policy_status::run(args).await,
         PolicyCommand::Check(args) => {
             let policies = load(&args)?;
             println!("{} policies are valid", policies.policies.len());

@@ -37,6 +37,9 @@ pub struct ApprovalBody {
     pub ttl: u64,
     pub justification: String,
     pub policy: String,
+    /// The hash of the policy set that admitted the request; its elevated writ records it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_hash: Option<String>,
     pub quorum: u32,
     pub approvals: usize,
     pub created_at: String,
@@ -84,6 +87,7 @@ impl ApprovalBody {
             ttl: request.ttl,
             justification: request.justification.clone(),
             policy: request.policy.clone(),
+            policy_hash: request.policy_hash.clone(),
             quorum: request.quorum,
             approvals: request.approvals(),
             created_at: rfc3339(request.created_at),
