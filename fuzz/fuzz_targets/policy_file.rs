@@ -30,7 +30,12 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(request) = WritRequest::parse(&raw) {
         for issuer in ["kubernetes", "writ-dev"] {
             for channel in [Channel::Direct, Channel::Approval] {
-                let _ = policies.decide(Subject { issuer, claims }, &request, channel);
+                let _ = policies.decide(
+                    Subject { issuer, claims },
+                    &request,
+                    channel,
+                    std::time::SystemTime::now(),
+                );
             }
         }
     }

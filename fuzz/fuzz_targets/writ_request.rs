@@ -31,7 +31,9 @@ fuzz_target!(|data: &[u8]| {
         claims: &claims,
     };
     for channel in [Channel::Direct, Channel::Approval] {
-        if let Err(refusal) = policies().decide(subject, &request, channel) {
+        if let Err(refusal) =
+            policies().decide(subject, &request, channel, std::time::SystemTime::now())
+        {
             let _ = serde_json::to_string(&refusal);
             let _ = refusal.to_string();
         }

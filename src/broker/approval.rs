@@ -22,8 +22,8 @@ use crate::identity::Identity;
 use crate::keys::KeyRing;
 use crate::mint::{self, Evidence, MintError, WritContents};
 use crate::policy::{
-    ApproverRef, Channel, RawRight, RawWritRequest, Refusal, RequestError, RightRecord, Subject,
-    TaskName, WritRequest, parse_rights,
+    ApproverRef, Channel, PolicySet, RawRight, RawWritRequest, Refusal, RequestError, RightRecord,
+    Subject, TaskName, WritRequest, parse_rights,
 };
 use crate::store::{
     ApprovalChange, ApprovalQuery, IssuedWrit, ListedApproval, NotifyStatus, StoreError,
@@ -147,7 +147,7 @@ pub enum ApprovalCallError {
     #[error("{0}")]
     Invalid(String),
     #[error("{0}")]
-    Refused(Refusal),
+    Refused(Box<Refusal>),
     #[error("this agent already has {MAX_PENDING_PER_AGENT} requests waiting; wait for a decision")]
     TooManyPending,
     #[error("no such approval request")]
@@ -297,7 +297,7 @@ impl Broker {
         let policies = self.policies.current();
         let permit = policies
             .set
-            .decide(subject, &request, Channel::Approval)
+            .decide(subject, &request, Channel::Approval, now)
             .map_err(ApprovalCallError::Refused)?;
         let Some(rule) = permit.approval else {
             return Err(ApprovalCallError::Invalid(
@@ -514,9 +514,13 @@ impl Broker {
         let ring = self.keys.current();
         let owner = identity.clone();
         let now = SystemTime::now();
+        // One snapshot asks policy again and is recorded with the writ.
+        let policies = self.policies.current();
         let view = self
             .store
-            .change_approval(id, move |current| collect_rule(current, &owner, &ring, now))
+            .change_approval(id, move |current| {
+                collect_rule(current, &owner, &ring, &policies.set, now)
+            })
             .await?;
         if let Some(writ) = &view.writ {
             tracing::info!(writ_id = %writ.record.writ_id, approval_id = %id,
@@ -716,6 +720,7 @@ fn collect_rule(
     current: Option<ApprovalRequest>,
     owner: &Identity,
     ring: &KeyRing,
+    policies: &PolicySet,
     now: SystemTime,
 ) -> Result<ApprovalChange<AgentView>, ApprovalCallError> {
     let mut request = current
@@ -738,6 +743,21 @@ fn collect_rule(
         .map(|s| crate::policy::ServiceName::parse(s))
         .collect::<Result<Vec<_>, _>>()
         .map_err(RequestError::from)?;
+    // Policy is asked again as the writ is minted: a deny rule added, a policy withdrawn or a
+    // window closed while humans deliberated refuses the writ they approved.
+    let asked = WritRequest {
+        task: TaskName::parse(&request.task).map_err(RequestError::from)?,
+        rights: rights.clone(),
+        services: services.iter().cloned().collect(),
+        ttl: None,
+    };
+    let subject = Subject {
+        issuer: &owner.issuer,
+        claims: &owner.claims,
+    };
+    policies
+        .decide(subject, &asked, Channel::Approval, now)
+        .map_err(ApprovalCallError::Refused)?;
     let writ_id = mint::new_writ_id()?;
     // Issued as of the decision, not the collection: a task or agent revocation made after the
     // humans approved ("issued up to T") covers the writ however late it is collected.
@@ -782,8 +802,9 @@ fn collect_rule(
         revocation_id: minted.revocation_id,
         issued_at: decided_at,
         expires_at,
-        // The set that admitted the request: the humans approved what it allowed.
-        policy_hash: request.policy_hash.clone(),
+        // The set asked last, as the writ is minted (the request keeps the one that admitted
+        // it).
+        policy_hash: Some(policies.source.hash.clone()),
     };
     let approvers: Vec<Value> = request
         .approved_by()
@@ -798,14 +819,18 @@ fn collect_rule(
             "issuer": record.issuer,
             "subject": record.subject,
             "policy": request.policy,
-            "policy_hash": request.policy_hash,
+            "policy_hash": record.policy_hash,
             "rights": record.rights,
             "services": record.services,
             "ttl": expires_at - decided_at,
             "collected_at": at,
             "root_key_id": record.root_key_id,
             "expires_at": expires_at,
-            "approval": { "approval_id": request.id, "approvers": approvers },
+            "approval": {
+                "approval_id": request.id,
+                "approvers": approvers,
+                "policy_hash": request.policy_hash,
+            },
         }));
     request.writ_id = Some(writ_id);
     Ok(ApprovalChange {

@@ -33,7 +33,7 @@ pub enum IssueError {
     #[error("{0}")]
     Request(#[from] RequestError),
     #[error("{0}")]
-    Refused(Refusal),
+    Refused(Box<Refusal>),
     #[error(transparent)]
     Mint(#[from] MintError),
     #[error(transparent)]
@@ -163,7 +163,7 @@ impl Broker {
         let policy_hash = &policies.set.source.hash;
         let permit = policies
             .set
-            .decide(subject, &request, Channel::Direct)
+            .decide(subject, &request, Channel::Direct, now)
             .map_err(IssueError::Refused)?;
         // Whole seconds: the writ and its record must name the same instant.
         let issued_at = SystemTime::UNIX_EPOCH + Duration::from_secs(unix(now));

@@ -1,24 +1,76 @@
-//! `writ policy`: validate policy files and run their tests, like `opa test`; and ask a running
-//! broker which set it runs (`status`).
+//! `writ policy`: validate policy files, run their tests (like `opa test`) and explain a
+//! decision; and ask a running broker which set it runs (`status`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use clap::{Args, Subcommand};
 
 use super::CliResult;
-use crate::policy::{PolicySet, testing};
+use crate::policy::{Channel, PolicySet, RawWritRequest, Subject, WritRequest, testing};
 
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
     /// Load and validate the policies; errors point at the file and line.
     Check(PolicyArgs),
-    /// Run the policy tests (`*.test.toml`) beside the policies. Exits non-zero on any failure.
-    Test(PolicyArgs),
+    /// Run the policy tests (`*.test.toml`) beside the policies. Exits non-zero on any failure;
+    /// lists the policies and deny rules no case exercised.
+    Test(TestArgs),
+    /// Show how the policies decide one request: which policies matched the identity, which
+    /// rule or condition refused each item, and which deny rule fired. Exits 0 when the request
+    /// is granted (with --approval: granted once humans approve), 1 when it is refused.
+    Explain(ExplainArgs),
     /// Ask a running broker which policy set it runs: its hash, its files and any refused
     /// reload (then exit 1). Needs an admin writ with the admin or auditor role.
     Status(super::policy_status::StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    #[command(flatten)]
+    policies: PolicyArgs,
+    /// Fail when a policy or deny rule is exercised by no case.
+    #[arg(long)]
+    require_coverage: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    #[command(flatten)]
+    policies: PolicyArgs,
+    /// The configured issuer name the identity comes from (as policies name it).
+    #[arg(long)]
+    issuer: String,
+    /// The identity's claims, a JSON object.
+    #[arg(long, value_parser = parse_claims)]
+    claims: serde_json::Map<String, serde_json::Value>,
+    /// The request, as the body of POST /v1/writs: {"task", "rights", "services", "ttl"?}.
+    #[arg(long, value_parser = parse_request)]
+    request: RawWritRequest,
+    /// Decide as for POST /v1/approvals (human approval) rather than POST /v1/writs.
+    #[arg(long)]
+    approval: bool,
+    /// The instant of the request, RFC 3339 (for time windows); default now.
+    #[arg(long, value_parser = parse_instant)]
+    at: Option<SystemTime>,
+    /// Print the explanation as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_claims(text: &str) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    serde_json::from_str(text).map_err(|e| format!("claims must be a JSON object: {e}"))
+}
+
+fn parse_request(text: &str) -> Result<RawWritRequest, String> {
+    serde_json::from_str(text).map_err(|e| format!("request: {e}"))
+}
+
+fn parse_instant(text: &str) -> Result<SystemTime, String> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(SystemTime::from)
+        .map_err(|e| format!("not an RFC 3339 instant: {e}"))
 }
 
 #[derive(Debug, Args)]
@@ -61,10 +113,14 @@ pub async fn run(command: PolicyCommand) -> CliResult {
             println!("{} policies are valid", policies.policies.len());
             Ok(ExitCode::SUCCESS)
         }
-        PolicyCommand::Test(args) => {
+        PolicyCommand::Test(TestArgs {
+            policies: args,
+            require_coverage,
+        }) => {
             let policies = load(&args)?;
             let dir = args.dir()?;
-            let results = testing::run_dir(dir, &policies).map_err(|e| e.to_string())?;
+            let run = testing::run_dir(dir, &policies).map_err(|e| e.to_string())?;
+            let results = &run.cases;
             if results.is_empty() {
                 return Err(format!(
                     "no policy tests (*.test.toml) in {}",
@@ -72,7 +128,7 @@ pub async fn run(command: PolicyCommand) -> CliResult {
                 ));
             }
             let mut failed = 0;
-            for result in &results {
+            for result in results {
                 match &result.failure {
                     None => println!("ok   {} :: {}", result.file, result.name),
                     Some(why) => {
@@ -82,11 +138,44 @@ pub async fn run(command: PolicyCommand) -> CliResult {
                 }
             }
             println!("{} passed, {failed} failed", results.len() - failed);
-            Ok(if failed == 0 {
+            for rule in &run.unexercised {
+                println!("not exercised by any case: {rule}");
+            }
+            let uncovered = require_coverage && !run.unexercised.is_empty();
+            Ok(if failed == 0 && !uncovered {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
             })
         }
+        PolicyCommand::Explain(args) => explain(args),
     }
+}
+
+fn explain(args: ExplainArgs) -> CliResult {
+    let policies = load(&args.policies)?;
+    let request = WritRequest::parse(&args.request).map_err(|e| format!("request: {e}"))?;
+    let subject = Subject {
+        issuer: &args.issuer,
+        claims: &args.claims,
+    };
+    let channel = if args.approval {
+        Channel::Approval
+    } else {
+        Channel::Direct
+    };
+    let at = args.at.unwrap_or_else(SystemTime::now);
+    let explanation = policies.explain(subject, &request, channel, at);
+    if args.json {
+        let text = serde_json::to_string_pretty(&explanation).map_err(|e| e.to_string())?;
+        println!("{text}");
+    } else {
+        print!("{explanation}");
+    }
+    // The exit status says the decision, so scripts can branch on it.
+    Ok(if explanation.refusal.is_none() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -62,6 +62,26 @@ impl ClaimMatcher {
         }
     }
 
+    /// The path of the first claim that does not match (`kubernetes.io/namespace`), for
+    /// explanations; `None` when the claims match.
+    pub fn mismatch(&self, claims: &Map<String, Value>) -> Option<String> {
+        let ClaimMatcher::Object(fields) = self else {
+            return Some(String::new());
+        };
+        fields.iter().find_map(|(name, matcher)| {
+            let inner = match (matcher, claims.get(name)) {
+                (ClaimMatcher::Object(_), Some(Value::Object(object))) => matcher.mismatch(object),
+                (_, Some(value)) if matcher.matches_value(value) => None,
+                _ => Some(String::new()),
+            }?;
+            Some(if inner.is_empty() {
+                name.clone()
+            } else {
+                format!("{name}/{inner}")
+            })
+        })
+    }
+
     fn matches_value(&self, value: &Value) -> bool {
         match (self, value) {
             (ClaimMatcher::Any(options), Value::String(text)) => {
@@ -127,6 +147,21 @@ mod tests {
         assert!(!m.matches(&claims(json!({"workflow": "test"}))));
         assert!(!m.matches(&claims(json!({"workflow": ["deploy"]}))));
         assert!(!m.matches(&claims(json!({}))));
+    }
+
+    #[test]
+    fn a_mismatch_names_the_claim_path() {
+        let m = matcher("\"kubernetes.io\" = { namespace = \"orders\" }\nsub = \"a*\"");
+        let wrong_ns = claims(json!({"kubernetes.io": {"namespace": "billing"}, "sub": "ab"}));
+        assert_eq!(
+            m.mismatch(&wrong_ns).as_deref(),
+            Some("kubernetes.io/namespace")
+        );
+        let no_sub = claims(json!({"kubernetes.io": {"namespace": "orders"}}));
+        assert_eq!(m.mismatch(&no_sub).as_deref(), Some("sub"));
+        let good = claims(json!({"kubernetes.io": {"namespace": "orders"}, "sub": "ab"}));
+        assert_eq!(m.mismatch(&good), None);
+        assert!(m.matches(&good));
     }
 
     #[test]

@@ -9,6 +9,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::approval::RawApproval;
+use super::condition::RawWindow;
+use super::deny::DenyRule;
+use super::template::Template;
 use super::{ClaimMatcher, Operation, Policy, ResourcePattern, ServiceName};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -46,6 +49,15 @@ impl PolicyError {
 struct PolicyFile {
     #[serde(default)]
     policy: Vec<Spanned<RawPolicy>>,
+    #[serde(default)]
+    deny: Vec<Spanned<RawDeny>>,
+}
+
+/// What one file defines.
+#[derive(Debug, Default)]
+pub(super) struct Parsed {
+    pub policies: Vec<Policy>,
+    pub denies: Vec<DenyRule>,
 }
 
 #[derive(Deserialize)]
@@ -61,29 +73,58 @@ struct RawPolicy {
     max_ttl: Spanned<String>,
     default_ttl: Option<Spanned<String>>,
     #[serde(default)]
+    ttl_caps: Option<Spanned<std::collections::BTreeMap<String, Spanned<String>>>>,
+    #[serde(default)]
+    when: Option<Spanned<RawWindow>>,
+    #[serde(default)]
     approval: Option<Spanned<RawApproval>>,
 }
 
-pub(super) fn parse(path: &Path, text: &str, cap: Duration) -> Result<Vec<Policy>, PolicyError> {
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDeny {
+    name: Spanned<String>,
+    issuer: Option<Spanned<String>>,
+    #[serde(default)]
+    claims: Option<Spanned<toml::Table>>,
+    resources: Option<Spanned<Vec<Spanned<String>>>>,
+    operations: Option<Spanned<Vec<Spanned<String>>>>,
+    services: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    when: Option<Spanned<RawWindow>>,
+}
+
+pub(super) fn parse(path: &Path, text: &str, cap: Duration) -> Result<Parsed, PolicyError> {
     let file: PolicyFile = toml::from_str(text).map_err(|error| {
         let span = error.span().unwrap_or(0..0);
         PolicyError::at(path, text, span, error.message().to_owned())
     })?;
+    // Names identify rules in refusals and records: one name, one rule, of either kind.
     let mut names = std::collections::HashSet::new();
-    let mut policies = Vec::with_capacity(file.policy.len());
-    for raw in &file.policy {
-        let policy = compile(path, text, raw, cap)?;
-        if !names.insert(policy.name.clone()) {
-            return Err(PolicyError::at(
+    let mut unique = |name: &str, span: Range<usize>| {
+        if names.insert(name.to_owned()) {
+            Ok(())
+        } else {
+            Err(PolicyError::at(
                 path,
                 text,
-                raw.span(),
-                format!("policy {:?} is defined twice", policy.name),
-            ));
+                span,
+                format!("{name:?} is defined twice"),
+            ))
         }
-        policies.push(policy);
+    };
+    let mut parsed = Parsed::default();
+    for raw in &file.policy {
+        let policy = compile(path, text, raw, cap)?;
+        unique(&policy.name, raw.span())?;
+        parsed.policies.push(policy);
     }
-    Ok(policies)
+    for raw in &file.deny {
+        let deny = compile_deny(path, text, raw)?;
+        unique(&deny.name, raw.span())?;
+        parsed.denies.push(deny);
+    }
+    Ok(parsed)
 }
 
 fn compile(
@@ -97,32 +138,29 @@ fn compile(
     if raw.name.get_ref().trim().is_empty() {
         return Err(at(raw.name.span(), "policy name is empty".into()));
     }
-    let resources = each(
-        &raw.resources,
-        |s| ResourcePattern::parse(s).map_err(|e| e.to_string()),
-        &at,
-    )?;
-    let operations = each(
-        &raw.operations,
-        |s| Operation::parse(s).map_err(|e| e.to_string()),
-        &at,
-    )?;
-    let services = each(
-        &raw.services,
-        |s| ServiceName::parse(s).map_err(|e| e.to_string()),
-        &at,
-    )?;
+    let resources = each(&raw.resources, Template::<ResourcePattern>::parse, &at)?;
+    let operations = each(&raw.operations, operation, &at)?;
+    let services = each(&raw.services, Template::<ServiceName>::parse, &at)?;
     let max_ttl = ttl(&raw.max_ttl, cap, &at)?;
     let default_ttl = match &raw.default_ttl {
         Some(value) => ttl(value, max_ttl, &at)?,
         None => max_ttl,
     };
-    let claims = match &raw.claims {
-        Some(table) => {
-            ClaimMatcher::from_table(table.get_ref()).map_err(|m| at(table.span(), m))?
+    let claims = claims(&raw.claims, &at)?;
+    let mut ttl_caps = Vec::new();
+    if let Some(caps) = &raw.ttl_caps {
+        for (name, value) in caps.get_ref() {
+            let op = operation(name).map_err(|m| at(caps.span(), m))?;
+            if !operations.contains(&op) {
+                return Err(at(
+                    caps.span(),
+                    format!("ttl_caps: {name:?} is not one of the policy's operations"),
+                ));
+            }
+            ttl_caps.push((op, ttl(value, max_ttl, &at)?));
         }
-        None => ClaimMatcher::everything(),
-    };
+    }
+    let window = window(&raw.when, &at)?;
     let approval = match &raw.approval {
         Some(rule) => Some(
             rule.get_ref()
@@ -142,8 +180,75 @@ fn compile(
         services,
         max_ttl,
         default_ttl,
+        ttl_caps,
+        window,
         approval,
     })
+}
+
+fn compile_deny(
+    path: &Path,
+    text: &str,
+    spanned: &Spanned<RawDeny>,
+) -> Result<DenyRule, PolicyError> {
+    let raw = spanned.get_ref();
+    let at = |span: Range<usize>, message: String| PolicyError::at(path, text, span, message);
+    if raw.name.get_ref().trim().is_empty() {
+        return Err(at(raw.name.span(), "deny rule name is empty".into()));
+    }
+    let literal_resource = |s: &str| {
+        if s.contains('{') {
+            return Err("deny rules name literal resources: no claim templates".to_owned());
+        }
+        ResourcePattern::parse(s).map_err(|e| e.to_string())
+    };
+    let service = |s: &str| ServiceName::parse(s).map_err(|e| e.to_string());
+    let (line, _) = line_column(text, spanned.span().start);
+    Ok(DenyRule {
+        name: raw.name.get_ref().clone(),
+        origin: format!("{}:{line}", path.display()),
+        issuer: raw.issuer.as_ref().map(|i| i.get_ref().clone()),
+        claims: claims(&raw.claims, &at)?,
+        resources: raw
+            .resources
+            .as_ref()
+            .map(|l| each(l, literal_resource, &at))
+            .transpose()?,
+        operations: raw
+            .operations
+            .as_ref()
+            .map(|l| each(l, operation, &at))
+            .transpose()?,
+        services: raw
+            .services
+            .as_ref()
+            .map(|l| each(l, service, &at))
+            .transpose()?,
+        window: window(&raw.when, &at)?,
+    })
+}
+
+fn operation(text: &str) -> Result<Operation, String> {
+    Operation::parse(text).map_err(|e| e.to_string())
+}
+
+fn claims(
+    table: &Option<Spanned<toml::Table>>,
+    at: &impl Fn(Range<usize>, String) -> PolicyError,
+) -> Result<ClaimMatcher, PolicyError> {
+    match table {
+        Some(table) => ClaimMatcher::from_table(table.get_ref()).map_err(|m| at(table.span(), m)),
+        None => Ok(ClaimMatcher::everything()),
+    }
+}
+
+fn window(
+    raw: &Option<Spanned<RawWindow>>,
+    at: &impl Fn(Range<usize>, String) -> PolicyError,
+) -> Result<Option<super::condition::TimeWindow>, PolicyError> {
+    raw.as_ref()
+        .map(|w| w.get_ref().compile().map_err(|m| at(w.span(), m)))
+        .transpose()
 }
 
 /// Parses every item of a non-empty list, pointing at the first bad one.
@@ -217,7 +322,7 @@ default_ttl = "5m"
 
     #[test]
     fn a_good_file_compiles() {
-        let policies = parse(Path::new("p.toml"), GOOD, CAP).unwrap();
+        let policies = parse(Path::new("p.toml"), GOOD, CAP).unwrap().policies;
         assert_eq!(policies[0].name, "reader");
         assert_eq!(policies[0].origin, "p.toml:2");
         assert_eq!(policies[0].default_ttl, Duration::from_secs(300));

@@ -4,20 +4,29 @@
 //! an approval or a refusal that names every refused item out. Nothing is silently narrowed.
 //!
 //! A request is approved when one policy that matches the identity allows all of it: every right
-//! (resource and operations), every service and the lifetime. Rights are never pieced together
-//! from several policies, so a writ never combines grants no single policy gives.
+//! (resource and operations), every service and the lifetime, under the policy's conditions
+//! ([`condition`]). Rights are never pieced together from several policies, so a writ never
+//! combines grants no single policy gives. A deny rule ([`deny`]) that covers any part of the
+//! request refuses it, whatever the permits say.
 
 mod approval;
 mod claims;
+mod condition;
+mod deny;
+mod explain;
 mod file;
 mod names;
 pub mod pattern;
 mod request;
 mod source;
+mod template;
 pub mod testing;
+#[cfg(test)]
+mod tests;
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
@@ -25,6 +34,9 @@ pub use approval::{
     ApprovalRule, ApproverRef, ApproverSpec, DEFAULT_TTL as DEFAULT_APPROVAL_TTL, valid_group,
 };
 pub use claims::ClaimMatcher;
+pub use condition::TimeWindow;
+pub use deny::DenyRule;
+pub use explain::{Explanation, Outcome, RuleTrace};
 pub use file::PolicyError;
 pub use names::{NameError, Operation, ServiceName, TaskName};
 pub use pattern::ResourcePattern;
@@ -32,6 +44,7 @@ pub use request::{
     RawRight, RawWritRequest, RequestError, RequestedRight, RightRecord, WritRequest, parse_rights,
 };
 pub use source::{PolicyFileDigest, PolicySource};
+pub use template::Template;
 
 /// The playground policy used in dev mode when no policy directory is configured.
 pub const DEV_POLICY: &str = include_str!("dev-playground.toml");
@@ -44,19 +57,25 @@ pub struct Policy {
     pub origin: String,
     pub issuer: String,
     pub claims: ClaimMatcher,
-    pub resources: Vec<ResourcePattern>,
+    /// Literal or templated from the identity's claims.
+    pub resources: Vec<Template<ResourcePattern>>,
     pub operations: Vec<Operation>,
-    pub services: Vec<ServiceName>,
+    pub services: Vec<Template<ServiceName>>,
     pub max_ttl: Duration,
     pub default_ttl: Duration,
+    /// Shorter lifetimes for requests that name an operation.
+    pub ttl_caps: Vec<(Operation, Duration)>,
+    /// Outside this window the policy grants nothing.
+    pub window: Option<TimeWindow>,
     /// Set when the policy's rights are granted only through human approval.
     pub approval: Option<ApprovalRule>,
 }
 
-/// All loaded policies.
+/// All loaded policies and deny rules.
 #[derive(Debug, Clone, Default)]
 pub struct PolicySet {
     pub policies: Vec<Policy>,
+    pub denies: Vec<DenyRule>,
     /// The files it was built from, hashed.
     pub source: PolicySource,
 }
@@ -104,6 +123,10 @@ pub mod reasons {
     pub const APPROVAL_REQUIRED: &str = "approval_required";
     /// A policy allows it without approval: ask through `POST /v1/writs`.
     pub const APPROVAL_NOT_NEEDED: &str = "approval_not_needed";
+    /// A deny rule covers part of the request.
+    pub const DENIED: &str = "denied";
+    /// The policy that would allow it grants nothing at this time.
+    pub const OUTSIDE_WINDOW: &str = "outside_window";
 }
 
 /// A refused request, naming everything that was refused.
@@ -112,9 +135,15 @@ pub struct Refusal {
     /// One of [`reasons`].
     pub reason: &'static str,
     /// For `approval_required` and `approval_not_needed`: the policy that allows the request on
-    /// the other path.
+    /// the other path; for `outside_window`, the policy whose window it is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
+    /// For `denied`: the deny rule that fired.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deny: Option<String>,
+    /// For `outside_window`: when the policy grants, e.g. `mon,tue 09:00-18:00 Europe/Berlin`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
     pub refused_rights: Vec<RefusedRight>,
     pub refused_services: Vec<String>,
     /// Set when the requested lifetime exceeds the policy's maximum.
@@ -145,6 +174,10 @@ pub struct RefusalSummary<'a> {
     pub reason: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deny: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window: Option<&'a str>,
     pub refused_rights: &'a [RefusedRight],
     pub refused_rights_total: usize,
     pub refused_services: &'a [String],
@@ -158,6 +191,8 @@ impl Refusal {
         RefusalSummary {
             reason: self.reason,
             policy: self.policy.as_deref(),
+            deny: self.deny.as_deref(),
+            window: self.window.as_deref(),
             refused_rights: &self.refused_rights[..named(self.refused_rights.len())],
             refused_rights_total: self.refused_rights.len(),
             refused_services: &self.refused_services[..named(self.refused_services.len())],
@@ -187,6 +222,10 @@ impl std::fmt::Display for Refusal {
                     f,
                     "policy {policy:?} grants this without approval: ask through POST /v1/writs"
                 );
+            }
+            reasons::OUTSIDE_WINDOW => {
+                let window = self.window.as_deref().unwrap_or_default();
+                return write!(f, "policy {policy:?} grants this only during {window}");
             }
             _ => {}
         }
@@ -227,7 +266,11 @@ impl std::fmt::Display for Refusal {
                 ttl.requested, ttl.max
             ));
         }
-        f.write_str(&parts.join("; "))
+        let detail = parts.join("; ");
+        match &self.deny {
+            Some(rule) => write!(f, "deny rule {rule:?} refuses it: {detail}"),
+            None => f.write_str(&detail),
+        }
     }
 }
 
@@ -242,69 +285,101 @@ impl Refusal {
 impl PolicySet {
     /// Loads every `*.toml` policy file (not `*.test.toml`) in `dir`, in name order.
     pub fn load_dir(dir: &Path, max_ttl: Duration) -> Result<PolicySet, PolicyError> {
-        let mut policies: Vec<Policy> = Vec::new();
+        let mut set = PolicySet::default();
         let mut read = Vec::new();
         for path in policy_files(dir, false)? {
             let text = std::fs::read_to_string(&path).map_err(|e| PolicyError::io(&path, e))?;
-            for policy in file::parse(&path, &text, max_ttl)? {
-                // Names identify policies in answers and records: one name, one policy.
-                if let Some(first) = policies.iter().find(|p| p.name == policy.name) {
-                    return Err(PolicyError {
-                        location: policy.origin,
-                        message: format!(
-                            "policy {:?} is already defined at {}",
-                            policy.name, first.origin
-                        ),
-                    });
-                }
-                policies.push(policy);
-            }
+            set.add(file::parse(&path, &text, max_ttl)?)?;
             // What was parsed is what is hashed: the file is read once.
             read.push((source::file_name(&path), text));
         }
-        Ok(PolicySet {
-            policies,
-            source: PolicySource::of(&read),
-        })
+        set.source = PolicySource::of(&read);
+        Ok(set)
     }
 
     /// One file's policies; `origin`'s file name is the file's name in the set's source.
     pub fn parse(origin: &Path, text: &str, max_ttl: Duration) -> Result<PolicySet, PolicyError> {
-        Ok(PolicySet {
-            policies: file::parse(origin, text, max_ttl)?,
-            source: PolicySource::of(&[(source::file_name(origin), text)]),
-        })
+        let mut set = PolicySet::default();
+        set.add(file::parse(origin, text, max_ttl)?)?;
+        set.source = PolicySource::of(&[(source::file_name(origin), text)]);
+        Ok(set)
     }
 
-    /// Every issuer name the policies refer to.
-    pub fn issuers(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.policies
+    /// Adds one file's rules. Names identify rules in answers and records: one name, one rule,
+    /// across files and kinds.
+    fn add(&mut self, parsed: file::Parsed) -> Result<(), PolicyError> {
+        let named = parsed
+            .policies
             .iter()
-            .map(|policy| (policy.issuer.as_str(), policy.origin.as_str()))
+            .map(|p| (&p.name, &p.origin))
+            .chain(parsed.denies.iter().map(|d| (&d.name, &d.origin)));
+        for (name, origin) in named {
+            if let Some(first) = self.origin_of(name) {
+                return Err(PolicyError {
+                    location: origin.clone(),
+                    message: format!("{name:?} is already defined at {first}"),
+                });
+            }
+        }
+        self.policies.extend(parsed.policies);
+        self.denies.extend(parsed.denies);
+        Ok(())
     }
 
-    /// The decision for a request on `channel`. A request some policy grants without approval
-    /// is never routed to humans: on the direct channel it is permitted, on the approval
-    /// channel it is refused as `approval_not_needed`. A request only an approval policy grants
-    /// is permitted on the approval channel and refused as `approval_required` directly.
+    fn origin_of(&self, name: &str) -> Option<&str> {
+        let policy = self.policies.iter().find(|p| p.name == name);
+        let deny = self.denies.iter().find(|d| d.name == name);
+        policy
+            .map(|p| p.origin.as_str())
+            .or(deny.map(|d| d.origin.as_str()))
+    }
+
+    /// Every issuer name the policies and deny rules refer to.
+    pub fn issuers(&self) -> impl Iterator<Item = (&str, &str)> {
+        let policies = self
+            .policies
+            .iter()
+            .map(|policy| (policy.issuer.as_str(), policy.origin.as_str()));
+        let denies = self
+            .denies
+            .iter()
+            .filter_map(|deny| Some((deny.issuer.as_deref()?, deny.origin.as_str())));
+        policies.chain(denies)
+    }
+
+    /// The decision for a request on `channel`, at `at` (time windows are read against it).
+    ///
+    /// A deny rule that covers any part of the request refuses it first. Otherwise: a request
+    /// some policy grants without approval is never routed to humans: on the direct channel it is
+    /// permitted, on the approval channel it is refused as `approval_not_needed`. A request only
+    /// an approval policy grants is permitted on the approval channel and refused as
+    /// `approval_required` directly.
     pub fn decide(
         &self,
         subject: Subject<'_>,
         request: &WritRequest,
         channel: Channel,
-    ) -> Result<Permit, Refusal> {
-        let mut closest: Option<Refusal> = None;
+        at: SystemTime,
+    ) -> Result<Permit, Box<Refusal>> {
+        if let Some(refusal) = self.denial(subject, request, at) {
+            return Err(Box::new(refusal));
+        }
+        let mut closest: Option<Box<Refusal>> = None;
         let mut approved: Option<Permit> = None;
         for policy in self.policies.iter().filter(|p| p.matches(subject)) {
-            match policy.evaluate(request) {
+            let Some(grant) = policy.bind(subject) else {
+                continue;
+            };
+            match policy.evaluate(&grant, request, at) {
                 // A direct permit decides at once, on either channel: issuance stops at the
                 // first policy that grants the request, as it did before approvals existed.
                 Ok(permit) if permit.channel() == Channel::Direct => {
                     return match channel {
                         Channel::Direct => Ok(permit),
-                        Channel::Approval => {
-                            Err(wrong_channel(reasons::APPROVAL_NOT_NEEDED, permit))
-                        }
+                        Channel::Approval => Err(Box::new(wrong_channel(
+                            reasons::APPROVAL_NOT_NEEDED,
+                            permit,
+                        ))),
                     };
                 }
                 Ok(permit) => {
@@ -324,9 +399,44 @@ impl PolicySet {
         match (channel, approved) {
             (Channel::Approval, Some(permit)) => Ok(permit),
             (Channel::Direct, Some(permit)) => {
-                Err(wrong_channel(reasons::APPROVAL_REQUIRED, permit))
+                Err(Box::new(wrong_channel(reasons::APPROVAL_REQUIRED, permit)))
             }
-            (_, None) => Err(closest.unwrap_or_else(|| no_matching_policy(request))),
+            (_, None) => Err(closest.unwrap_or_else(|| Box::new(no_matching_policy(request)))),
+        }
+    }
+
+    /// The refusal of the first deny rule (in file order) that covers part of the request.
+    fn denial(
+        &self,
+        subject: Subject<'_>,
+        request: &WritRequest,
+        at: SystemTime,
+    ) -> Option<Refusal> {
+        self.denies
+            .iter()
+            .filter(|rule| rule.matches(subject, at))
+            .find_map(|rule| {
+                let denial = rule.refuse(request)?;
+                Some(Refusal {
+                    deny: Some(rule.name.clone()),
+                    refused_rights: denial.rights,
+                    refused_services: denial.services,
+                    ..Refusal::new(reasons::DENIED)
+                })
+            })
+    }
+}
+
+impl Refusal {
+    fn new(reason: &'static str) -> Refusal {
+        Refusal {
+            reason,
+            policy: None,
+            deny: None,
+            window: None,
+            refused_rights: Vec::new(),
+            refused_services: Vec::new(),
+            refused_ttl: None,
         }
     }
 }
@@ -334,12 +444,15 @@ impl PolicySet {
 /// The refusal of a request asked on the channel its policy does not serve.
 fn wrong_channel(reason: &'static str, permit: Permit) -> Refusal {
     Refusal {
-        reason,
         policy: Some(permit.policy),
-        refused_rights: Vec::new(),
-        refused_services: Vec::new(),
-        refused_ttl: None,
+        ..Refusal::new(reason)
     }
+}
+
+/// A policy's resources and services as they stand for one identity.
+struct Grant<'p> {
+    resources: Vec<Cow<'p, ResourcePattern>>,
+    services: Vec<Cow<'p, ServiceName>>,
 }
 
 impl Policy {
@@ -347,12 +460,38 @@ impl Policy {
         self.issuer == subject.issuer && self.claims.matches(subject.claims)
     }
 
-    fn evaluate(&self, request: &WritRequest) -> Result<Permit, Refusal> {
+    /// Renders the policy's templates for the identity; `None` when a claim they name is
+    /// missing or unsafe, and the policy then does not match.
+    fn bind(&self, subject: Subject<'_>) -> Option<Grant<'_>> {
+        fn each<'p, T: template::Rendered + Clone>(
+            templates: &'p [Template<T>],
+            subject: Subject<'_>,
+        ) -> Option<Vec<Cow<'p, T>>> {
+            templates
+                .iter()
+                .map(|t| match t.literal() {
+                    Some(literal) => Some(Cow::Borrowed(literal)),
+                    None => t.render(subject.claims).map(Cow::Owned),
+                })
+                .collect()
+        }
+        Some(Grant {
+            resources: each(&self.resources, subject)?,
+            services: each(&self.services, subject)?,
+        })
+    }
+
+    fn evaluate(
+        &self,
+        grant: &Grant<'_>,
+        request: &WritRequest,
+        at: SystemTime,
+    ) -> Result<Permit, Box<Refusal>> {
         let refused_rights = request
             .rights
             .iter()
             .flat_map(|right| right.operations.iter().map(move |op| (right, op)))
-            .filter(|(right, op)| !self.allows(&right.resource, op))
+            .filter(|(right, op)| !self.allows(grant, &right.resource, op))
             .map(|(right, op)| RefusedRight {
                 resource: right.resource.to_string(),
                 operation: op.to_string(),
@@ -361,23 +500,31 @@ impl Policy {
         let refused_services = request
             .services
             .iter()
-            .filter(|service| !self.services.contains(service))
+            .filter(|service| !grant.services.iter().any(|s| s.as_ref() == *service))
             .map(ToString::to_string)
             .collect();
-        let ttl = request.ttl.unwrap_or(self.default_ttl);
-        let refused_ttl = (ttl > self.max_ttl).then_some(RefusedTtl {
+        let outside = self.window.as_ref().filter(|w| !w.contains(at));
+        let max_ttl = self.max_ttl_for(request, at);
+        let ttl = request.ttl.unwrap_or(self.default_ttl.min(max_ttl));
+        let refused_ttl = (ttl > max_ttl && outside.is_none()).then_some(RefusedTtl {
             requested: ttl.as_secs(),
-            max: self.max_ttl.as_secs(),
+            max: max_ttl.as_secs(),
         });
         let refusal = Refusal {
-            reason: reasons::NOT_ALLOWED,
-            policy: None,
             refused_rights,
             refused_services,
             refused_ttl,
+            ..Refusal::new(reasons::NOT_ALLOWED)
         };
         if refusal.size() > 0 {
-            return Err(refusal);
+            return Err(Box::new(refusal));
+        }
+        if let Some(window) = outside {
+            return Err(Box::new(Refusal {
+                policy: Some(self.name.clone()),
+                window: Some(window.to_string()),
+                ..Refusal::new(reasons::OUTSIDE_WINDOW)
+            }));
         }
         // An elevated writ lives no longer than the approval rule's lifetime.
         let ttl = match &self.approval {
@@ -391,12 +538,27 @@ impl Policy {
         })
     }
 
-    fn allows(&self, resource: &ResourcePattern, operation: &Operation) -> bool {
+    /// The longest lifetime this policy grants the request at `at`: its `max_ttl`, capped for
+    /// each requested operation with a cap, and by the end of its time window (whole seconds).
+    fn max_ttl_for(&self, request: &WritRequest, at: SystemTime) -> Duration {
+        let requested = |op: &Operation| request.rights.iter().any(|r| r.operations.contains(op));
+        let mut max = self
+            .ttl_caps
+            .iter()
+            .filter(|(op, _)| requested(op))
+            .map(|(_, cap)| *cap)
+            .fold(self.max_ttl, Duration::min);
+        if let Some(left) = self.window.as_ref().and_then(|w| w.remaining(at, max)) {
+            max = Duration::from_secs(left.as_secs());
+        }
+        max
+    }
+
+    fn allows(&self, grant: &Grant<'_>, resource: &ResourcePattern, operation: &Operation) -> bool {
         self.operations.contains(operation)
-            && self.resources.iter().any(|p| pattern::covers(p, resource))
+            && grant.resources.iter().any(|p| pattern::covers(p, resource))
     }
 }
-
 /// Whether approval permit `a` is stricter than `b`: more approvers, then a shorter wait for the
 /// decision, then a shorter-lived writ.
 fn stricter(a: &Permit, b: &Permit) -> bool {
@@ -414,8 +576,6 @@ fn stricter(a: &Permit, b: &Permit) -> bool {
 
 fn no_matching_policy(request: &WritRequest) -> Refusal {
     Refusal {
-        reason: reasons::NO_MATCHING_POLICY,
-        policy: None,
         refused_rights: request
             .rights
             .iter()
@@ -427,7 +587,7 @@ fn no_matching_policy(request: &WritRequest) -> Refusal {
             })
             .collect(),
         refused_services: request.services.iter().map(ToString::to_string).collect(),
-        refused_ttl: None,
+        ..Refusal::new(reasons::NO_MATCHING_POLICY)
     }
 }
 

@@ -13,6 +13,16 @@ pub fn covers(granted: &ResourcePattern, requested: &ResourcePattern) -> bool {
     }
 }
 
+/// Whether some resource is named by both `a` and `b`: what a deny rule on `a` must refuse of a
+/// request for `b` (a request for `prod/*` touches a deny on `prod/db/*`, and the other way round).
+pub fn overlaps(a: &ResourcePattern, b: &ResourcePattern) -> bool {
+    match (a.prefix(), b.prefix()) {
+        (Some(x), Some(y)) => x.starts_with(y) || y.starts_with(x),
+        (Some(_), None) => b.exact().is_some_and(|r| a.matches(r)),
+        (None, _) => a.exact().is_some_and(|r| b.matches(r)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -31,6 +41,22 @@ mod tests {
         assert!(!covers(&p("orders/4"), &p("orders/42")));
         assert!(!covers(&p("orders/4*"), &p("orders/*")));
         assert!(covers(&p("orders/42"), &p("orders/42")));
+    }
+
+    #[test]
+    fn overlap_is_symmetric_and_covers_both_directions() {
+        for (a, b, expected) in [
+            ("prod/*", "prod/db/*", true),
+            ("prod/*", "prod/db/1", true),
+            ("prod/1", "prod/1", true),
+            ("prod/1", "prod/2", false),
+            ("prod/*", "staging/*", false),
+            ("prod/*", "production/*", false),
+            ("*", "anything", true),
+        ] {
+            assert_eq!(overlaps(&p(a), &p(b)), expected, "{a} {b}");
+            assert_eq!(overlaps(&p(b), &p(a)), expected, "{b} {a}");
+        }
     }
 
     #[test]

@@ -14,6 +14,8 @@
 //! # ...
 //! expect = "deny"
 //! refused_rights = ["orders/42:write"]   # optional: exactly these are refused
+//! # denied_by = "no-prod-writes"         # optional: the deny rule that must refuse it
+//! # at = "2026-11-30T10:00:00Z"          # optional: decide at this instant (time windows)
 //!
 //! [[case]]
 //! name = "deleting needs a human"
@@ -22,11 +24,13 @@
 //! ```
 
 use std::path::Path;
+use std::time::SystemTime;
 
 use serde::Deserialize;
 
 use super::{
-    Channel, PolicyError, PolicySet, RawWritRequest, Subject, WritRequest, policy_files, reasons,
+    Channel, Explanation, Outcome, PolicyError, PolicySet, RawWritRequest, Subject, WritRequest,
+    policy_files, reasons,
 };
 
 #[derive(Debug, Deserialize)]
@@ -44,11 +48,17 @@ struct Case {
     #[serde(default)]
     claims: toml::Table,
     request: RawWritRequest,
+    /// The instant of the request (RFC 3339), for policies with time windows; default now.
+    #[serde(default)]
+    at: Option<String>,
     expect: Expect,
     #[serde(default)]
     refused_rights: Option<Vec<String>>,
     #[serde(default)]
     refused_services: Option<Vec<String>>,
+    /// For `expect = "deny"`: the deny rule that must refuse it.
+    #[serde(default)]
+    denied_by: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -65,13 +75,24 @@ enum Expect {
 pub struct CaseResult {
     pub file: String,
     pub name: String,
-    /// `None` when the case passed, otherwise why it failed.
+    /// `None` when the case passed, otherwise why it failed, with the explanation of the
+    /// decision.
     pub failure: Option<String>,
 }
 
+/// The outcome of a test run: each case, and the rules no case exercised.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestRun {
+    pub cases: Vec<CaseResult>,
+    /// `name (file:line)` of each policy whose identity no case matched, and of each deny rule
+    /// no case made fire.
+    pub unexercised: Vec<String>,
+}
+
 /// Runs every case in the `*.test.toml` files of `dir` against `policies`.
-pub fn run_dir(dir: &Path, policies: &PolicySet) -> Result<Vec<CaseResult>, PolicyError> {
+pub fn run_dir(dir: &Path, policies: &PolicySet) -> Result<TestRun, PolicyError> {
     let mut results = Vec::new();
+    let mut exercised = std::collections::HashSet::new();
     for path in policy_files(dir, true)? {
         let text = std::fs::read_to_string(&path).map_err(|e| PolicyError::io(&path, e))?;
         let file: CaseFile = toml::from_str(&text).map_err(|error| {
@@ -83,28 +104,102 @@ pub fn run_dir(dir: &Path, policies: &PolicySet) -> Result<Vec<CaseResult>, Poli
             )
         })?;
         for case in file.case {
+            let failure = match Prepared::new(&case) {
+                Ok(prepared) => {
+                    let explanation = prepared.explain(policies);
+                    exercised.extend(exercised_by(&explanation));
+                    run_case(&case, &prepared, policies)
+                        .err()
+                        .map(|why| format!("{why}\n{explanation}"))
+                }
+                Err(why) => Some(why),
+            };
             results.push(CaseResult {
                 file: path.display().to_string(),
                 name: case.name.clone(),
-                failure: run_case(&case, policies).err(),
+                failure,
             });
         }
     }
-    Ok(results)
+    let policies_left = policies.policies.iter().map(|p| (&p.name, &p.origin));
+    let denies_left = policies.denies.iter().map(|d| (&d.name, &d.origin));
+    let unexercised = policies_left
+        .chain(denies_left)
+        .filter(|(name, _)| !exercised.contains(name.as_str()))
+        .map(|(name, origin)| format!("{name} ({origin})"))
+        .collect();
+    Ok(TestRun {
+        cases: results,
+        unexercised,
+    })
 }
 
-fn run_case(case: &Case, policies: &PolicySet) -> Result<(), String> {
-    let claims = serde_json::to_value(&case.claims)
-        .ok()
-        .and_then(|v| v.as_object().cloned())
-        .unwrap_or_default();
-    let request = WritRequest::parse(&case.request).map_err(|e| format!("invalid request: {e}"))?;
-    let subject = Subject {
-        issuer: &case.issuer,
-        claims: &claims,
-    };
+/// The rules a case exercised: the policies whose identity it matched (templates included),
+/// and the deny rules that fired.
+fn exercised_by(explanation: &Explanation) -> Vec<String> {
+    let policies = explanation.policies.iter().filter(|trace| {
+        matches!(
+            trace.outcome,
+            Outcome::Grants { .. } | Outcome::Refuses { .. } | Outcome::OutsideWindow { .. }
+        )
+    });
+    let denies = explanation
+        .denies
+        .iter()
+        .filter(|trace| matches!(trace.outcome, Outcome::Fired { .. }));
+    policies.chain(denies).map(|t| t.name.clone()).collect()
+}
+
+/// A case's identity, request and instant, parsed.
+struct Prepared {
+    issuer: String,
+    claims: serde_json::Map<String, serde_json::Value>,
+    request: WritRequest,
+    at: SystemTime,
+}
+
+impl Prepared {
+    fn new(case: &Case) -> Result<Prepared, String> {
+        let claims = serde_json::to_value(&case.claims)
+            .ok()
+            .and_then(|v| v.as_object().cloned())
+            .unwrap_or_default();
+        let request =
+            WritRequest::parse(&case.request).map_err(|e| format!("invalid request: {e}"))?;
+        let at = match &case.at {
+            None => SystemTime::now(),
+            Some(text) => chrono::DateTime::parse_from_rfc3339(text)
+                .map_err(|e| format!("at: {text:?} is not an RFC 3339 instant: {e}"))?
+                .into(),
+        };
+        Ok(Prepared {
+            issuer: case.issuer.clone(),
+            claims,
+            request,
+            at,
+        })
+    }
+
+    fn subject(&self) -> Subject<'_> {
+        Subject {
+            issuer: &self.issuer,
+            claims: &self.claims,
+        }
+    }
+
+    fn explain(&self, policies: &PolicySet) -> Explanation {
+        policies.explain(self.subject(), &self.request, Channel::Direct, self.at)
+    }
+}
+
+fn run_case(case: &Case, prepared: &Prepared, policies: &PolicySet) -> Result<(), String> {
     match (
-        policies.decide(subject, &request, Channel::Direct),
+        policies.decide(
+            prepared.subject(),
+            &prepared.request,
+            Channel::Direct,
+            prepared.at,
+        ),
         case.expect,
     ) {
         (Ok(_), Expect::Allow) => Ok(()),
@@ -135,6 +230,18 @@ fn run_case(case: &Case, policies: &PolicySet) -> Result<(), String> {
             serde_json::to_string(&refusal).unwrap_or_default()
         )),
         (Err(refusal), Expect::Deny) => {
+            if let Some(rule) = case
+                .denied_by
+                .as_ref()
+                .filter(|r| refusal.deny.as_ref() != Some(r))
+            {
+                let by = refusal.deny.as_ref().map(|d| format!(" by {d:?}"));
+                return Err(format!(
+                    "expected deny rule {rule:?} to refuse it, but it is refused ({}{})",
+                    refusal.reason,
+                    by.unwrap_or_default()
+                ));
+            }
             let rights: Vec<String> = refusal
                 .refused_rights
                 .iter()

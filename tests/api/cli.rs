@@ -207,6 +207,123 @@ fn policy_tests_pass_and_fail_with_the_right_exit_code() {
     );
 }
 
+const DENY: &str = r#"
+[[deny]]
+name = "no-order-writes"
+issuer = "kubernetes"
+resources = ["orders/*"]
+operations = ["write"]
+
+[[deny]]
+name = "never-fires"
+issuer = "kubernetes"
+claims = { "kubernetes.io" = { namespace = "nobody" } }
+"#;
+
+#[test]
+fn policy_explain_names_the_rule_that_decided_and_tests_report_unexercised_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("orders.toml"), format!("{POLICY}{DENY}")).unwrap();
+    let denied_case = |rule: &str| {
+        format!(
+            "{TESTS}\n[[case]]\nname = \"writes are denied\"\nissuer = \"kubernetes\"\n\
+             claims = {{ \"kubernetes.io\" = {{ namespace = \"orders\" }} }}\n\
+             request = {{ task = \"t\", rights = [{{ resource = \"orders/1\", operations = [\"write\"] }}], services = [\"orders-api\"] }}\n\
+             expect = \"deny\"\ndenied_by = \"{rule}\"\n"
+        )
+    };
+    std::fs::write(
+        dir.path().join("orders.test.toml"),
+        denied_case("no-order-writes"),
+    )
+    .unwrap();
+    let claims = r#"{"kubernetes.io": {"namespace": "orders"}}"#;
+    let writes = r#"{"task": "t", "rights": [{"resource": "orders/1", "operations": ["write"]}], "services": ["orders-api"]}"#;
+    let explain = |claims: &str, request: &str, extra: &[&str]| {
+        let mut args = vec![
+            "policy",
+            "explain",
+            ".",
+            "--issuer",
+            "kubernetes",
+            "--claims",
+            claims,
+            "--request",
+            request,
+        ];
+        args.extend_from_slice(extra);
+        writ(dir.path(), &args)
+    };
+    let denied = explain(claims, writes, &[]);
+    assert_eq!(denied.status.code(), Some(1), "{denied:?}");
+    let text = stdout(&denied);
+    assert!(text.starts_with("refused (denied): deny rule"), "{text}");
+    assert!(
+        text.contains("no-order-writes (./orders.toml:11): FIRES on write orders/1"),
+        "{text}"
+    );
+    assert!(text.contains("reader (./orders.toml:2): refuses"), "{text}");
+
+    let reads = writes.replace("write", "read");
+    let allowed = explain(claims, &reads, &["--json"]);
+    assert!(allowed.status.success(), "{allowed:?}");
+    let json: serde_json::Value = serde_json::from_str(&stdout(&allowed)).unwrap();
+    assert_eq!(json["decision"], "allow");
+    assert_eq!(json["policy"], "reader");
+
+    let other_ns = r#"{"kubernetes.io": {"namespace": "billing"}}"#;
+    let unmatched = explain(other_ns, &reads, &[]);
+    assert!(
+        stdout(&unmatched).contains("claim \"kubernetes.io/namespace\" does not match"),
+        "{}",
+        stdout(&unmatched)
+    );
+    let malformed = explain("[1]", &reads, &[]);
+    assert_eq!(malformed.status.code(), Some(2), "{malformed:?}");
+
+    // The tests pass, but the deny rule that never fires is reported, and fails the run when
+    // coverage is required.
+    let run = writ(dir.path(), &["policy", "test", "."]);
+    assert!(run.status.success(), "{}", stdout(&run));
+    assert!(
+        stdout(&run).contains("not exercised by any case: never-fires (./orders.toml:"),
+        "{}",
+        stdout(&run)
+    );
+    assert!(!stdout(&run).contains("not exercised by any case: reader"));
+    let strict = writ(dir.path(), &["policy", "test", ".", "--require-coverage"]);
+    assert_eq!(strict.status.code(), Some(1));
+    assert!(!stdout(&run).contains("not exercised by any case: no-order-writes"));
+
+    std::fs::write(
+        dir.path().join("orders.test.toml"),
+        denied_case("never-fires"),
+    )
+    .unwrap();
+    let wrong_rule = writ(dir.path(), &["policy", "test", "."]);
+    assert_eq!(wrong_rule.status.code(), Some(1));
+    assert!(
+        stdout(&wrong_rule).contains(
+            "expected deny rule \"never-fires\" to refuse it, but it is refused (denied by \"no-order-writes\")"
+        ),
+        "{}",
+        stdout(&wrong_rule)
+    );
+
+    // A failing case prints the explanation of its decision.
+    std::fs::write(
+        dir.path().join("orders.test.toml"),
+        TESTS.replace("expect = \"allow\"", "expect = \"deny\""),
+    )
+    .unwrap();
+    let failing = writ(dir.path(), &["policy", "test", "."]);
+    assert!(
+        stdout(&failing).contains("reader (./orders.toml:2): grants all of it"),
+        "{}",
+        stdout(&failing)
+    );
+}
+
 #[test]
 fn every_command_has_help() {
     let dir = tempfile::tempdir().unwrap();
@@ -221,6 +338,7 @@ fn every_command_has_help() {
         vec!["keys", "list", "--help"],
         vec!["policy", "test", "--help"],
         vec!["policy", "check", "--help"],
+        vec!["policy", "explain", "--help"],
         vec!["policy", "status", "--help"],
         vec!["dev", "token", "--help"],
         vec!["admin", "bootstrap", "--help"],

@@ -69,8 +69,14 @@ fn the_example_policy_tests_pass() {
     let config = example_config();
     let dir = deploy().join("policies");
     let policies = PolicySet::load_dir(&dir, config.max_ttl).unwrap();
-    let results = testing::run_dir(&dir, &policies).unwrap();
+    let run = testing::run_dir(&dir, &policies).unwrap();
+    let results = &run.cases;
     assert!(!results.is_empty(), "deploy/policies has no policy tests");
+    assert!(
+        run.unexercised.is_empty(),
+        "example rules no case exercises: {:?}",
+        run.unexercised
+    );
     let failures: Vec<String> = results
         .iter()
         .filter_map(|r| {

@@ -15,6 +15,7 @@ mod identity;
 mod issue;
 mod openapi;
 mod page;
+mod policy;
 mod policy_reload;
 mod readme;
 mod replicas;

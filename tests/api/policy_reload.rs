@@ -508,10 +508,10 @@ async fn replicas_each_report_the_policy_set_they_run() {
     a.stop().await;
 }
 
-/// An elevated writ records the hash of the set that admitted its request, even when another
-/// set runs by the time it is collected.
+/// A request for approval records the set that admitted it; its elevated writ, minted after a
+/// reload, records the set that allowed it then (policy is asked again at collection).
 #[tokio::test]
-async fn an_elevated_writ_records_the_set_that_admitted_its_request() {
+async fn an_approval_request_and_its_elevated_writ_record_the_sets_that_allowed_them() {
     let policies = format!("{POLICIES}\n{APPROVAL_POLICIES}");
     let broker = reloading_broker(Backend::Sqlite, policies.clone()).await;
     let auditor = broker.admin_token("eve", &["auditor"]).await;
@@ -534,10 +534,11 @@ async fn an_elevated_writ_records_the_set_that_admitted_its_request() {
     assert_eq!(status, 200, "{collected:#}");
     assert!(collected["writ"].is_string(), "{collected:#}");
     assert_eq!(collected["policy_hash"], admitting);
+    assert_eq!(collected["writ_policy_hash"], running);
     let writ_id = collected["writ_id"].as_str().unwrap();
     assert_eq!(
         recorded_policy_hash(&broker.database_url, writ_id).await,
-        Some(admitting.clone())
+        Some(running.clone())
     );
     let issued = audit_events(
         &broker.url,
@@ -545,7 +546,8 @@ async fn an_elevated_writ_records_the_set_that_admitted_its_request() {
         &format!("action=writ.issued&writ_id={writ_id}"),
     )
     .await;
-    assert_eq!(details(&issued[0])["policy_hash"], admitting);
+    assert_eq!(details(&issued[0])["policy_hash"], running);
+    assert_eq!(details(&issued[0])["approval"]["policy_hash"], admitting);
     let requested = audit_events(&broker.url, &auditor, "action=approval.requested").await;
     assert_eq!(details(&requested[0])["policy_hash"], admitting);
     broker.stop().await;

@@ -20,6 +20,8 @@ fn answers() -> Vec<ApiError> {
     let refusal = |reason, ttl| Refusal {
         reason,
         policy: None,
+        deny: None,
+        window: None,
         refused_rights: vec![RefusedRight {
             resource: "orders/*".into(),
             operation: "write".into(),
@@ -40,24 +42,31 @@ fn answers() -> Vec<ApiError> {
     let other_way = |reason, policy: &str| Refusal {
         reason,
         policy: Some(policy.to_owned()),
+        deny: None,
+        window: None,
         refused_rights: Vec::new(),
         refused_services: Vec::new(),
         refused_ttl: None,
     };
-    all.push(IssueError::Refused(other_way("approval_required", "orders-cleanup")).into());
-    all.push(ApprovalCallError::Refused(other_way("approval_not_needed", "orders-reader")).into());
-    all.push(ApprovalCallError::Refused(refusal("not_allowed", None)).into());
-    all.push(IssueError::Refused(refusal("no_matching_policy", None)).into());
-    all.push(
-        IssueError::Refused(refusal(
-            "not_allowed",
-            Some(RefusedTtl {
-                requested: 3600,
-                max: 600,
-            }),
-        ))
-        .into(),
-    );
+    let issue = |refusal| ApiError::from(IssueError::Refused(Box::new(refusal)));
+    let approval = |refusal| ApiError::from(ApprovalCallError::Refused(Box::new(refusal)));
+    all.push(issue(other_way("approval_required", "orders-cleanup")));
+    all.push(approval(other_way("approval_not_needed", "orders-reader")));
+    all.push(approval(refusal("not_allowed", None)));
+    all.push(issue(refusal("no_matching_policy", None)));
+    all.push(issue(Refusal {
+        deny: Some("no-prod-deletes".into()),
+        ..refusal("denied", None)
+    }));
+    all.push(issue(Refusal {
+        window: Some("mon,tue,wed,thu,fri 09:00-18:00 Europe/Berlin".into()),
+        ..other_way("outside_window", "business-hours")
+    }));
+    let ttl = RefusedTtl {
+        requested: 3600,
+        max: 600,
+    };
+    all.push(issue(refusal("not_allowed", Some(ttl))));
     all
 }
 
