@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::signal::unix::{Signal, SignalKind};
 
 use crate::approval::notify::{DeliveryReport, Notifier, Webhook};
-use crate::broker::{Approvals, Broker};
+use crate::broker::{Approvals, Broker, Policies, ReloadTrigger};
 use crate::config::{
     ABSOLUTE_MAX_SKEW, Config, ConfigError, ConnectionLimits, DEV_ISSUER_NAME, LoginConfig,
     WRIT_LIFETIME_BOUND, WebhookConfig,
@@ -18,7 +19,6 @@ use crate::http::{self, AppState, router};
 use crate::identity::{DevIssuer, IdentityVerifier};
 use crate::keys::{KeyDir, Keys};
 use crate::login::{LoginProvider, LoginSettings};
-use crate::policy::{DEV_POLICY, PolicySet};
 use crate::revocation::{Limits, RevocationView};
 use crate::store;
 use crate::store::Store;
@@ -70,8 +70,11 @@ impl Application {
         };
         let identities =
             IdentityVerifier::from_config(&config, dev.as_ref()).map_err(StartError::Identity)?;
-        let policies = load_policies(&config)?;
-        check_policy_issuers(&policies, &identities)?;
+        let issuers = identities.issuer_names().map(str::to_owned).collect();
+        let policies = Policies::load(config.policy_dir.as_deref(), config.max_ttl, issuers)?;
+        // Listening for SIGHUP from the start: its default action would stop the broker.
+        // Without a policy directory (dev mode) there is nothing to reload.
+        let reload_signal = config.policy_dir.as_ref().map(|_| hangup_signal());
         let keys = Arc::new(Keys::open(KeyDir::open_or_init(&config.key_dir)?)?);
         let store = store::connect(&config.database_url).await?;
         let revocations = RevocationView::new(config.revocation_poll);
@@ -124,6 +127,13 @@ impl Application {
             background.push(spawn_delivery_records(Arc::clone(&broker), reports));
         }
         background.push(spawn_approval_expiry(Arc::clone(&broker)));
+        if let Some(signal) = reload_signal {
+            background.push(spawn_policy_reload(
+                Arc::clone(&broker),
+                config.policy_reload_interval,
+                signal,
+            ));
+        }
         let (shutting_down, shutdown) = tokio::sync::watch::channel(false);
         let refusal_counts = spawn_refusal_counts(
             Arc::clone(&broker),
@@ -340,35 +350,45 @@ async fn checkpoint(store: &Store, keys: &Keys, signed_up_to: u64) -> Result<u64
     Ok(seq)
 }
 
-fn load_policies(config: &Config) -> Result<PolicySet, StartError> {
-    let policies = match &config.policy_dir {
-        Some(dir) => PolicySet::load_dir(dir, config.max_ttl)?,
-        None => PolicySet::parse(
-            std::path::Path::new("<dev-playground>"),
-            DEV_POLICY,
-            config.max_ttl,
-        )?,
-    };
-    tracing::info!(count = policies.policies.len(), "policies loaded");
-    Ok(policies)
-}
-
-/// A policy naming an issuer that is not trusted could never match: that is a typo, refuse it.
-fn check_policy_issuers(
-    policies: &PolicySet,
-    identities: &IdentityVerifier,
-) -> Result<(), StartError> {
-    let known: Vec<&str> = identities.issuer_names().collect();
-    for (issuer, origin) in policies.issuers() {
-        if !known.contains(&issuer) {
-            return Err(StartError::Policy(crate::policy::PolicyError {
-                location: origin.to_owned(),
-                message: format!(
-                    "issuer {issuer:?} is not a configured issuer (known: {})",
-                    known.join(", ")
-                ),
-            }));
+/// SIGHUP, or `None` (logged) when it cannot be listened for: the poll still reloads.
+fn hangup_signal() -> Option<Signal> {
+    match tokio::signal::unix::signal(SignalKind::hangup()) {
+        Ok(signal) => Some(signal),
+        Err(error) => {
+            tracing::warn!(%error, "SIGHUP cannot be listened for; policies reload on the poll only");
+            None
         }
     }
-    Ok(())
+}
+
+/// Re-reads the policy files every `every`, and at once on SIGHUP (see `broker::policy`).
+fn spawn_policy_reload(
+    broker: Arc<Broker>,
+    every: Duration,
+    mut hangup: Option<Signal>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first tick is immediate, and the set was just loaded.
+        tick.tick().await;
+        loop {
+            let trigger = tokio::select! {
+                _ = tick.tick() => ReloadTrigger::Poll,
+                () = next_signal(&mut hangup) => ReloadTrigger::Signal,
+            };
+            broker.reload_policies(trigger).await;
+        }
+    })
+}
+
+/// The next delivery of `signal`; never, once it cannot deliver any more.
+async fn next_signal(signal: &mut Option<Signal>) {
+    if let Some(listening) = signal
+        && listening.recv().await.is_some()
+    {
+        return;
+    }
+    *signal = None;
+    std::future::pending::<()>().await
 }

@@ -38,6 +38,10 @@ pub struct Config {
     /// mode; in dev mode the built-in playground policy is used when unset.
     #[serde(default)]
     pub policy_dir: Option<PathBuf>,
+    /// How often the policy files are read for a change (also on SIGHUP). A changed set runs
+    /// once it is checked in full; an invalid one is refused and the running set stays.
+    #[serde(default = "default_policy_reload_interval", with = "humantime_serde")]
+    pub policy_reload_interval: Duration,
     /// Development mode: trusts the built-in development identity issuer. Loopback only.
     #[serde(default)]
     pub dev: bool,
@@ -403,6 +407,7 @@ impl Config {
             database_url: default_database_url(),
             key_dir: default_key_dir(),
             policy_dir: None,
+            policy_reload_interval: default_policy_reload_interval(),
             dev: false,
             max_ttl: default_max_ttl(),
             clock_skew: default_clock_skew(),
@@ -443,6 +448,11 @@ impl Config {
                 "revocation_poll",
                 self.revocation_poll,
                 ranges::REVOCATION_POLL,
+            ),
+            (
+                "policy_reload_interval",
+                self.policy_reload_interval,
+                ranges::POLICY_RELOAD_INTERVAL,
             ),
             (
                 "revocation_heartbeat",
@@ -542,6 +552,8 @@ pub mod ranges {
     pub const REQUEST_TIMEOUT: DurationRange = range(s(1), s(5 * 60));
     pub const REVOCATION_POLL: DurationRange = range(ms(100), s(60));
     pub const REVOCATION_HEARTBEAT: DurationRange = range(ms(100), s(60));
+    /// Reading the policy files (a few KiB) often costs little; rarely, a fix waits.
+    pub const POLICY_RELOAD_INTERVAL: DurationRange = range(ms(100), s(10 * 60));
     pub const AUDIT_CHECKPOINT_INTERVAL: DurationRange = range(s(1), s(24 * 3600));
     pub const AUDIT_REFUSAL_WINDOW: DurationRange = range(s(1), s(5 * 60));
     pub const HEADER_READ_TIMEOUT: DurationRange = range(s(1), s(60));
@@ -596,6 +608,9 @@ fn default_request_timeout() -> Duration {
 }
 fn default_revocation_poll() -> Duration {
     Duration::from_secs(1)
+}
+fn default_policy_reload_interval() -> Duration {
+    Duration::from_secs(2)
 }
 fn default_revocation_heartbeat() -> Duration {
     Duration::from_secs(2)
@@ -752,6 +767,11 @@ mod tests {
             ("request_timeout = \"0s\"", "request_timeout"),
             ("revocation_poll = \"0s\"", "revocation_poll"),
             ("revocation_heartbeat = \"2m\"", "revocation_heartbeat"),
+            (
+                "policy_reload_interval = \"50ms\"",
+                "policy_reload_interval = \"50ms\" is out of range: it must be between 100ms and 10m",
+            ),
+            ("policy_reload_interval = \"1h\"", "policy_reload_interval"),
             (
                 "audit_checkpoint_interval = \"0s\"",
                 "audit_checkpoint_interval",

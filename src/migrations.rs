@@ -26,6 +26,7 @@ pub const SQLITE: &[(&str, &str)] = embedded!("sqlite":
     "0002_audit_revocations.sql",
     "0003_checkpoints_append_only.sql",
     "0004_approvals.sql",
+    "0005_policy_hash.sql",
 );
 
 /// `(file name, SQL)` of `migrations/postgres`.
@@ -34,6 +35,7 @@ pub const POSTGRES: &[(&str, &str)] = embedded!("postgres":
     "0002_audit_revocations.sql",
     "0003_checkpoints_append_only.sql",
     "0004_approvals.sql",
+    "0005_policy_hash.sql",
 );
 
 /// The SQLite migrations.

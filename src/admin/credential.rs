@@ -63,12 +63,12 @@ impl AdminCredential {
         self.roles.contains(&role)
     }
 
-    /// Refuses unless the credential carries `role` (roles are not hierarchical).
-    pub fn require(&self, role: Role) -> Result<(), CredentialError> {
-        if self.has(role) {
+    /// Refuses unless the credential carries one of `roles` (roles are not hierarchical).
+    pub fn require(&self, roles: &'static [Role]) -> Result<(), CredentialError> {
+        if roles.iter().any(|role| self.has(*role)) {
             Ok(())
         } else {
-            Err(CredentialError::RoleMissing { required: role })
+            Err(CredentialError::RoleMissing { required: roles })
         }
     }
 }
@@ -86,8 +86,8 @@ pub enum CredentialError {
     Invalid { reason: &'static str },
     #[error("the admin credential has expired")]
     Expired,
-    #[error("the admin credential lacks the {required} role")]
-    RoleMissing { required: Role },
+    #[error("the admin credential lacks the {} role", role_names(required))]
+    RoleMissing { required: &'static [Role] },
 }
 
 impl CredentialError {
@@ -112,6 +112,15 @@ impl DomainError for CredentialError {
             CredentialError::RoleMissing { .. } => codes::ADMIN_ROLE_MISSING,
         }
     }
+}
+
+/// `admin`, or `admin or auditor`.
+pub fn role_names(roles: &[Role]) -> String {
+    roles
+        .iter()
+        .map(|role| role.as_str())
+        .collect::<Vec<_>>()
+        .join(" or ")
 }
 
 fn malformed(reason: &'static str) -> CredentialError {
@@ -387,16 +396,32 @@ mod tests {
         assert_eq!(credential.expires_at, minted.expires_at);
         assert_eq!(credential.revocation_ids, vec![minted.revocation_id]);
         assert_eq!(credential.root_key_id, ring.active.kid);
-        assert_eq!(credential.require(Role::Admin), Ok(()));
-        assert_eq!(credential.require(Role::Approver), Ok(()));
-        let missing = credential.require(Role::Auditor).unwrap_err();
+        assert_eq!(credential.require(&[Role::Admin]), Ok(()));
+        assert_eq!(credential.require(&[Role::Approver]), Ok(()));
+        assert_eq!(credential.require(&[Role::Auditor, Role::Admin]), Ok(()));
+        let missing = credential.require(&[Role::Auditor]).unwrap_err();
         assert_eq!(
             missing,
             CredentialError::RoleMissing {
-                required: Role::Auditor
+                required: &[Role::Auditor]
             }
         );
         assert_eq!(missing.code().name, "admin_role_missing");
+        assert_eq!(
+            missing.to_string(),
+            "the admin credential lacks the auditor role"
+        );
+        let auditor = AdminCredential {
+            roles: BTreeSet::from([Role::Auditor]),
+            ..credential
+        };
+        assert_eq!(
+            auditor
+                .require(&[Role::Admin, Role::Approver])
+                .unwrap_err()
+                .to_string(),
+            "the admin credential lacks the admin or approver role"
+        );
     }
 
     #[test]
@@ -609,9 +634,9 @@ mod tests {
         assert_eq!(credential.writ_id, minted.writ_id);
         assert_eq!(credential.revocation_ids.len(), 2);
         assert_eq!(
-            credential.require(Role::Admin),
+            credential.require(&[Role::Admin]),
             Err(CredentialError::RoleMissing {
-                required: Role::Admin
+                required: &[Role::Admin]
             })
         );
     }

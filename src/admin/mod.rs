@@ -26,7 +26,7 @@ mod principal;
 mod role;
 
 pub use credential::{
-    AdminCredential, CredentialError, MAX_ADMIN_CREDENTIAL_LEN, verify_admin_writ,
+    AdminCredential, CredentialError, MAX_ADMIN_CREDENTIAL_LEN, role_names, verify_admin_writ,
 };
 pub use mint::{
     AdminMintError, DEFAULT_ADMIN_TTL, MAX_ADMIN_TTL, MintedAdminWrit, mint_admin_writ,

@@ -157,6 +157,9 @@ pub struct ApprovalRequest {
     pub ttl: u64,
     pub justification: String,
     pub policy: String,
+    /// The hash of the policy set that admitted the request, which its elevated writ records
+    /// (`None` for requests recorded before it was).
+    pub policy_hash: Option<String>,
     pub approvers: Vec<ApproverSpec>,
     pub quorum: u32,
     /// Unix seconds.

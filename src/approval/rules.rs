@@ -243,6 +243,7 @@ mod tests {
             ttl: 300,
             justification: "old orders".into(),
             policy: "cleanup".into(),
+            policy_hash: None,
             approvers: vec![ApproverSpec::AnyApprover],
             quorum,
             created_at: 1000,

@@ -111,6 +111,10 @@ pub mod actions {
     pub const APPROVAL_EXPIRED: &str = "approval.expired";
     /// An approver logged in to, or out of, the approval page.
     pub const APPROVER_LOGIN: &str = "approver.login";
+    /// The broker runs a changed policy set (details: the old and new hash, the files' hashes).
+    pub const POLICY_RELOADED: &str = "policy.reloaded";
+    /// A changed policy set was refused; the running one stays (details: why, the files' hashes).
+    pub const POLICY_RELOAD_REFUSED: &str = "policy.reload_refused";
 
     /// Every action, for validating filters.
     pub const ALL: &[&str] = &[
@@ -131,5 +135,7 @@ pub mod actions {
         APPROVAL_DECISION_REFUSED,
         APPROVAL_EXPIRED,
         APPROVER_LOGIN,
+        POLICY_RELOADED,
+        POLICY_RELOAD_REFUSED,
     ];
 }

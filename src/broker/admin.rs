@@ -10,7 +10,7 @@ use serde_json::json;
 use super::Broker;
 use crate::admin::{
     AdminCredential, AdminMintError, CredentialError, MAX_ADMIN_TTL, MintedAdminWrit, Principal,
-    Role, mint_admin_writ, verify_admin_writ,
+    Role, mint_admin_writ, role_names, verify_admin_writ,
 };
 use crate::audit::{ANONYMOUS, AuditEvent, Outcome, UNKNOWN_ISSUER, actions};
 use crate::error::{DomainError, ErrorCode, codes};
@@ -87,12 +87,12 @@ impl Broker {
     pub async fn authorize_admin(
         &self,
         token: &str,
-        role: Role,
+        roles: &'static [Role],
         route: &str,
     ) -> Result<AdminCredential, AdminCallError> {
         let now = SystemTime::now();
         let refusal = match verify_admin_writ(&self.keys.current(), token, now) {
-            Ok(credential) => match self.admit(&credential, role) {
+            Ok(credential) => match self.admit(&credential, roles) {
                 Ok(()) => return Ok(credential),
                 Err(error) => (Some(credential), error),
             },
@@ -124,21 +124,26 @@ impl Broker {
         )
         .at(unix_ms(now))
         .with_reason(error.code().name)
-        .with_details(json!({ "route": route, "required_role": role.as_str() }));
+        .with_details(json!({ "route": route, "required_role": role_names(roles) }));
         refused.writ_id = credential.map(|credential| credential.writ_id);
         self.audit_best_effort(refused).await;
         Err(error)
     }
 
-    /// Whether a verified admin writ may make this call: not revoked, and carrying the role.
-    fn admit(&self, credential: &AdminCredential, role: Role) -> Result<(), AdminCallError> {
+    /// Whether a verified admin writ may make this call: not revoked, and carrying one of the
+    /// roles.
+    fn admit(
+        &self,
+        credential: &AdminCredential,
+        roles: &'static [Role],
+    ) -> Result<(), AdminCallError> {
         if self
             .revocations
             .revokes_writ(&credential.writ_id, &credential.revocation_ids)
         {
             return Err(AdminCallError::CredentialRevoked);
         }
-        Ok(credential.require(role)?)
+        Ok(credential.require(roles)?)
     }
 
     /// Revokes a writ, a task or an agent (which also suspends it), and makes the local view

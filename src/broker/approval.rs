@@ -293,8 +293,10 @@ impl Broker {
             issuer: &identity.issuer,
             claims: &identity.claims,
         };
-        let permit = self
-            .policies
+        // One snapshot decides and is recorded, whatever a reload swaps in meanwhile.
+        let policies = self.policies.current();
+        let permit = policies
+            .set
             .decide(subject, &request, Channel::Approval, now)
             .map_err(ApprovalCallError::Refused)?;
         let Some(rule) = permit.approval else {
@@ -316,6 +318,7 @@ impl Broker {
             ttl: permit.ttl.as_secs(),
             justification: raw.justification.clone(),
             policy: permit.policy.clone(),
+            policy_hash: Some(policies.set.source.hash.clone()),
             approvers: rule.approvers.clone(),
             quorum: rule.quorum,
             created_at,
@@ -338,6 +341,7 @@ impl Broker {
             "issuer": approval.issuer,
             "subject": approval.subject,
             "policy": approval.policy,
+            "policy_hash": approval.policy_hash,
             "rights": approval.rights,
             "services": approval.services,
             "ttl": approval.ttl,
@@ -510,11 +514,12 @@ impl Broker {
         let ring = self.keys.current();
         let owner = identity.clone();
         let now = SystemTime::now();
-        let policies = &self.policies;
+        // One snapshot asks policy again and is recorded with the writ.
+        let policies = self.policies.current();
         let view = self
             .store
             .change_approval(id, move |current| {
-                collect_rule(current, &owner, &ring, policies, now)
+                collect_rule(current, &owner, &ring, &policies.set, now)
             })
             .await?;
         if let Some(writ) = &view.writ {
@@ -797,6 +802,9 @@ fn collect_rule(
         revocation_id: minted.revocation_id,
         issued_at: decided_at,
         expires_at,
+        // The set asked last, as the writ is minted (the request keeps the one that admitted
+        // it).
+        policy_hash: Some(policies.source.hash.clone()),
     };
     let approvers: Vec<Value> = request
         .approved_by()
@@ -811,13 +819,18 @@ fn collect_rule(
             "issuer": record.issuer,
             "subject": record.subject,
             "policy": request.policy,
+            "policy_hash": record.policy_hash,
             "rights": record.rights,
             "services": record.services,
             "ttl": expires_at - decided_at,
             "collected_at": at,
             "root_key_id": record.root_key_id,
             "expires_at": expires_at,
-            "approval": { "approval_id": request.id, "approvers": approvers },
+            "approval": {
+                "approval_id": request.id,
+                "approvers": approvers,
+                "policy_hash": request.policy_hash,
+            },
         }));
     request.writ_id = Some(writ_id);
     Ok(ApprovalChange {

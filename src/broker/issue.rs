@@ -92,6 +92,8 @@ pub struct Issued {
     pub record: IssuedWrit,
     /// The policy that allowed it.
     pub policy: String,
+    /// The hash of the policy set that allowed it.
+    pub policy_hash: String,
     pub ttl: Duration,
 }
 
@@ -156,8 +158,11 @@ impl Broker {
             issuer: &identity.issuer,
             claims: &identity.claims,
         };
-        let permit = self
-            .policies
+        // One snapshot decides and is recorded, whatever a reload swaps in meanwhile.
+        let policies = self.policies.current();
+        let policy_hash = &policies.set.source.hash;
+        let permit = policies
+            .set
             .decide(subject, &request, Channel::Direct, now)
             .map_err(IssueError::Refused)?;
         // Whole seconds: the writ and its record must name the same instant.
@@ -198,6 +203,7 @@ impl Broker {
             revocation_id: minted.revocation_id,
             issued_at: unix(issued_at) as i64,
             expires_at: unix(expires_at) as i64,
+            policy_hash: Some(policy_hash.clone()),
         };
         let issued_event = issued_event(&record, &permit.policy, permit.ttl, now);
         self.store.record_issued(&record, issued_event).await?;
@@ -210,6 +216,7 @@ impl Broker {
             writ: minted.token,
             record,
             policy: permit.policy,
+            policy_hash: policy_hash.clone(),
             ttl: permit.ttl,
         })
     }
@@ -225,6 +232,7 @@ fn issued_event(record: &IssuedWrit, policy: &str, ttl: Duration, now: SystemTim
         "issuer": record.issuer,
         "subject": record.subject,
         "policy": policy,
+        "policy_hash": record.policy_hash,
         "rights": record.rights,
         "services": record.services,
         "ttl": ttl.as_secs(),

@@ -1,6 +1,7 @@
 //! The broker's operations, free of HTTP: issuance ([`issue`]) for agents, what admins do
-//! ([`admin`]: admin writs and revocation) and what auditors read ([`audit`]), and the state
-//! verifiers and operators read ([`status`]). Every decision here is written to the audit log.
+//! ([`admin`]: admin writs and revocation), what auditors read ([`audit`]), the state verifiers
+//! and operators read ([`status`]), and the running policy set with its live reload
+//! ([`policy`]). Every decision here is written to the audit log.
 //!
 //! [`Broker`] is the one face the HTTP layer sees: its parts are private, and each operation
 //! takes and returns domain values.
@@ -10,6 +11,7 @@ mod approval;
 mod audit;
 mod issue;
 mod login;
+mod policy;
 mod status;
 
 use std::sync::Arc;
@@ -22,13 +24,13 @@ pub use approval::{
 };
 pub use issue::{IssueError, Issued};
 pub use login::{Callback, LoggedIn, LoginStart, MAX_CALLBACK_PARAM};
+pub use policy::{Policies, PolicyStatus, ReloadFailure, ReloadTrigger};
 pub use status::NotReady;
 
 use crate::audit::{AuditEvent, RefusalTally, UNKNOWN_ISSUER};
 use crate::error::ErrorCode;
 use crate::identity::IdentityVerifier;
 use crate::keys::Keys;
-use crate::policy::PolicySet;
 use crate::revocation::{Limits, RevocationView};
 use crate::store::Store;
 use crate::time::unix_ms;
@@ -36,7 +38,8 @@ use crate::time::unix_ms;
 /// Everything the operations need, shared by every request.
 pub struct Broker {
     identities: IdentityVerifier,
-    policies: PolicySet,
+    /// The running policy set, swapped whole on reload.
+    policies: Policies,
     keys: Arc<Keys>,
     store: Store,
     revocations: Arc<RevocationView>,
@@ -49,7 +52,7 @@ pub struct Broker {
 impl Broker {
     pub fn new(
         identities: IdentityVerifier,
-        policies: PolicySet,
+        policies: Policies,
         keys: Arc<Keys>,
         store: Store,
         revocations: Arc<RevocationView>,

@@ -7,6 +7,7 @@ mod audit;
 mod dev;
 mod keys;
 mod policy;
+mod policy_status;
 mod request;
 mod serve;
 mod writ;
@@ -51,7 +52,7 @@ enum Command {
     /// Verify the audit log's hash chain and signed checkpoints.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
-    /// Check and test policy files.
+    /// Check and test policy files; show the set a running broker runs.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
     /// Development helpers (dev mode only).
@@ -68,7 +69,7 @@ impl Cli {
             Command::Attenuate(args) => writ::attenuate(args),
             Command::Verify(args) => writ::verify(args).await,
             Command::Keys(command) => keys::run(command).await,
-            Command::Policy(command) => policy::run(command),
+            Command::Policy(command) => policy::run(command).await,
             Command::Admin(command) => admin::run(command).await,
             Command::Approvals(command) => approvals::run(command).await,
             Command::Audit(command) => audit::run(command).await,

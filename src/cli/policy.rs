@@ -1,4 +1,5 @@
-//! `writ policy`: validate policy files and run their tests, like `opa test`.
+//! `writ policy`: validate policy files, run their tests (like `opa test`) and explain a
+//! decision; and ask a running broker which set it runs (`status`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -20,6 +21,9 @@ pub enum PolicyCommand {
     /// rule or condition refused each item, and which deny rule fired. Exits 0 when the request
     /// is granted (with --approval: granted once humans approve), 1 when it is refused.
     Explain(ExplainArgs),
+    /// Ask a running broker which policy set it runs: its hash, its files and any refused
+    /// reload (then exit 1). Needs an admin writ with the admin or auditor role.
+    Status(super::policy_status::StatusArgs),
 }
 
 #[derive(Debug, Args)]
@@ -101,8 +105,9 @@ fn load(args: &PolicyArgs) -> Result<PolicySet, String> {
     Ok(policies)
 }
 
-pub fn run(command: PolicyCommand) -> CliResult {
+pub async fn run(command: PolicyCommand) -> CliResult {
     match command {
+        PolicyCommand::Status(args) => super::policy_status::run(args).await,
         PolicyCommand::Check(args) => {
             let policies = load(&args)?;
             println!("{} policies are valid", policies.policies.len());

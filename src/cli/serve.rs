@@ -31,6 +31,10 @@ pub struct ServeArgs {
     /// Directory of policy files (required outside dev mode).
     #[arg(long, env = "WRIT_POLICY_DIR")]
     policy_dir: Option<PathBuf>,
+    /// How often the policy files are read for a change, e.g. 2s (SIGHUP reads them at once)
+    /// [default: 2s].
+    #[arg(long, env = "WRIT_POLICY_RELOAD_INTERVAL", value_parser = humantime::parse_duration)]
+    policy_reload_interval: Option<std::time::Duration>,
 }
 
 impl ServeArgs {
@@ -52,6 +56,9 @@ impl ServeArgs {
         }
         if let Some(dir) = &self.policy_dir {
             config.policy_dir = Some(dir.clone());
+        }
+        if let Some(every) = self.policy_reload_interval {
+            config.policy_reload_interval = every;
         }
         Ok(config)
     }

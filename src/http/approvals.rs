@@ -37,6 +37,9 @@ pub struct ApprovalBody {
     pub ttl: u64,
     pub justification: String,
     pub policy: String,
+    /// The hash of the policy set that admitted the request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_hash: Option<String>,
     pub quorum: u32,
     pub approvals: usize,
     pub created_at: String,
@@ -84,6 +87,7 @@ impl ApprovalBody {
             ttl: request.ttl,
             justification: request.justification.clone(),
             policy: request.policy.clone(),
+            policy_hash: request.policy_hash.clone(),
             quorum: request.quorum,
             approvals: request.approvals(),
             created_at: rfc3339(request.created_at),
@@ -107,27 +111,38 @@ pub struct AgentApprovalBody {
     pub writ_expires_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub root_key_id: Option<u32>,
+    /// The hash of the policy set that allowed the elevated writ as it was minted (with `writ`
+    /// only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub writ_policy_hash: Option<String>,
 }
 
 impl From<AgentView> for AgentApprovalBody {
     fn from(view: AgentView) -> Self {
         let mut approval = ApprovalBody::new(&view.request, view.status);
-        let (writ, writ_expires_at, root_key_id) = match view.writ {
+        let (writ, writ_expires_at, root_key_id, writ_policy_hash) = match view.writ {
             Some(elevated) => {
                 approval.writ_id = Some(elevated.record.writ_id.clone());
                 (
                     Some(elevated.token),
                     Some(rfc3339(elevated.record.expires_at)),
                     Some(elevated.record.root_key_id),
+                    elevated.record.policy_hash,
                 )
             }
-            None => (None, view.request.writ_expires_at().map(rfc3339), None),
+            None => (
+                None,
+                view.request.writ_expires_at().map(rfc3339),
+                None,
+                None,
+            ),
         };
         AgentApprovalBody {
             approval,
             writ,
             writ_expires_at,
             root_key_id,
+            writ_policy_hash,
         }
     }
 }

@@ -39,9 +39,9 @@ impl FromRequestParts<AppState> for Agent {
     }
 }
 
-/// The role an admin route requires.
+/// The roles an admin route admits: one of them is enough.
 pub trait RequiredRole: Send + Sync {
-    const ROLE: Role;
+    const ROLES: &'static [Role];
 }
 
 /// Routes for admins.
@@ -50,21 +50,27 @@ pub struct AdminRole;
 pub struct AuditorRole;
 /// Routes for approvers.
 pub struct ApproverRole;
+/// Routes for admins and auditors alike (what the broker runs: its policy set).
+pub struct AdminOrAuditorRole;
 
 impl RequiredRole for ApproverRole {
-    const ROLE: Role = Role::Approver;
+    const ROLES: &'static [Role] = &[Role::Approver];
 }
 
 impl RequiredRole for AdminRole {
-    const ROLE: Role = Role::Admin;
+    const ROLES: &'static [Role] = &[Role::Admin];
 }
 
 impl RequiredRole for AuditorRole {
-    const ROLE: Role = Role::Auditor;
+    const ROLES: &'static [Role] = &[Role::Auditor];
+}
+
+impl RequiredRole for AdminOrAuditorRole {
+    const ROLES: &'static [Role] = &[Role::Admin, Role::Auditor];
 }
 
 /// A principal whose admin writ (in `Authorization: Bearer`) verified, is not revoked and
-/// carries the role `R`. Refusals are audited by the broker, naming the route.
+/// carries one of the roles of `R`. Refusals are audited by the broker, naming the route.
 pub struct AdminCaller<R>(pub AdminCredential, pub PhantomData<R>);
 
 impl<R: RequiredRole> FromRequestParts<AppState> for AdminCaller<R> {
@@ -85,7 +91,10 @@ impl<R: RequiredRole> FromRequestParts<AppState> for AdminCaller<R> {
                 .broker
                 .count_unauthenticated(actions::ADMIN_REFUSED, error.code());
         })?;
-        let credential = state.broker.authorize_admin(token, R::ROLE, &route).await?;
+        let credential = state
+            .broker
+            .authorize_admin(token, R::ROLES, &route)
+            .await?;
         Ok(AdminCaller(credential, PhantomData))
     }
 }

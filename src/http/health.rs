@@ -1,5 +1,6 @@
 //! Liveness and readiness. Ready means a writ could be issued now (see
-//! `Broker::readiness`).
+//! `Broker::readiness`); the answer also says which policy set it would be issued under, and a
+//! reload that was refused (the broker stays ready: the running set still decides).
 
 use axum::Json;
 use axum::extract::State;
@@ -7,6 +8,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::ApiError;
+use super::policy::PolicyStatusBody;
 
 pub async fn live() -> Json<Value> {
     Json(json!({"status": "ok"}))
@@ -14,5 +16,6 @@ pub async fn live() -> Json<Value> {
 
 pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     state.broker.readiness().await?;
-    Ok(Json(json!({"status": "ready"})))
+    let policy = PolicyStatusBody::from(state.broker.policy_status());
+    Ok(Json(json!({"status": "ready", "policy": policy})))
 }

@@ -11,6 +11,7 @@ mod extract;
 mod health;
 mod keys;
 mod page;
+mod policy;
 mod revocations;
 mod serve;
 mod writs;
@@ -73,6 +74,7 @@ pub fn routes() -> Vec<Route> {
         Route::new("/v1/approvals/{id}/decision").post(approvals::decide),
         Route::new("/v1/audit").get(audit::events),
         Route::new("/v1/audit/checkpoints").get(audit::checkpoints),
+        Route::new("/v1/policy").get(policy::status),
         Route::new("/.well-known/writ-keys").get(keys::key_set),
         Route::new("/healthz").get(health::live),
         Route::new("/readyz").get(health::ready),

@@ -29,6 +29,8 @@ pub struct IssuedWritResponse {
     pub rights: Vec<RightRecord>,
     pub services: Vec<String>,
     pub policy: String,
+    /// The hash of the policy set that allowed it (`GET /v1/policy` answers the running one).
+    pub policy_hash: String,
 }
 
 impl From<Issued> for IssuedWritResponse {
@@ -46,6 +48,7 @@ impl From<Issued> for IssuedWritResponse {
             rights: record.rights,
             services: record.services,
             policy: issued.policy,
+            policy_hash: issued.policy_hash,
         }
     }
 }

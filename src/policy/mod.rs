@@ -18,6 +18,7 @@ mod file;
 mod names;
 pub mod pattern;
 mod request;
+mod source;
 mod template;
 pub mod testing;
 #[cfg(test)]
@@ -42,6 +43,7 @@ pub use pattern::ResourcePattern;
 pub use request::{
     RawRight, RawWritRequest, RequestError, RequestedRight, RightRecord, WritRequest, parse_rights,
 };
+pub use source::{PolicyFileDigest, PolicySource};
 pub use template::Template;
 
 /// The playground policy used in dev mode when no policy directory is configured.
@@ -74,6 +76,8 @@ pub struct Policy {
 pub struct PolicySet {
     pub policies: Vec<Policy>,
     pub denies: Vec<DenyRule>,
+    /// The files it was built from, hashed.
+    pub source: PolicySource,
 }
 
 /// Who is asking, as far as policy is concerned.
@@ -282,16 +286,22 @@ impl PolicySet {
     /// Loads every `*.toml` policy file (not `*.test.toml`) in `dir`, in name order.
     pub fn load_dir(dir: &Path, max_ttl: Duration) -> Result<PolicySet, PolicyError> {
         let mut set = PolicySet::default();
+        let mut read = Vec::new();
         for path in policy_files(dir, false)? {
             let text = std::fs::read_to_string(&path).map_err(|e| PolicyError::io(&path, e))?;
             set.add(file::parse(&path, &text, max_ttl)?)?;
+            // What was parsed is what is hashed: the file is read once.
+            read.push((source::file_name(&path), text));
         }
+        set.source = PolicySource::of(&read);
         Ok(set)
     }
 
+    /// One file's policies; `origin`'s file name is the file's name in the set's source.
     pub fn parse(origin: &Path, text: &str, max_ttl: Duration) -> Result<PolicySet, PolicyError> {
         let mut set = PolicySet::default();
         set.add(file::parse(origin, text, max_ttl)?)?;
+        set.source = PolicySource::of(&[(source::file_name(origin), text)]);
         Ok(set)
     }
 

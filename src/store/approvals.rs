@@ -53,9 +53,10 @@ pub struct ListedApproval {
 
 const INSERT: &str = "INSERT INTO approval_requests (id, agent, issuer, subject, task, \
     requested_rights, rights, services, ttl, justification, policy, approvers, quorum, \
-    created_at, expires_at, status, decided_at, writ_id, notify_status, notify_attempts) \
+    created_at, expires_at, status, decided_at, writ_id, notify_status, notify_attempts, \
+    policy_hash) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-    $19, 0)";
+    $19, 0, $20)";
 
 const UPDATE: &str = "UPDATE approval_requests SET rights = $2, ttl = $3, status = $4, \
     decided_at = $5, writ_id = $6 WHERE id = $1";
@@ -126,6 +127,7 @@ macro_rules! impl_approval_statements {
                     .bind(r.decided_at)
                     .bind(&r.writ_id)
                     .bind(notify.as_str())
+                    .bind(&r.policy_hash)
                     .execute(&mut *self.inner)
                     .await?;
                 Ok(())
@@ -286,6 +288,7 @@ fn decode(row: &impl Row) -> Result<ListedApproval, StoreError> {
         ttl: row.unsigned("ttl")?,
         justification: row.text("justification")?,
         policy: row.text("policy")?,
+        policy_hash: row.optional_text("policy_hash")?,
         approvers: json(row, "approvers")?,
         quorum: u32::try_from(row.int("quorum")?).map_err(|e| corrupt("quorum", e.to_string()))?,
         created_at: row.int("created_at")?,

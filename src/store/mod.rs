@@ -54,6 +54,9 @@ pub struct IssuedWrit {
     pub issued_at: i64,
     /// Unix seconds.
     pub expires_at: i64,
+    /// The hash of the policy set that allowed it (`None` for writs issued before it was
+    /// recorded).
+    pub policy_hash: Option<String>,
 }
 
 /// The durable record of an admin writ (never the token).

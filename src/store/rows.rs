@@ -80,6 +80,7 @@ pub(super) fn issued_writ(row: &impl Row) -> Result<IssuedWrit, StoreError> {
         revocation_id: row.text("revocation_id")?,
         issued_at: row.int("issued_at")?,
         expires_at: row.int("expires_at")?,
+        policy_hash: row.optional_text("policy_hash")?,
     })
 }
 

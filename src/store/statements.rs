@@ -19,8 +19,8 @@ pub(super) struct Tx<DB: sqlx::Database> {
 }
 
 const INSERT_WRIT: &str = "INSERT INTO writs (writ_id, agent, task, issuer, subject, rights, \
-    services, root_key_id, revocation_id, issued_at, expires_at) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+    services, root_key_id, revocation_id, issued_at, expires_at, policy_hash) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
 
 const INSERT_ADMIN_WRIT: &str = "INSERT INTO admin_writs (writ_id, principal, roles, issued_by, \
     root_key_id, revocation_id, issued_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
@@ -101,6 +101,7 @@ macro_rules! impl_transaction {
                     .bind(&writ.revocation_id)
                     .bind(writ.issued_at)
                     .bind(writ.expires_at)
+                    .bind(&writ.policy_hash)
                     .execute(&mut *self.inner)
                     .await
                     .map_err(|e| map_insert_error(e, &writ.writ_id))?;

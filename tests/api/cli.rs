@@ -339,6 +339,7 @@ fn every_command_has_help() {
         vec!["policy", "test", "--help"],
         vec!["policy", "check", "--help"],
         vec!["policy", "explain", "--help"],
+        vec!["policy", "status", "--help"],
         vec!["dev", "token", "--help"],
         vec!["admin", "bootstrap", "--help"],
         vec!["admin", "revoke", "--help"],

@@ -426,6 +426,7 @@ pub fn writ_command(dir: &Path) -> Command {
         "WRIT_CONFIG",
         "WRIT_DATABASE_URL",
         "WRIT_POLICY_DIR",
+        "WRIT_POLICY_RELOAD_INTERVAL",
         "WRIT_LISTEN",
     ] {
         command.env_remove(variable);
@@ -498,6 +499,11 @@ impl ServeProcess {
 }
 
 impl ServeProcess {
+    /// The process id, for signals.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL: no shutdown, no flush, as a crash or an OOM kill would stop it.
     pub fn kill_hard(&mut self) {
         let _ = self.child.kill();
@@ -555,6 +561,19 @@ pub async fn count(url: &str, query: &'static str) -> i64 {
     use sqlx::Row;
     with_connection!(url, |connection| {
         sqlx::query(query)
+            .fetch_one(&mut connection)
+            .await
+            .unwrap()
+            .get(0)
+    })
+}
+
+/// The policy hash recorded with writ `writ_id` (`None` when none was).
+pub async fn recorded_policy_hash(url: &str, writ_id: &str) -> Option<String> {
+    use sqlx::Row;
+    with_connection!(url, |connection| {
+        sqlx::query("SELECT policy_hash FROM writs WHERE writ_id = $1")
+            .bind(writ_id)
             .fetch_one(&mut connection)
             .await
             .unwrap()

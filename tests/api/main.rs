@@ -16,6 +16,7 @@ mod issue;
 mod openapi;
 mod page;
 mod policy;
+mod policy_reload;
 mod readme;
 mod replicas;
 mod revocation;

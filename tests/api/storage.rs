@@ -119,6 +119,7 @@ async fn a_failing_record_does_not_fail_its_neighbours(backend: Backend) {
         revocation_id: format!("{id:0128}"),
         issued_at: 0,
         expires_at: 60,
+        policy_hash: None,
     };
     let event =
         || writ::audit::AuditEvent::new("writ.issued", writ::audit::Outcome::Success, "test");

@@ -7,7 +7,7 @@ use crate::openapi::Request;
 
 /// The admin routes, and the role each requires (the decision route's id names no request: the
 /// credential is checked first).
-const ADMIN_ROUTES: [(&str, &str, &str); 10] = [
+const ADMIN_ROUTES: [(&str, &str, &str); 12] = [
     ("POST", "/v1/revocations", "admin"),
     ("POST", "/v1/suspensions/lift", "admin"),
     ("POST", "/v1/admin/writs", "admin"),
@@ -15,6 +15,8 @@ const ADMIN_ROUTES: [(&str, &str, &str); 10] = [
     ("HEAD", "/v1/audit", "auditor"),
     ("GET", "/v1/audit/checkpoints", "auditor"),
     ("HEAD", "/v1/audit/checkpoints", "auditor"),
+    ("GET", "/v1/policy", "admin or auditor"),
+    ("HEAD", "/v1/policy", "admin or auditor"),
     ("GET", "/v1/approvals", "approver"),
     ("HEAD", "/v1/approvals", "approver"),
     (
@@ -40,10 +42,10 @@ pub(super) async fn cases(cx: &mut Context) {
                 .expect_at(method, path, with(authorization.clone()), 401, code)
                 .await;
         }
-        let wrong_role = if role == "admin" {
-            &cx.auditor
-        } else {
-            &cx.admin
+        let wrong_role = match role {
+            "admin" => &cx.auditor,
+            "admin or auditor" => &cx.approver,
+            _ => &cx.admin,
         };
         cx.probe
             .expect_at(

@@ -11,6 +11,7 @@ mod audit;
 mod fallbacks;
 mod feed;
 mod health;
+mod policy;
 mod revocations;
 mod unavailable;
 mod writs;
@@ -167,6 +168,7 @@ async fn every_documented_response_is_answered_as_documented() {
     // The feed lists the revocations made above; the audit log, everything so far.
     feed::cases(&mut cx).await;
     audit::cases(&mut cx).await;
+    policy::cases(&mut cx).await;
     // Suspends an agent of its own; the feed and the audit log were read above.
     approvals::cases(&mut cx).await;
     // Breaks storage and then drops the database.
