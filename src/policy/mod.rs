@@ -10,6 +10,7 @@
 mod approval;
 mod claims;
 mod file;
+mod index;
 mod names;
 pub mod pattern;
 mod request;
@@ -25,6 +26,7 @@ pub use approval::{
 };
 pub use claims::ClaimMatcher;
 pub use file::PolicyError;
+pub use index::ClaimIndex;
 pub use names::{NameError, Operation, ServiceName, TaskName};
 pub use pattern::ResourcePattern;
 pub use request::{
