@@ -210,9 +210,14 @@ fn string_at<'c>(claims: &'c Map<String, Value>, path: &[String]) -> Option<&'c 
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::super::claims::StringMatch;
+    use super::super::{
+        Channel, PolicySet, RawRight, RawWritRequest, Subject, WritRequest, reasons,
+    };
     use super::*;
     use proptest::prelude::*;
     use serde_json::json;
+    use std::path::Path;
+    use std::time::Duration;
 
     fn matcher(toml_text: &str) -> ClaimMatcher {
         ClaimMatcher::from_table(&toml_text.parse::<toml::Table>().unwrap()).unwrap()
@@ -341,6 +346,76 @@ mod tests {
             index.candidates("k", &claims(json!({"team": "x"}))),
             vec![0, 1, 2]
         );
+    }
+
+    const FLEET: &str = r#"
+[[policy]]
+name = "team-wide"
+issuer = "k"
+claims = { team = "orders-*" }
+resources = ["orders/*"]
+operations = ["read"]
+services = ["orders-api"]
+max_ttl = "5m"
+
+[[policy]]
+name = "this-team"
+issuer = "k"
+claims = { team = "orders-eu" }
+resources = ["orders/*"]
+operations = ["read"]
+services = ["orders-api"]
+max_ttl = "5m"
+
+[[policy]]
+name = "other-team"
+issuer = "k"
+claims = { team = "billing" }
+resources = ["invoices/*"]
+operations = ["read"]
+services = ["billing-api"]
+max_ttl = "5m"
+"#;
+
+    fn decide(set: &PolicySet, team: &str) -> Result<String, &'static str> {
+        let claims = claims(json!({ "team": team }));
+        let request = WritRequest::parse(&RawWritRequest {
+            task: "t".into(),
+            rights: vec![RawRight {
+                resource: "orders/1".into(),
+                operations: vec!["read".into()],
+            }],
+            services: vec!["orders-api".into()],
+            ttl: None,
+        })
+        .unwrap();
+        let subject = Subject {
+            issuer: "k",
+            claims: &claims,
+        };
+        set.decide(subject, &request, Channel::Direct)
+            .map(|permit| permit.policy)
+            .map_err(|refusal| refusal.reason)
+    }
+
+    #[test]
+    fn decisions_through_the_index_keep_file_order() {
+        let set = PolicySet::parse(Path::new("p.toml"), FLEET, Duration::from_secs(900)).unwrap();
+        // The scanned prefix policy comes first in the file, so it decides, not the indexed one.
+        assert_eq!(decide(&set, "orders-eu"), Ok("team-wide".to_owned()));
+        assert_eq!(decide(&set, "billing"), Err(reasons::NOT_ALLOWED));
+        assert_eq!(decide(&set, "sales"), Err(reasons::NO_MATCHING_POLICY));
+    }
+
+    #[test]
+    fn policies_added_after_the_index_are_still_matched() {
+        let mut set =
+            PolicySet::parse(Path::new("p.toml"), FLEET, Duration::from_secs(900)).unwrap();
+        let mut sales = set.policies[1].clone();
+        sales.name = "sales".into();
+        sales.claims = matcher("team = \"sales\"");
+        set.policies.push(sales);
+        assert_eq!(decide(&set, "sales"), Ok("sales".to_owned()));
     }
 
     // Random entry sets over a few paths (nested ones too) and a small alphabet, so exact

@@ -57,6 +57,8 @@ pub struct Policy {
 #[derive(Debug, Clone, Default)]
 pub struct PolicySet {
     pub policies: Vec<Policy>,
+    /// Finds the policies an identity may match by position in `policies`, built with them.
+    index: ClaimIndex,
 }
 
 /// Who is asking, as far as policy is concerned.
@@ -257,13 +259,34 @@ impl PolicySet {
                 policies.push(policy);
             }
         }
-        Ok(PolicySet { policies })
+        Ok(PolicySet::new(policies))
     }
 
     pub fn parse(origin: &Path, text: &str, max_ttl: Duration) -> Result<PolicySet, PolicyError> {
-        Ok(PolicySet {
-            policies: file::parse(origin, text, max_ttl)?,
-        })
+        Ok(PolicySet::new(file::parse(origin, text, max_ttl)?))
+    }
+
+    fn new(policies: Vec<Policy>) -> PolicySet {
+        let index = ClaimIndex::build(
+            policies
+                .iter()
+                .map(|p| (Some(p.issuer.as_str()), &p.claims)),
+        );
+        PolicySet { policies, index }
+    }
+
+    /// The policies that match `subject`, in file order. Only the index's candidates are
+    /// matched; should `policies` no longer be what the index was built from, all are.
+    fn matching<'a>(&'a self, subject: Subject<'a>) -> impl Iterator<Item = &'a Policy> {
+        let candidates = if self.index.entries() == self.policies.len() {
+            self.index.candidates(subject.issuer, subject.claims)
+        } else {
+            (0..self.policies.len()).collect()
+        };
+        candidates
+            .into_iter()
+            .filter_map(|i| self.policies.get(i))
+            .filter(move |policy| policy.matches(subject))
     }
 
     /// Every issuer name the policies refer to.
@@ -285,7 +308,7 @@ impl PolicySet {
     ) -> Result<Permit, Refusal> {
         let mut closest: Option<Refusal> = None;
         let mut approved: Option<Permit> = None;
-        for policy in self.policies.iter().filter(|p| p.matches(subject)) {
+        for policy in self.matching(subject) {
             match policy.evaluate(request) {
                 // A direct permit decides at once, on either channel: issuance stops at the
                 // first policy that grants the request, as it did before approvals existed.
