@@ -137,7 +137,7 @@ impl Policies {
                 (set, None)
             }
         };
-        tracing::info!(count = set.policies.len(), hash = %set.source.hash, "policies loaded");
+        tracing::info!(count = set.policies().len(), hash = %set.source.hash, "policies loaded");
         Ok(Policies {
             dir,
             running: RwLock::new(Arc::new(LoadedPolicies {
@@ -259,7 +259,7 @@ impl PolicyDir {
     /// The set of a reload: like [`PolicyDir::load`], and never empty.
     fn reload(&self) -> Result<PolicySet, PolicyError> {
         let set = self.load()?;
-        if set.policies.is_empty() {
+        if set.policies().is_empty() {
             return Err(PolicyError {
                 location: self.path.display().to_string(),
                 message: "no policies: [[policy]] tables in *.toml files (not *.test.toml); \
@@ -356,7 +356,7 @@ impl Broker {
             Attempt::Reloaded { old, new } => {
                 let source = &new.set.source;
                 tracing::info!(
-                    count = new.set.policies.len(), old_hash = %old.set.source.hash,
+                    count = new.set.policies().len(), old_hash = %old.set.source.hash,
                     hash = %source.hash, trigger = trigger.as_str(), "policies reloaded"
                 );
                 let event = AuditEvent::new(actions::POLICY_RELOADED, Outcome::Success, BROKER)
@@ -364,7 +364,7 @@ impl Broker {
                         "trigger": trigger.as_str(),
                         "old_hash": old.set.source.hash,
                         "new_hash": source.hash,
-                        "policies": new.set.policies.len(),
+                        "policies": new.set.policies().len(),
                         "files": audited_files(&source.files),
                         "files_total": source.files.len(),
                     }));
@@ -453,10 +453,10 @@ mod tests {
             panic!("not reloaded");
         };
         assert_eq!(old.set.source.hash, first.set.source.hash);
-        assert_eq!(new.set.policies.len(), 2);
+        assert_eq!(new.set.policies().len(), 2);
         assert_eq!(policies.current().set.source.hash, new.set.source.hash);
         // A snapshot taken before keeps deciding with its own set.
-        assert_eq!(first.set.policies.len(), 1);
+        assert_eq!(first.set.policies().len(), 1);
 
         std::fs::write(dir.path().join("b.toml"), "[[policy]\n").unwrap();
         let Some(Attempt::Refused { failure, files }) = policies.reload(ReloadTrigger::Poll).await
@@ -505,7 +505,7 @@ mod tests {
             failure.message,
             "a.toml:9: issuer \"gitlab\" is not a configured issuer (known: k8s)"
         );
-        assert_eq!(policies.current().set.policies.len(), 1);
+        assert_eq!(policies.current().set.policies().len(), 1);
     }
 
     #[tokio::test]

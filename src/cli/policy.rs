@@ -96,7 +96,7 @@ impl PolicyArgs {
 fn load(args: &PolicyArgs) -> Result<PolicySet, String> {
     let dir = args.dir()?;
     let policies = PolicySet::load_dir(dir, args.max_ttl).map_err(|e| e.to_string())?;
-    if policies.policies.is_empty() {
+    if policies.policies().is_empty() {
         return Err(format!(
             "no policies in {}: policies are [[policy]] tables in *.toml files (not *.test.toml)",
             dir.display()
@@ -110,7 +110,7 @@ pub async fn run(command: PolicyCommand) -> CliResult {
         PolicyCommand::Status(args) => super::policy_status::run(args).await,
         PolicyCommand::Check(args) => {
             let policies = load(&args)?;
-            println!("{} policies are valid", policies.policies.len());
+            println!("{} policies are valid", policies.policies().len());
             Ok(ExitCode::SUCCESS)
         }
         PolicyCommand::Test(TestArgs {

@@ -82,6 +82,44 @@ impl ClaimMatcher {
         })
     }
 
+    /// Every claim path this matcher pins to exact strings, with those strings: whenever the
+    /// matcher matches some claims, the value at each such path is a string equal to one of its
+    /// strings. A path with a prefix alternative is left out (it pins nothing exact). The
+    /// policy index relies on this promise.
+    pub fn exact_paths(&self) -> Vec<(Vec<&str>, Vec<&str>)> {
+        let mut found = Vec::new();
+        if let ClaimMatcher::Object(fields) = self {
+            Self::collect_exact(fields, &mut Vec::new(), &mut found);
+        }
+        found
+    }
+
+    fn collect_exact<'a>(
+        fields: &'a [(String, ClaimMatcher)],
+        path: &mut Vec<&'a str>,
+        found: &mut Vec<(Vec<&'a str>, Vec<&'a str>)>,
+    ) {
+        for (name, matcher) in fields {
+            path.push(name);
+            match matcher {
+                ClaimMatcher::Object(inner) => Self::collect_exact(inner, path, found),
+                ClaimMatcher::Any(options) => {
+                    let exact: Option<Vec<&str>> = options
+                        .iter()
+                        .map(|option| match option {
+                            StringMatch::Exact(text) => Some(text.as_str()),
+                            StringMatch::Prefix(_) => None,
+                        })
+                        .collect();
+                    if let Some(exact) = exact {
+                        found.push((path.clone(), exact));
+                    }
+                }
+            }
+            path.pop();
+        }
+    }
+
     fn matches_value(&self, value: &Value) -> bool {
         match (self, value) {
             (ClaimMatcher::Any(options), Value::String(text)) => {
@@ -162,6 +200,24 @@ mod tests {
         let good = claims(json!({"kubernetes.io": {"namespace": "orders"}, "sub": "ab"}));
         assert_eq!(m.mismatch(&good), None);
         assert!(m.matches(&good));
+    }
+
+    #[test]
+    fn exact_paths_name_only_exact_alternatives() {
+        let m = matcher(
+            "repository = [\"acme/a\", \"acme/b\"]\nref = \"refs/heads/*\"\n\
+             \"kubernetes.io\" = { namespace = \"orders\", pod = [\"x\", \"y-*\"] }",
+        );
+        let mut paths = m.exact_paths();
+        paths.sort();
+        assert_eq!(
+            paths,
+            vec![
+                (vec!["kubernetes.io", "namespace"], vec!["orders"]),
+                (vec!["repository"], vec!["acme/a", "acme/b"]),
+            ]
+        );
+        assert!(ClaimMatcher::everything().exact_paths().is_empty());
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod condition;
 mod deny;
 mod explain;
 mod file;
+mod index;
 mod names;
 pub mod pattern;
 mod request;
@@ -38,6 +39,7 @@ pub use condition::TimeWindow;
 pub use deny::DenyRule;
 pub use explain::{Explanation, Outcome, RuleTrace};
 pub use file::PolicyError;
+pub use index::ClaimIndex;
 pub use names::{NameError, Operation, ServiceName, TaskName};
 pub use pattern::ResourcePattern;
 pub use request::{
@@ -74,10 +76,14 @@ pub struct Policy {
 /// All loaded policies and deny rules.
 #[derive(Debug, Clone, Default)]
 pub struct PolicySet {
-    pub policies: Vec<Policy>,
-    pub denies: Vec<DenyRule>,
+    // Private: the indexes describe exactly these, by position.
+    policies: Vec<Policy>,
+    denies: Vec<DenyRule>,
     /// The files it was built from, hashed.
     pub source: PolicySource,
+    /// Find the policies and deny rules an identity may match, by position; built with them.
+    index: ClaimIndex,
+    deny_index: ClaimIndex,
 }
 
 /// Who is asking, as far as policy is concerned.
@@ -294,7 +300,7 @@ impl PolicySet {
             read.push((source::file_name(&path), text));
         }
         set.source = PolicySource::of(&read);
-        Ok(set)
+        Ok(set.indexed())
     }
 
     /// One file's policies; `origin`'s file name is the file's name in the set's source.
@@ -302,7 +308,7 @@ impl PolicySet {
         let mut set = PolicySet::default();
         set.add(file::parse(origin, text, max_ttl)?)?;
         set.source = PolicySource::of(&[(source::file_name(origin), text)]);
-        Ok(set)
+        Ok(set.indexed())
     }
 
     /// Adds one file's rules. Names identify rules in answers and records: one name, one rule,
@@ -326,12 +332,57 @@ impl PolicySet {
         Ok(())
     }
 
+    /// Builds the indexes once every file is added.
+    fn indexed(mut self) -> PolicySet {
+        self.index = ClaimIndex::build(
+            self.policies
+                .iter()
+                .map(|p| (Some(p.issuer.as_str()), &p.claims)),
+        );
+        self.deny_index =
+            ClaimIndex::build(self.denies.iter().map(|d| (d.issuer.as_deref(), &d.claims)));
+        self
+    }
+
     fn origin_of(&self, name: &str) -> Option<&str> {
         let policy = self.policies.iter().find(|p| p.name == name);
         let deny = self.denies.iter().find(|d| d.name == name);
         policy
             .map(|p| p.origin.as_str())
             .or(deny.map(|d| d.origin.as_str()))
+    }
+
+    /// The policies that match `subject`'s issuer and claims, in file order. Only the index's
+    /// candidates are matched.
+    fn matching<'a>(&'a self, subject: Subject<'a>) -> impl Iterator<Item = &'a Policy> {
+        self.index
+            .candidates(subject.issuer, subject.claims)
+            .into_iter()
+            .filter_map(|i| self.policies.get(i))
+            .filter(move |policy| policy.matches(subject))
+    }
+
+    /// The deny rules that match `subject` at `at`, in file order.
+    fn matching_denies<'a>(
+        &'a self,
+        subject: Subject<'a>,
+        at: SystemTime,
+    ) -> impl Iterator<Item = &'a DenyRule> {
+        self.deny_index
+            .candidates(subject.issuer, subject.claims)
+            .into_iter()
+            .filter_map(|i| self.denies.get(i))
+            .filter(move |rule| rule.matches(subject, at))
+    }
+
+    /// The policies, in file order.
+    pub fn policies(&self) -> &[Policy] {
+        &self.policies
+    }
+
+    /// The deny rules, in file order.
+    pub fn denies(&self) -> &[DenyRule] {
+        &self.denies
     }
 
     /// Every issuer name the policies and deny rules refer to.
@@ -366,7 +417,7 @@ impl PolicySet {
         }
         let mut closest: Option<Box<Refusal>> = None;
         let mut approved: Option<Permit> = None;
-        for policy in self.policies.iter().filter(|p| p.matches(subject)) {
+        for policy in self.matching(subject) {
             let Some(grant) = policy.bind(subject) else {
                 continue;
             };
@@ -412,18 +463,15 @@ impl PolicySet {
         request: &WritRequest,
         at: SystemTime,
     ) -> Option<Refusal> {
-        self.denies
-            .iter()
-            .filter(|rule| rule.matches(subject, at))
-            .find_map(|rule| {
-                let denial = rule.refuse(request)?;
-                Some(Refusal {
-                    deny: Some(rule.name.clone()),
-                    refused_rights: denial.rights,
-                    refused_services: denial.services,
-                    ..Refusal::new(reasons::DENIED)
-                })
+        self.matching_denies(subject, at).find_map(|rule| {
+            let denial = rule.refuse(request)?;
+            Some(Refusal {
+                deny: Some(rule.name.clone()),
+                refused_rights: denial.rights,
+                refused_services: denial.services,
+                ..Refusal::new(reasons::DENIED)
             })
+        })
     }
 }
 

@@ -169,7 +169,7 @@ fn policies_naming_configured_issuers(dir: &Path) -> PolicySet {
     let config = example_config();
     let policies = PolicySet::load_dir(dir, config.max_ttl).unwrap();
     assert!(
-        !policies.policies.is_empty(),
+        !policies.policies().is_empty(),
         "{} has no policies",
         dir.display()
     );

@@ -226,8 +226,14 @@ async fn an_invalid_change_is_refused_and_reported_while_the_running_set_decides
     assert_eq!(ready["policy"]["hash"], running);
     // The public answer says when and what was refused, not why (the message quotes policy
     // text): that is for admins and auditors.
-    assert_eq!(ready["policy"]["reload_refused"]["hash"], status["last_error"]["hash"]);
-    assert_eq!(ready["policy"]["reload_refused"]["at"], status["last_error"]["at"]);
+    assert_eq!(
+        ready["policy"]["reload_refused"]["hash"],
+        status["last_error"]["hash"]
+    );
+    assert_eq!(
+        ready["policy"]["reload_refused"]["at"],
+        status["last_error"]["at"]
+    );
     assert!(ready["policy"].get("files").is_none(), "{ready:#}");
     assert!(!ready.to_string().contains("message"), "{ready:#}");
     let issued = broker.issue(&identity, &orders_request()).await;
