@@ -24,7 +24,9 @@ pub use approval::{
 };
 pub use issue::{IssueError, Issued};
 pub use login::{Callback, LoggedIn, LoginStart, MAX_CALLBACK_PARAM};
-pub use policy::{Policies, PolicyStatus, ReloadFailure, ReloadTrigger};
+pub use policy::{
+    ExplainAnswer, ExplainError, Policies, PolicyStatus, RawExplain, ReloadFailure, ReloadTrigger,
+};
 pub use status::NotReady;
 
 use crate::audit::{AuditEvent, RefusalTally, UNKNOWN_ISSUER};

@@ -15,9 +15,15 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
 
+use serde::{Deserialize, Serialize};
+
 use super::Broker;
 use crate::audit::{AuditEvent, Outcome, actions};
-use crate::policy::{DEV_POLICY, PolicyError, PolicyFileDigest, PolicySet, PolicySource};
+use crate::error::{DomainError, ErrorCode, codes};
+use crate::policy::{
+    Channel, DEV_POLICY, Explanation, PolicyError, PolicyFileDigest, PolicySet, PolicySource,
+    RawWritRequest, RequestError, Subject, WritRequest,
+};
 use crate::time::unix_seconds;
 
 /// The file name the built-in playground policy is hashed under.
@@ -28,6 +34,48 @@ const MAX_ERROR_BYTES: usize = 1024;
 
 /// File digests named in one audit event; the rest are counted (the set's hash covers them all).
 const MAX_AUDITED_FILES: usize = 32;
+
+/// Most top-level claims an explained identity may carry (a real token has a few dozen).
+const MAX_EXPLAIN_CLAIMS: usize = 64;
+
+/// A question to the running policy set: this identity, this request, on this channel, then.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExplain {
+    /// The configured issuer name, as policies name it.
+    pub issuer: String,
+    pub claims: serde_json::Map<String, Value>,
+    /// As the body of `POST /v1/writs`.
+    pub request: RawWritRequest,
+    /// Decide as `POST /v1/approvals` would.
+    #[serde(default)]
+    pub approval: bool,
+    /// RFC 3339; default now.
+    #[serde(default)]
+    pub at: Option<String>,
+}
+
+/// The explanation, with the hash of the set that gave it.
+#[derive(Debug, Serialize)]
+pub struct ExplainAnswer {
+    pub policy_hash: String,
+    #[serde(flatten)]
+    pub explanation: Explanation,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExplainError {
+    #[error("{0}")]
+    Request(#[from] RequestError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl DomainError for ExplainError {
+    fn code(&self) -> ErrorCode {
+        codes::INVALID_REQUEST
+    }
+}
 
 /// What the audit log records as the actor of a reload.
 const BROKER: &str = "broker";
@@ -337,6 +385,37 @@ impl Broker {
     /// The policy set this broker runs and the last reload it refused.
     pub fn policy_status(&self) -> PolicyStatus {
         self.policies.status()
+    }
+
+    /// How the running policy set decides one request, rule by rule (`POST /v1/policy/explain`).
+    /// Nothing is issued or recorded: the caller is an admin or auditor asking a question.
+    pub fn explain_policy(&self, raw: &RawExplain) -> Result<ExplainAnswer, ExplainError> {
+        let request = WritRequest::parse(&raw.request)?;
+        let at = match &raw.at {
+            Some(text) => chrono::DateTime::parse_from_rfc3339(text)
+                .map(SystemTime::from)
+                .map_err(|e| ExplainError::Invalid(format!("at: not an RFC 3339 instant: {e}")))?,
+            None => SystemTime::now(),
+        };
+        if raw.claims.len() > MAX_EXPLAIN_CLAIMS {
+            return Err(ExplainError::Invalid(format!(
+                "claims: at most {MAX_EXPLAIN_CLAIMS} top-level claims"
+            )));
+        }
+        let subject = Subject {
+            issuer: &raw.issuer,
+            claims: &raw.claims,
+        };
+        let channel = if raw.approval {
+            Channel::Approval
+        } else {
+            Channel::Direct
+        };
+        let running = self.policies.current();
+        Ok(ExplainAnswer {
+            policy_hash: running.set.source.hash.clone(),
+            explanation: running.set.explain(subject, &request, channel, at),
+        })
     }
 
     /// Re-reads the policy directory and runs its set if it changed and is valid; a refused

@@ -75,6 +75,7 @@ pub fn routes() -> Vec<Route> {
         Route::new("/v1/audit").get(audit::events),
         Route::new("/v1/audit/checkpoints").get(audit::checkpoints),
         Route::new("/v1/policy").get(policy::status),
+        Route::new("/v1/policy/explain").post(policy::explain),
         Route::new("/.well-known/writ-keys").get(keys::key_set),
         Route::new("/healthz").get(health::live),
         Route::new("/readyz").get(health::ready),

@@ -1,14 +1,16 @@
 //! `GET /v1/policy`: the policy set this broker runs (its hash, when it was loaded, its files'
 //! digests) and the last reload it refused, for admins and auditors. Each replica answers for
-//! itself, so a rollout can be checked replica by replica; `/readyz` carries the same.
+//! itself, so a rollout can be checked replica by replica; `/readyz` carries the hash.
+//! `POST /v1/policy/explain`: how that set decides one request, rule by rule.
 
 use axum::Json;
 use axum::extract::State;
 use serde::Serialize;
 
 use super::AppState;
-use super::extract::{AdminCaller, AdminOrAuditorRole};
-use crate::broker::{PolicyStatus, ReloadFailure};
+use super::error::ApiError;
+use super::extract::{AdminCaller, AdminOrAuditorRole, JsonBody};
+use crate::broker::{ExplainAnswer, PolicyStatus, RawExplain, ReloadFailure};
 use crate::policy::PolicyFileDigest;
 use crate::time::rfc3339;
 
@@ -57,4 +59,12 @@ pub async fn status(
     _caller: AdminCaller<AdminOrAuditorRole>,
 ) -> Json<PolicyStatusBody> {
     Json(state.broker.policy_status().into())
+}
+
+pub async fn explain(
+    State(state): State<AppState>,
+    _caller: AdminCaller<AdminOrAuditorRole>,
+    JsonBody(raw): JsonBody<RawExplain>,
+) -> Result<Json<ExplainAnswer>, ApiError> {
+    Ok(Json(state.broker.explain_policy(&raw)?))
 }

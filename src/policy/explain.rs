@@ -35,6 +35,7 @@ pub struct Explanation {
 pub struct RuleTrace {
     pub name: String,
     pub origin: String,
+    #[serde(flatten)]
     pub outcome: Outcome,
 }
 
@@ -347,9 +348,6 @@ issuer = "github"
         let text = hostile.to_string();
         assert!(text.contains("template \"tenants/{ns}/*\""), "{text}");
         let json = serde_json::to_value(&hostile).unwrap();
-        assert_eq!(
-            json["policies"][0]["outcome"]["outcome"],
-            "template_unusable"
-        );
+        assert_eq!(json["policies"][0]["outcome"], "template_unusable");
     }
 }

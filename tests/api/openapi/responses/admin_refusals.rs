@@ -7,7 +7,7 @@ use crate::openapi::Request;
 
 /// The admin routes, and the role each requires (the decision route's id names no request: the
 /// credential is checked first).
-const ADMIN_ROUTES: [(&str, &str, &str); 12] = [
+const ADMIN_ROUTES: [(&str, &str, &str); 13] = [
     ("POST", "/v1/revocations", "admin"),
     ("POST", "/v1/suspensions/lift", "admin"),
     ("POST", "/v1/admin/writs", "admin"),
@@ -17,6 +17,7 @@ const ADMIN_ROUTES: [(&str, &str, &str); 12] = [
     ("HEAD", "/v1/audit/checkpoints", "auditor"),
     ("GET", "/v1/policy", "admin or auditor"),
     ("HEAD", "/v1/policy", "admin or auditor"),
+    ("POST", "/v1/policy/explain", "admin or auditor"),
     ("GET", "/v1/approvals", "approver"),
     ("HEAD", "/v1/approvals", "approver"),
     (
@@ -58,7 +59,7 @@ pub(super) async fn cases(cx: &mut Context) {
             .await;
         if method == "POST" {
             let token = match role {
-                "admin" => cx.admin.clone(),
+                "admin" | "admin or auditor" => cx.admin.clone(),
                 _ => cx.approver.clone(),
             };
             too_large_or_unsupported(cx, path, &token).await;

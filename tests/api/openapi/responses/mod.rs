@@ -169,6 +169,7 @@ async fn every_documented_response_is_answered_as_documented() {
     feed::cases(&mut cx).await;
     audit::cases(&mut cx).await;
     policy::cases(&mut cx).await;
+    policy::explain_cases(&mut cx).await;
     // Suspends an agent of its own; the feed and the audit log were read above.
     approvals::cases(&mut cx).await;
     // Breaks storage and then drops the database.
