@@ -21,7 +21,7 @@ use super::Broker;
 use crate::audit::{AuditEvent, Outcome, actions};
 use crate::error::{DomainError, ErrorCode, codes};
 use crate::policy::{
-    Channel, DEV_POLICY, Explanation, PolicyError, PolicyFileDigest, PolicySet, PolicySource,
+    Channel, DEV_POLICY, Explanation, PolicyError, PolicyFileDigest, PolicyFiles, PolicySet,
     RawWritRequest, RequestError, Subject, WritRequest,
 };
 use crate::time::unix_seconds;
@@ -226,14 +226,15 @@ impl Policies {
         let running = self.current();
         let at = || unix_seconds(SystemTime::now());
         let reading = dir.clone();
-        let read = blocking(move || PolicySource::read_dir(&reading.path)).await;
+        // Read once: what is hashed (and compared, and reported) is what is parsed.
+        let read = blocking(move || PolicyFiles::read(&reading.path)).await;
         let files = match read {
-            Ok(source) if source.hash == running.set.source.hash => {
+            Ok(files) if files.source.hash == running.set.source.hash => {
                 // Back to the running set's files (or never left): nothing is wrong any more.
-                *self.last_error() = None;
+                self.clear_error();
                 return Some(Attempt::Unchanged);
             }
-            Ok(source) => source,
+            Ok(files) => files,
             Err(error) => {
                 let failure = ReloadFailure {
                     message: dir.describe(&error),
@@ -246,16 +247,13 @@ impl Policies {
         let refused_already = self
             .last_error()
             .as_ref()
-            .is_some_and(|failure| failure.hash.as_ref() == Some(&files.hash));
+            .is_some_and(|failure| failure.hash.as_ref() == Some(&files.source.hash));
         if trigger == ReloadTrigger::Poll && refused_already {
             return Some(Attempt::Known);
         }
+        let source = files.source.clone();
         let loading = dir.clone();
-        match blocking(move || loading.reload()).await {
-            Ok(set) if set.source.hash == running.set.source.hash => {
-                *self.last_error() = None;
-                Some(Attempt::Unchanged)
-            }
+        match blocking(move || loading.reload(files)).await {
             Ok(set) => {
                 let new = Arc::new(LoadedPolicies {
                     set,
@@ -269,10 +267,21 @@ impl Policies {
                 let failure = ReloadFailure {
                     message: dir.describe(&error),
                     at: at(),
-                    hash: Some(files.hash),
+                    hash: Some(source.hash),
                 };
-                Some(self.refuse(trigger, failure, files.files))
+                Some(self.refuse(trigger, failure, source.files))
             }
+        }
+    }
+
+    /// Forgets the last refused change, saying so in the log when there was one: the files are
+    /// back to what runs.
+    fn clear_error(&self) {
+        if let Some(refused) = self.last_error().take() {
+            tracing::info!(
+                refused_hash = refused.hash.as_deref().unwrap_or("unreadable"),
+                "policy files are back to the running set; the refused change is gone"
+            );
         }
     }
 
@@ -299,14 +308,18 @@ impl Policies {
 impl PolicyDir {
     /// The directory's set, checked in full.
     fn load(&self) -> Result<PolicySet, PolicyError> {
-        let set = PolicySet::load_dir(&self.path, self.max_ttl)?;
+        self.checked(PolicyFiles::read(&self.path)?)
+    }
+
+    fn checked(&self, files: PolicyFiles) -> Result<PolicySet, PolicyError> {
+        let set = PolicySet::from_files(files, self.max_ttl)?;
         check_issuers(&set, &self.issuers)?;
         Ok(set)
     }
 
-    /// The set of a reload: like [`PolicyDir::load`], and never empty.
-    fn reload(&self) -> Result<PolicySet, PolicyError> {
-        let set = self.load()?;
+    /// The set of a reload, from the files it read: checked in full, and never empty.
+    fn reload(&self, files: PolicyFiles) -> Result<PolicySet, PolicyError> {
+        let set = self.checked(files)?;
         if set.policies().is_empty() {
             return Err(PolicyError {
                 location: self.path.display().to_string(),
@@ -510,7 +523,7 @@ mod tests {
         let status = policies.status();
         assert_eq!(status.files.len(), 1);
         assert_eq!(status.files[0].name, DEV_POLICY_FILE);
-        let expected = PolicySource::of(&[(DEV_POLICY_FILE.to_owned(), DEV_POLICY)]);
+        let expected = crate::policy::PolicySource::of(&[(DEV_POLICY_FILE.to_owned(), DEV_POLICY)]);
         assert_eq!(status.hash, expected.hash);
         assert!(policies.dir.is_none());
     }

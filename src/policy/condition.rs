@@ -127,11 +127,22 @@ impl TimeWindow {
         if let Some((_, end)) = self.hours {
             times.push(end);
         }
-        times.into_iter().filter_map(move |time| {
+        times
+            .into_iter()
+            .filter_map(move |time| self.instant_of(day.and_time(time)))
+    }
+
+    /// The instant a local time names. A local time skipped by a clock change (a DST gap, or a
+    /// midnight that some zones skip) stands for the first instant after the gap: the boundary
+    /// is crossed then, and must not be lost, or a writ would outlive its window.
+    fn instant_of(&self, local: chrono::NaiveDateTime) -> Option<DateTime<Utc>> {
+        // Clock changes skip at most a few hours; look for the first valid minute after.
+        (0..=24 * 60).find_map(|minute| {
+            let shifted = local + chrono::Duration::minutes(minute);
             self.zone
-                .from_local_datetime(&day.and_time(time))
+                .from_local_datetime(&shifted)
                 .earliest()
-                .map(|local| local.with_timezone(&Utc))
+                .map(|at| at.with_timezone(&Utc))
         })
     }
 }
@@ -220,6 +231,26 @@ mod tests {
         assert_eq!(
             weekend.remaining(at("2026-12-05T12:00:00Z"), Duration::from_secs(3 * 86_400)),
             Some(Duration::from_secs(36 * 3600))
+        );
+    }
+
+    #[test]
+    fn boundaries_in_a_dst_gap_are_not_lost() {
+        // Berlin skips 02:00-03:00 on 2026-03-29: a window ending at 02:30 ends at the jump.
+        let w = window(None, Some("22:00-02:30"), Some("Europe/Berlin"));
+        let start = at("2026-03-29T00:00:00Z"); // 01:00 in Berlin
+        let left = w.remaining(start, Duration::from_secs(12 * 3600)).unwrap();
+        assert_eq!(
+            left,
+            Duration::from_secs(3600),
+            "closes at 03:00 local, 01:00Z"
+        );
+        // Santiago skips midnight on 2026-09-06 (00:00 -> 01:00): Saturday still ends.
+        let saturday = window(Some(&["sat"]), None, Some("America/Santiago"));
+        let late = at("2026-09-06T03:00:00Z"); // Saturday 23:00 local
+        assert_eq!(
+            saturday.remaining(late, Duration::from_secs(12 * 3600)),
+            Some(Duration::from_secs(3600))
         );
     }
 

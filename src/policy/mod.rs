@@ -45,7 +45,7 @@ pub use pattern::ResourcePattern;
 pub use request::{
     RawRight, RawWritRequest, RequestError, RequestedRight, RightRecord, WritRequest, parse_rights,
 };
-pub use source::{PolicyFileDigest, PolicySource};
+pub use source::{MAX_POLICY_FILE_BYTES, PolicyFileDigest, PolicyFiles, PolicySource};
 pub use template::Template;
 
 /// The playground policy used in dev mode when no policy directory is configured.
@@ -291,15 +291,16 @@ impl Refusal {
 impl PolicySet {
     /// Loads every `*.toml` policy file (not `*.test.toml`) in `dir`, in name order.
     pub fn load_dir(dir: &Path, max_ttl: Duration) -> Result<PolicySet, PolicyError> {
+        PolicySet::from_files(PolicyFiles::read(dir)?, max_ttl)
+    }
+
+    /// The set of files read at one moment; its source is theirs.
+    pub fn from_files(files: PolicyFiles, max_ttl: Duration) -> Result<PolicySet, PolicyError> {
         let mut set = PolicySet::default();
-        let mut read = Vec::new();
-        for path in policy_files(dir, false)? {
-            let text = std::fs::read_to_string(&path).map_err(|e| PolicyError::io(&path, e))?;
-            set.add(file::parse(&path, &text, max_ttl)?)?;
-            // What was parsed is what is hashed: the file is read once.
-            read.push((source::file_name(&path), text));
+        for (path, text) in &files.files {
+            set.add(file::parse(path, text, max_ttl)?)?;
         }
-        set.source = PolicySource::of(&read);
+        set.source = files.source;
         Ok(set.indexed())
     }
 

@@ -11,7 +11,7 @@ use std::path::Path;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::{PolicyError, policy_files};
+use super::PolicyError;
 
 /// One policy file: its name in the policy directory and the SHA-256 of its bytes, hex.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -54,17 +54,67 @@ impl PolicySource {
             files: digests,
         }
     }
+}
 
-    /// The source of the policy files in `dir` as they are now, without parsing them: what a
-    /// reload compares with the running set's before it reads and checks anything.
-    pub fn read_dir(dir: &Path) -> Result<PolicySource, PolicyError> {
+/// Largest policy file read, in bytes: a policy directory holds text written by people.
+pub const MAX_POLICY_FILE_BYTES: u64 = 1024 * 1024;
+
+/// The policy files of a directory as read at one moment: what is hashed is what is parsed.
+#[derive(Debug, Clone)]
+pub struct PolicyFiles {
+    /// Each file's path and text, sorted by name.
+    pub(super) files: Vec<(std::path::PathBuf, String)>,
+    pub source: PolicySource,
+}
+
+impl PolicyFiles {
+    /// Reads every `*.toml` (not `*.test.toml`) file in `dir`. Each must be a regular file (a
+    /// symlink to one is fine, as Kubernetes mounts ConfigMaps) of at most
+    /// [`MAX_POLICY_FILE_BYTES`] in UTF-8; anything else is an error naming the file.
+    pub fn read(dir: &Path) -> Result<PolicyFiles, PolicyError> {
         let mut files = Vec::new();
-        for path in policy_files(dir, false)? {
-            let bytes = std::fs::read(&path).map_err(|e| PolicyError::io(&path, e))?;
-            files.push((file_name(&path), bytes));
+        for path in super::policy_files(dir, false)? {
+            let text = read_policy_file(&path)?;
+            files.push((path, text));
         }
-        Ok(PolicySource::of(&files))
+        let named: Vec<(String, &str)> = files
+            .iter()
+            .map(|(path, text)| (file_name(path), text.as_str()))
+            .collect();
+        let source = PolicySource::of(&named);
+        Ok(PolicyFiles { files, source })
     }
+}
+
+fn read_policy_file(path: &Path) -> Result<String, PolicyError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let refuse = |message: String| PolicyError {
+        location: path.display().to_string(),
+        message,
+    };
+    // Opened without blocking, then checked: a FIFO must not hang the reader, and what is
+    // checked is what is read.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| PolicyError::io(path, e))?;
+    let metadata = file.metadata().map_err(|e| PolicyError::io(path, e))?;
+    if !metadata.is_file() {
+        return Err(refuse("not a regular file".into()));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_POLICY_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| PolicyError::io(path, e))?;
+    if bytes.len() as u64 > MAX_POLICY_FILE_BYTES {
+        return Err(refuse(format!(
+            "larger than {} KiB",
+            MAX_POLICY_FILE_BYTES / 1024
+        )));
+    }
+    String::from_utf8(bytes).map_err(|_| refuse("not UTF-8 text".into()))
 }
 
 /// The name a policy file is known by: its name in the directory.
@@ -144,7 +194,10 @@ mod tests {
         std::fs::write(dir.path().join(B.0), B.1).unwrap();
         std::fs::write(dir.path().join("b.test.toml"), "[[case]]").unwrap();
         std::fs::write(dir.path().join("notes.md"), "hello").unwrap();
-        assert_eq!(PolicySource::read_dir(dir.path()).unwrap(), source(&[A, B]));
+        assert_eq!(
+            PolicyFiles::read(dir.path()).unwrap().source,
+            source(&[A, B])
+        );
         // Read without parsing, or loaded: the same source.
         std::fs::write(
             dir.path().join(B.0),
@@ -156,9 +209,37 @@ mod tests {
         let loaded = crate::policy::PolicySet::load_dir(dir.path(), std::time::Duration::MAX)
             .unwrap()
             .source;
-        assert_eq!(loaded, PolicySource::read_dir(dir.path()).unwrap());
+        assert_eq!(loaded, PolicyFiles::read(dir.path()).unwrap().source);
         assert_eq!(loaded.files.len(), 2);
-        let error = PolicySource::read_dir(&dir.path().join("gone")).unwrap_err();
+        let error = PolicyFiles::read(&dir.path().join("gone")).unwrap_err();
         assert!(error.location.ends_with("gone"), "{error}");
+    }
+
+    #[test]
+    fn fifos_huge_files_and_non_text_are_refused_without_hanging() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("a.toml");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let error = PolicyFiles::read(dir.path()).unwrap_err();
+        assert_eq!(error.message, "not a regular file", "{error}");
+        std::fs::remove_file(&fifo).unwrap();
+
+        let huge = "#".repeat(MAX_POLICY_FILE_BYTES as usize + 1);
+        std::fs::write(dir.path().join("b.toml"), huge).unwrap();
+        let error = PolicyFiles::read(dir.path()).unwrap_err();
+        assert!(error.message.contains("larger than 1024 KiB"), "{error}");
+        std::fs::write(dir.path().join("b.toml"), [0xff, 0xfe]).unwrap();
+        let error = PolicyFiles::read(dir.path()).unwrap_err();
+        assert_eq!(error.message, "not UTF-8 text", "{error}");
+
+        // A symlink to a regular file is read (Kubernetes mounts ConfigMaps that way).
+        std::fs::write(dir.path().join("real"), A.1).unwrap();
+        std::fs::remove_file(dir.path().join("b.toml")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("real"), dir.path().join(A.0)).unwrap();
+        assert_eq!(PolicyFiles::read(dir.path()).unwrap().source, source(&[A]));
     }
 }
