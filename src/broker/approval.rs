@@ -22,8 +22,8 @@ use crate::identity::Identity;
 use crate::keys::KeyRing;
 use crate::mint::{self, Evidence, MintError, WritContents};
 use crate::policy::{
-    ApproverRef, Channel, PolicySet, RawRight, RawWritRequest, Refusal, RequestError, RightRecord,
-    Subject, TaskName, WritRequest, parse_rights,
+    ApproverRef, Channel, Permit, PolicySet, RawRight, RawWritRequest, Refusal, RequestError,
+    RightRecord, Subject, TaskName, WritRequest, parse_rights, reasons,
 };
 use crate::store::{
     ApprovalChange, ApprovalQuery, IssuedWrit, ListedApproval, NotifyStatus, StoreError,
@@ -744,7 +744,9 @@ fn collect_rule(
         .collect::<Result<Vec<_>, _>>()
         .map_err(RequestError::from)?;
     // Policy is asked again as the writ is minted: a deny rule added, a policy withdrawn or a
-    // window closed while humans deliberated refuses the writ they approved.
+    // window closed while humans deliberated refuses the writ they approved; a rule tightened
+    // since (more approvers, other approvers) wants a new request; a shorter lifetime, a cap or
+    // a window's end shortens the writ.
     let asked = WritRequest {
         task: TaskName::parse(&request.task).map_err(RequestError::from)?,
         rights: rights.clone(),
@@ -755,9 +757,16 @@ fn collect_rule(
         issuer: &owner.issuer,
         claims: &owner.claims,
     };
-    policies
+    let permit = policies
         .decide(subject, &asked, Channel::Approval, now)
         .map_err(ApprovalCallError::Refused)?;
+    if !still_approved(&request, &permit) {
+        return Err(ApprovalCallError::Refused(Box::new(Refusal {
+            policy: Some(permit.policy),
+            ..Refusal::new(reasons::APPROVAL_REQUIRED)
+        })));
+    }
+    let expires_at = expires_at.min(at.saturating_add(permit.ttl.as_secs() as i64));
     let writ_id = mint::new_writ_id()?;
     // Issued as of the decision, not the collection: a task or agent revocation made after the
     // humans approved ("issued up to T") covers the writ however late it is collected.
@@ -853,6 +862,17 @@ fn collect_rule(
 /// Whether `identity` is the one that opened `request`: the same issuer and subject, not merely an
 /// identity whose template renders the same agent name (two issuers, or two workflows of one
 /// repository, can render the same name).
+/// Whether the approvals a request holds satisfy the approval rule in force now: no more
+/// approvers needed than it was decided with, and the same people allowed to decide.
+fn still_approved(request: &ApprovalRequest, permit: &Permit) -> bool {
+    let Some(rule) = &permit.approval else {
+        return false;
+    };
+    let same_approvers = rule.approvers.len() == request.approvers.len()
+        && rule.approvers.iter().all(|a| request.approvers.contains(a));
+    same_approvers && request.approved_by().count() >= rule.quorum as usize
+}
+
 fn belongs_to(request: &ApprovalRequest, identity: &Identity) -> bool {
     request.agent == identity.agent
         && request.issuer == identity.issuer

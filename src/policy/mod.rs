@@ -477,7 +477,8 @@ impl PolicySet {
 }
 
 impl Refusal {
-    fn new(reason: &'static str) -> Refusal {
+    /// A refusal for `reason` that names nothing yet.
+    pub fn new(reason: &'static str) -> Refusal {
         Refusal {
             reason,
             policy: None,

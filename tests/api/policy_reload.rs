@@ -563,3 +563,62 @@ async fn an_approval_request_and_its_elevated_writ_record_the_sets_that_allowed_
     assert_eq!(details(&requested[0])["policy_hash"], admitting);
     broker.stop().await;
 }
+
+/// An approved request collected after a reload that tightened its policy: a shorter lifetime
+/// shortens the elevated writ; a stricter approval rule (more approvers, named ones) refuses it,
+/// and the agent must ask again.
+#[tokio::test]
+async fn a_tightened_policy_holds_for_approved_writs_not_yet_collected() {
+    let policies = format!("{POLICIES}\n{APPROVAL_POLICIES}");
+    let broker = reloading_broker(Backend::Sqlite, policies.clone()).await;
+    let auditor = broker.admin_token("eve", &["auditor"]).await;
+    let approver = broker.admin_token("alice", &["approver"]).await;
+    let identity = broker.orders_identity();
+    let shortened_id = open_pending(&broker, &identity, &delete_order_request()).await;
+    let stricter_id = open_pending(&broker, &identity, &delete_order_request()).await;
+    for id in [&shortened_id, &stricter_id] {
+        let (status, _) = decide(&broker, &approver, id, approve("cleanup")).await;
+        assert_eq!(status, 200);
+    }
+    let original = "max_ttl = \"10m\"\n[policy.approval]\nwait = \"10m\"\nttl = \"5m\"";
+    assert!(policies.contains(original));
+
+    let shorter = policies.replacen(
+        original,
+        "max_ttl = \"10m\"\nttl_caps = { delete = \"30s\" }\n[policy.approval]\nwait = \"10m\"\nttl = \"5m\"",
+        1,
+    );
+    replace_file(&policy_file(broker.data.path()), &shorter);
+    let running = expected_hash("test.toml", &shorter);
+    policy_until(&broker.url, &auditor, "the shorter lifetime runs", |s| {
+        s["hash"] == running
+    })
+    .await;
+    let (status, collected) = poll(&broker, &identity, &shortened_id, Duration::ZERO).await;
+    assert_eq!(status, 200, "{collected:#}");
+    let expires = collected["writ_expires_at"].as_str().unwrap();
+    let expires = chrono::DateTime::parse_from_rfc3339(expires).unwrap();
+    let left = expires.timestamp() - chrono::Utc::now().timestamp();
+    assert!(
+        (0..=30).contains(&left),
+        "the writ lives {left}s more: {collected:#}"
+    );
+
+    let stricter = policies.replacen(
+        original,
+        "max_ttl = \"10m\"\n[policy.approval]\nwait = \"10m\"\nttl = \"5m\"\n\
+         approvers = [\"principal:alice\", \"principal:bob\"]\nquorum = 2",
+        1,
+    );
+    replace_file(&policy_file(broker.data.path()), &stricter);
+    let running = expected_hash("test.toml", &stricter);
+    policy_until(&broker.url, &auditor, "the stricter rule runs", |s| {
+        s["hash"] == running
+    })
+    .await;
+    let (status, refused) = poll(&broker, &identity, &stricter_id, Duration::ZERO).await;
+    assert_eq!(status, 403, "{refused:#}");
+    assert_eq!(refused["type"], "urn:writ:problem:approval_required");
+    assert_eq!(refused["policy"], "orders-cleanup");
+    broker.stop().await;
+}
