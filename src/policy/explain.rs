@@ -11,7 +11,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use super::{Channel, PolicySet, Refusal, RefusedRight, Subject, WritRequest, reasons};
+use super::{Channel, MAX_NAMED, PolicySet, Refusal, RefusedRight, Subject, WritRequest, reasons};
 
 /// The decision and how each rule took part in it.
 #[derive(Debug, Serialize)]
@@ -21,7 +21,10 @@ pub struct Explanation {
     /// The policy that grants the request, when one does.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "summarized_option"
+    )]
     pub refusal: Option<Refusal>,
     pub denies: Vec<RuleTrace>,
     /// The policies of the identity's issuer, in file order.
@@ -52,15 +55,34 @@ pub enum Outcome {
     OutsideWindow { window: String },
     /// A deny rule that matches the identity but covers nothing requested.
     NotApplicable,
-    /// A deny rule that refuses these items.
+    /// A deny rule that refuses these items (the first [`MAX_NAMED`] of each, and how many).
     Fired {
         refused_rights: Vec<RefusedRight>,
+        refused_rights_total: usize,
         refused_services: Vec<String>,
+        refused_services_total: usize,
     },
     /// A policy that grants everything asked (`approval`: through human approval).
     Grants { ttl: u64, approval: bool },
-    /// A policy that matches the identity but refuses these items.
-    Refuses { refusal: Box<Refusal> },
+    /// A policy that matches the identity but refuses these items (named as answers name
+    /// them: the first [`MAX_NAMED`] of each, and how many).
+    Refuses {
+        #[serde(serialize_with = "summarized")]
+        refusal: Box<Refusal>,
+    },
+}
+
+// An explanation lists every rule, so each names at most what an answer would: a request of 512
+// (right, operation) pairs explained against 1,000 policies stays a bounded answer.
+fn summarized<S: serde::Serializer>(refusal: &Refusal, serializer: S) -> Result<S::Ok, S::Error> {
+    refusal.summary().serialize(serializer)
+}
+
+fn summarized_option<S: serde::Serializer>(
+    refusal: &Option<Refusal>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    refusal.as_ref().map(Refusal::summary).serialize(serializer)
 }
 
 impl PolicySet {
@@ -128,10 +150,17 @@ fn deny_outcome(
         };
     }
     match rule.refuse(request) {
-        Some(denial) => Outcome::Fired {
-            refused_rights: denial.rights,
-            refused_services: denial.services,
-        },
+        Some(mut denial) => {
+            let (rights, services) = (denial.rights.len(), denial.services.len());
+            denial.rights.truncate(MAX_NAMED);
+            denial.services.truncate(MAX_NAMED);
+            Outcome::Fired {
+                refused_rights: denial.rights,
+                refused_rights_total: rights,
+                refused_services: denial.services,
+                refused_services_total: services,
+            }
+        }
         None => Outcome::NotApplicable,
     }
 }
@@ -228,6 +257,7 @@ impl fmt::Display for RuleTrace {
             Outcome::Fired {
                 refused_rights,
                 refused_services,
+                ..
             } => {
                 let mut items: Vec<String> = refused_rights
                     .iter()
@@ -293,14 +323,24 @@ issuer = "github"
 "#;
 
     fn explain(claims: serde_json::Value, op: &str) -> Explanation {
+        explain_many(claims, op, 1)
+    }
+
+    fn explain_many(claims: serde_json::Value, op: &str, rights: usize) -> Explanation {
         let set =
             PolicySet::parse(Path::new("p.toml"), POLICIES, Duration::from_secs(900)).unwrap();
         let request = WritRequest::parse(&RawWritRequest {
             task: "t".into(),
-            rights: vec![RawRight {
-                resource: "tenants/a/1".into(),
-                operations: vec![op.into()],
-            }],
+            rights: (0..rights)
+                .map(|i| RawRight {
+                    resource: if i == 0 {
+                        "tenants/a/1".into()
+                    } else {
+                        format!("tenants/a/{i}")
+                    },
+                    operations: vec![op.into()],
+                })
+                .collect(),
             services: vec!["api".into()],
             ttl: None,
         })
@@ -349,5 +389,28 @@ issuer = "github"
         assert!(text.contains("template \"tenants/{ns}/*\""), "{text}");
         let json = serde_json::to_value(&hostile).unwrap();
         assert_eq!(json["policies"][0]["outcome"], "template_unusable");
+    }
+
+    #[test]
+    fn each_rule_names_at_most_what_an_answer_names() {
+        let explained = explain_many(json!({"role": "agent", "ns": "a"}), "delete", 20);
+        let json = serde_json::to_value(&explained).unwrap();
+        let fired = &json["denies"][0];
+        assert_eq!(fired["outcome"], "fired", "{json:#}");
+        assert_eq!(fired["refused_rights"].as_array().unwrap().len(), MAX_NAMED);
+        assert_eq!(fired["refused_rights_total"], 20);
+        assert_eq!(json["refusal"]["refused_rights_total"], 20);
+        assert_eq!(
+            json["refusal"]["refused_rights"].as_array().unwrap().len(),
+            MAX_NAMED
+        );
+        let writes = explain_many(json!({"role": "agent", "ns": "b"}), "write", 20);
+        let json = serde_json::to_value(&writes).unwrap();
+        let refuses = &json["policies"][0]["refusal"];
+        assert_eq!(refuses["refused_rights_total"], 20, "{json:#}");
+        assert_eq!(
+            refuses["refused_rights"].as_array().unwrap().len(),
+            MAX_NAMED
+        );
     }
 }
