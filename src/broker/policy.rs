@@ -353,8 +353,12 @@ fn check_issuers(set: &PolicySet, known: &[String]) -> Result<(), PolicyError> {
             return Err(PolicyError {
                 location: origin.to_owned(),
                 message: format!(
-                    "issuer {issuer:?} is not a configured issuer (known: {})",
-                    known.join(", ")
+                    "issuer {issuer:?} is not a configured issuer ({})",
+                    if known.is_empty() {
+                        "none is: add an [[issuer]] to the configuration".to_owned()
+                    } else {
+                        format!("known: {}", known.join(", "))
+                    }
                 ),
             });
         }
@@ -465,7 +469,8 @@ impl Broker {
             Attempt::Refused { failure, files } => {
                 let running = self.policies.current();
                 tracing::warn!(
-                    error = %failure.message, hash = ?failure.hash,
+                    error = %failure.message,
+                    hash = failure.hash.as_deref().unwrap_or("unreadable"),
                     running_hash = %running.set.source.hash, trigger = trigger.as_str(),
                     "policy reload refused; the running policies stay"
                 );

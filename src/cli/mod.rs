@@ -62,6 +62,9 @@ enum Command {
 
 impl Cli {
     pub async fn run(self) -> ExitCode {
+        if !matches!(self.command, Command::Serve(_)) {
+            end_quietly_on_a_closed_pipe();
+        }
         let result = match self.command {
             Command::Serve(args) => serve::run(args).await,
             Command::Request(args) => request::run(args).await,
@@ -173,4 +176,23 @@ const NOT_RUNNING_HINT: &str = "\nIs the broker running? Start one with `writ se
 
 fn default_key_dir() -> PathBuf {
     PathBuf::from("writ-data/keys")
+}
+
+/// A command whose output is piped into `head` should end quietly when the pipe closes, as Unix
+/// tools do (status 141, as if by SIGPIPE), rather than print a panic. Not for `serve`, whose
+/// output is its log.
+fn end_quietly_on_a_closed_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }

@@ -110,7 +110,14 @@ pub async fn run(command: PolicyCommand) -> CliResult {
         PolicyCommand::Status(args) => super::policy_status::run(args).await,
         PolicyCommand::Check(args) => {
             let policies = load(&args)?;
-            println!("{} policies are valid", policies.policies().len());
+            let count = |n: usize, one: &str, many: &str| {
+                format!("{n} {}", if n == 1 { one } else { many })
+            };
+            println!(
+                "{} and {} are valid",
+                count(policies.policies().len(), "policy", "policies"),
+                count(policies.denies().len(), "deny rule", "deny rules")
+            );
             Ok(ExitCode::SUCCESS)
         }
         PolicyCommand::Test(TestArgs {
@@ -142,6 +149,12 @@ pub async fn run(command: PolicyCommand) -> CliResult {
                 println!("not exercised by any case: {rule}");
             }
             let uncovered = require_coverage && !run.unexercised.is_empty();
+            if uncovered {
+                println!(
+                    "--require-coverage: {} rules are not exercised by any case",
+                    run.unexercised.len()
+                );
+            }
             Ok(if failed == 0 && !uncovered {
                 ExitCode::SUCCESS
             } else {

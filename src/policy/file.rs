@@ -141,9 +141,9 @@ fn compile(
     let resources = each(&raw.resources, Template::<ResourcePattern>::parse, &at)?;
     let operations = each(&raw.operations, operation, &at)?;
     let services = each(&raw.services, Template::<ServiceName>::parse, &at)?;
-    let max_ttl = ttl(&raw.max_ttl, cap, &at)?;
+    let max_ttl = ttl(&raw.max_ttl, (cap, BROKER_CAP), &at)?;
     let default_ttl = match &raw.default_ttl {
-        Some(value) => ttl(value, max_ttl, &at)?,
+        Some(value) => ttl(value, (max_ttl, POLICY_CAP), &at)?,
         None => max_ttl,
     };
     let claims = claims(&raw.claims, &at)?;
@@ -157,7 +157,7 @@ fn compile(
                     format!("ttl_caps: {name:?} is not one of the policy's operations"),
                 ));
             }
-            ttl_caps.push((op, ttl(value, max_ttl, &at)?));
+            ttl_caps.push((op, ttl(value, (max_ttl, POLICY_CAP), &at)?));
         }
     }
     let window = window(&raw.when, &at)?;
@@ -266,9 +266,13 @@ fn each<T>(
         .collect()
 }
 
+/// What bounds a lifetime from above, as an error names it.
+const BROKER_CAP: &str = "the broker's max_ttl (for `writ policy`: --max-ttl)";
+const POLICY_CAP: &str = "this policy's max_ttl";
+
 fn ttl(
     value: &Spanned<String>,
-    ceiling: Duration,
+    (ceiling, named): (Duration, &str),
     at: &impl Fn(Range<usize>, String) -> PolicyError,
 ) -> Result<Duration, PolicyError> {
     let duration = humantime::parse_duration(value.get_ref()).map_err(|e| {
@@ -281,7 +285,7 @@ fn ttl(
         return Err(at(
             value.span(),
             format!(
-                "{} is outside 1s..={}",
+                "{} is outside 1s to {}, {named}",
                 value.get_ref(),
                 humantime::format_duration(ceiling)
             ),

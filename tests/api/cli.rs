@@ -811,3 +811,23 @@ fn attenuate_refuses_a_result_that_grants_nothing() {
         assert!(output.status.success(), "{args:?}: {output:?}");
     }
 }
+
+/// Output piped into a reader that has gone (`writ … | head -1`) ends the command quietly with
+/// status 141, as SIGPIPE would, rather than a panic and its backtrace.
+#[test]
+fn a_closed_output_pipe_ends_a_command_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("orders.toml"), POLICY).unwrap();
+    let mut child = command(dir.path())
+        .args(["policy", "check", "."])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reading end closes before the command has started, so its first print fails.
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(output.status.code(), Some(141), "{stderr}");
+}
