@@ -103,10 +103,20 @@ impl TimeWindow {
 
     /// How long from `at` (inside the window) until the window is left, if that is within
     /// `horizon`: the longest lifetime a writ granted at `at` may have.
-    ///
-    /// Whether the window holds changes only at local midnights (the weekday changes) and at the
-    /// end of `hours`, so the first of those instants at which it no longer holds is the answer.
     pub fn remaining(&self, at: SystemTime, horizon: Duration) -> Option<Duration> {
+        self.first_change(at, horizon, false)
+    }
+
+    /// How long from `at` (outside the window) until the window opens, if that is within
+    /// `horizon`: a writ a deny rule with this window would refuse must not live into it.
+    pub fn until_open(&self, at: SystemTime, horizon: Duration) -> Option<Duration> {
+        self.first_change(at, horizon, true)
+    }
+
+    /// The first instant after `at`, within `horizon`, at which the window's holding is
+    /// `holds`. Whether it holds changes only at local midnights (the weekday changes) and at
+    /// the start and end of `hours`, so the first such boundary where it does is the answer.
+    fn first_change(&self, at: SystemTime, horizon: Duration, holds: bool) -> Option<Duration> {
         let start = DateTime::<Utc>::from(at);
         let until = start + horizon;
         let first_day = start.with_timezone(&self.zone).date_naive();
@@ -118,14 +128,14 @@ impl TimeWindow {
         boundaries.sort_unstable();
         boundaries
             .into_iter()
-            .find(|b| !self.contains(SystemTime::from(*b)))
+            .find(|b| self.contains(SystemTime::from(*b)) == holds)
             .and_then(|b| (b - start).to_std().ok())
     }
 
     fn boundaries_on(&self, day: NaiveDate) -> impl Iterator<Item = DateTime<Utc>> + '_ {
         let mut times = vec![NaiveTime::MIN];
-        if let Some((_, end)) = self.hours {
-            times.push(end);
+        if let Some((start, end)) = self.hours {
+            times.extend([start, end]);
         }
         times
             .into_iter()
@@ -231,6 +241,24 @@ mod tests {
         assert_eq!(
             weekend.remaining(at("2026-12-05T12:00:00Z"), Duration::from_secs(3 * 86_400)),
             Some(Duration::from_secs(36 * 3600))
+        );
+    }
+
+    #[test]
+    fn until_open_finds_the_next_opening() {
+        let w = window(Some(WEEKDAYS), Some("09:00-18:00"), None);
+        let day = Duration::from_secs(86_400);
+        // Monday 08:30 UTC: opens in 30 minutes.
+        assert_eq!(
+            w.until_open(at("2026-11-30T08:30:00Z"), day),
+            Some(Duration::from_secs(1800))
+        );
+        // Saturday noon: not within a day.
+        assert_eq!(w.until_open(at("2026-12-05T12:00:00Z"), day), None);
+        let freeze = window(Some(&["sat", "sun"]), None, None);
+        assert_eq!(
+            freeze.until_open(at("2026-12-04T23:50:00Z"), Duration::from_secs(3600)),
+            Some(Duration::from_secs(600))
         );
     }
 

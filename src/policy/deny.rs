@@ -49,9 +49,13 @@ pub struct Denial {
 
 impl DenyRule {
     pub fn matches(&self, subject: Subject<'_>, at: SystemTime) -> bool {
+        self.matches_identity(subject) && self.window.as_ref().is_none_or(|w| w.contains(at))
+    }
+
+    /// Whether the rule is for this identity, whatever the time.
+    pub fn matches_identity(&self, subject: Subject<'_>) -> bool {
         self.issuer.as_deref().is_none_or(|i| i == subject.issuer)
             && self.claims.matches(subject.claims)
-            && self.window.as_ref().is_none_or(|w| w.contains(at))
     }
 
     /// What this rule refuses of `request`, if anything (the identity is known to match).

@@ -416,6 +416,18 @@ impl PolicySet {
         if let Some(refusal) = self.denial(subject, request, at) {
             return Err(Box::new(refusal));
         }
+        let permit = self.permit(subject, request, channel, at)?;
+        self.before_coming_denials(subject, request, at, permit)
+    }
+
+    /// The permit for a request no deny rule refuses now.
+    fn permit(
+        &self,
+        subject: Subject<'_>,
+        request: &WritRequest,
+        channel: Channel,
+        at: SystemTime,
+    ) -> Result<Permit, Box<Refusal>> {
         let mut closest: Option<Box<Refusal>> = None;
         let mut approved: Option<Permit> = None;
         for policy in self.matching(subject) {
@@ -455,6 +467,57 @@ impl PolicySet {
             }
             (_, None) => Err(closest.unwrap_or_else(|| Box::new(no_matching_policy(request)))),
         }
+    }
+
+    /// `permit`, with a lifetime that ends before any deny rule that would refuse the request
+    /// starts to hold (a freeze window opening): a writ never lives into its own refusal. A
+    /// `ttl` asked beyond that is refused, naming the rule.
+    fn before_coming_denials(
+        &self,
+        subject: Subject<'_>,
+        request: &WritRequest,
+        at: SystemTime,
+        mut permit: Permit,
+    ) -> Result<Permit, Box<Refusal>> {
+        let coming = self
+            .deny_index
+            .candidates(subject.issuer, subject.claims)
+            .into_iter()
+            .filter_map(|i| self.denies.get(i))
+            .filter(|rule| rule.matches_identity(subject) && rule.refuse(request).is_some())
+            .filter_map(|rule| {
+                let opens = rule.window.as_ref()?.until_open(at, permit.ttl)?;
+                Some((rule, Duration::from_secs(opens.as_secs())))
+            })
+            .min_by_key(|(_, opens)| *opens);
+        let Some((rule, opens)) = coming else {
+            return Ok(permit);
+        };
+        if opens.is_zero() {
+            // It holds within the second: as good as holding now.
+            let denial = rule.refuse(request).unwrap_or(deny::Denial {
+                rights: Vec::new(),
+                services: Vec::new(),
+            });
+            return Err(Box::new(Refusal {
+                deny: Some(rule.name.clone()),
+                refused_rights: denial.rights,
+                refused_services: denial.services,
+                ..Refusal::new(reasons::DENIED)
+            }));
+        }
+        if let Some(requested) = request.ttl.filter(|ttl| *ttl > opens) {
+            return Err(Box::new(Refusal {
+                deny: Some(rule.name.clone()),
+                refused_ttl: Some(RefusedTtl {
+                    requested: requested.as_secs(),
+                    max: opens.as_secs(),
+                }),
+                ..Refusal::new(reasons::DENIED)
+            }));
+        }
+        permit.ttl = permit.ttl.min(opens);
+        Ok(permit)
     }
 
     /// The refusal of the first deny rule (in file order) that covers part of the request.

@@ -283,7 +283,7 @@ fn a_deny_window_holds_only_inside_it() {
 name = "deploy"
 issuer = "k8s"
 resources = ["prod/*"]
-operations = ["deploy"]
+operations = ["deploy", "read"]
 services = ["deployer"]
 max_ttl = "15m"
 
@@ -299,6 +299,22 @@ days = ["sat", "sun"]
     assert!(decide(&set, &none, &deploy, monday_noon()).is_ok());
     let refusal = decide(&set, &none, &deploy, at("2026-11-29T12:00:00Z")).unwrap_err();
     assert_eq!(refusal.deny.as_deref(), Some("weekend-freeze"));
+
+    // Friday 23:55: the writ ends as the freeze begins, and a longer one is refused.
+    let friday = at("2026-12-04T23:55:00Z");
+    let permit = decide(&set, &none, &deploy, friday).unwrap();
+    assert_eq!(permit.ttl, Duration::from_secs(300));
+    let long = request(&[("prod/app", "deploy")], &["deployer"], Some(600));
+    let refusal = decide(&set, &none, &long, friday).unwrap_err();
+    assert_eq!(refusal.reason, reasons::DENIED);
+    assert_eq!(refusal.deny.as_deref(), Some("weekend-freeze"));
+    assert_eq!(refusal.refused_ttl.as_ref().unwrap().max, 300);
+    // What the freeze does not cover keeps its lifetime.
+    let reads = request(&[("prod/app", "read")], &["deployer"], None);
+    assert_eq!(
+        decide(&set, &none, &reads, friday).unwrap().ttl,
+        Duration::from_secs(900)
+    );
 }
 
 #[test]
