@@ -15,6 +15,7 @@
 //! expect = "deny"
 //! refused_rights = ["orders/42:write"]   # optional: exactly these are refused
 //! # denied_by = "no-prod-writes"         # optional: the deny rule that must refuse it
+//! # refused_ttl_max = 120                # optional: the lifetime is refused above 120 s
 //! # at = "2026-11-30T10:00:00Z"          # optional: decide at this instant (time windows)
 //!
 //! [[case]]
@@ -59,6 +60,10 @@ struct Case {
     /// For `expect = "deny"`: the deny rule that must refuse it.
     #[serde(default)]
     denied_by: Option<String>,
+    /// For `expect = "deny"`: the lifetime is refused, and this is the longest allowed, in
+    /// seconds.
+    #[serde(default)]
+    refused_ttl_max: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -241,6 +246,15 @@ fn run_case(case: &Case, prepared: &Prepared, policies: &PolicySet) -> Result<()
                     refusal.reason,
                     by.unwrap_or_default()
                 ));
+            }
+            if let Some(max) = case.refused_ttl_max {
+                let got = refusal.refused_ttl.as_ref().map(|ttl| ttl.max);
+                if got != Some(max) {
+                    return Err(format!(
+                        "refused_ttl_max: expected the lifetime refused above {max}s, got {}",
+                        got.map_or("no lifetime refused".to_owned(), |m| format!("{m}s"))
+                    ));
+                }
             }
             let rights: Vec<String> = refusal
                 .refused_rights
