@@ -118,7 +118,10 @@ impl TimeWindow {
     /// the start and end of `hours`, so the first such boundary where it does is the answer.
     fn first_change(&self, at: SystemTime, horizon: Duration, holds: bool) -> Option<Duration> {
         let start = DateTime::<Utc>::from(at);
-        let until = start + horizon;
+        // At the end of the calendar (an instant an operator typed), nothing changes any more.
+        let until = chrono::Duration::from_std(horizon)
+            .ok()
+            .and_then(|horizon| start.checked_add_signed(horizon))?;
         let first_day = start.with_timezone(&self.zone).date_naive();
         let mut boundaries: Vec<DateTime<Utc>> = (0..=horizon.as_secs() / 86_400 + 1)
             .filter_map(|offset| first_day.checked_add_days(chrono::Days::new(offset)))
@@ -148,7 +151,7 @@ impl TimeWindow {
     fn instant_of(&self, local: chrono::NaiveDateTime) -> Option<DateTime<Utc>> {
         // Clock changes skip at most a few hours; look for the first valid minute after.
         (0..=24 * 60).find_map(|minute| {
-            let shifted = local + chrono::Duration::minutes(minute);
+            let shifted = local.checked_add_signed(chrono::Duration::minutes(minute))?;
             self.zone
                 .from_local_datetime(&shifted)
                 .earliest()
@@ -260,6 +263,22 @@ mod tests {
             freeze.until_open(at("2026-12-04T23:50:00Z"), Duration::from_secs(3600)),
             Some(Duration::from_secs(600))
         );
+    }
+
+    #[test]
+    fn the_ends_of_the_calendar_do_not_panic() {
+        let w = window(Some(WEEKDAYS), Some("09:00-18:00"), Some("Europe/Berlin"));
+        let day = Duration::from_secs(86_400);
+        for instant in [
+            "9999-12-31T23:59:59Z",
+            "0001-01-01T00:00:00Z",
+            "1969-12-31T23:59:59Z",
+        ] {
+            let at = at(instant);
+            let _ = w.contains(at);
+            let _ = w.remaining(at, day);
+            let _ = w.until_open(at, day);
+        }
     }
 
     #[test]
