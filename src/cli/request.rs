@@ -31,7 +31,8 @@ pub struct RequestArgs {
     /// Lifetime, e.g. 5m [default: the policy's].
     #[arg(long, value_parser = humantime::parse_duration)]
     ttl: Option<Duration>,
-    /// Print the broker's whole JSON answer instead of the writ alone.
+    /// Print the broker's whole JSON answer instead of the writ alone (a refusal's problem
+    /// document too).
     #[arg(long)]
     json: bool,
     /// Ask humans to approve the request (for rights a policy grants only with approval), wait
@@ -56,7 +57,7 @@ pub async fn run(args: RequestArgs) -> CliResult {
         return approval::request_and_wait(&args, &client, identity, body).await;
     }
     let url = args.broker.join("/v1/writs");
-    let Some(answer) = call(client.post(&url).json(&body), &url, identity).await? else {
+    let Some(answer) = call(client.post(&url).json(&body), &url, identity, args.json).await? else {
         return Ok(ExitCode::FAILURE);
     };
     print_writ(&args, &answer);
@@ -64,11 +65,13 @@ pub async fn run(args: RequestArgs) -> CliResult {
 }
 
 /// Sends `request` with the identity token; answers the JSON of a success, or prints the
-/// refusal and answers `None`.
+/// refusal and answers `None`. With `json`, the refusal's problem document goes to stdout too,
+/// so that a script reads what was refused (`refused_rights`, `deny`, …) as it reads a writ.
 async fn call(
     request: reqwest::RequestBuilder,
     url: &str,
     identity: &str,
+    json: bool,
 ) -> Result<Option<Value>, String> {
     let response = request
         .bearer_auth(identity)
@@ -81,6 +84,9 @@ async fn call(
         .await
         .map_err(|e| format!("unreadable answer ({status}): {e}"))?;
     if !status.is_success() {
+        if json {
+            println!("{answer:#}");
+        }
         eprintln!(
             "refused ({status}): {}",
             answer["detail"].as_str().unwrap_or("no detail")
@@ -136,7 +142,8 @@ mod approval {
         body: Value,
     ) -> CliResult {
         let url = args.broker.join("/v1/approvals");
-        let Some(opened) = call(client.post(&url).json(&body), &url, identity).await? else {
+        let Some(opened) = call(client.post(&url).json(&body), &url, identity, args.json).await?
+        else {
             return Ok(ExitCode::FAILURE);
         };
         let id = opened["id"].as_str().unwrap_or_default().to_owned();
@@ -152,7 +159,8 @@ mod approval {
             // Read again for every poll: a projected or CI token is rotated in place while the
             // humans decide, and the one read at the start may have expired.
             let identity = read_identity(args)?;
-            let Some(answer) = call(client.get(&url), &url, identity.trim()).await? else {
+            let Some(answer) = call(client.get(&url), &url, identity.trim(), args.json).await?
+            else {
                 return Ok(ExitCode::FAILURE);
             };
             match answer["status"].as_str() {

@@ -532,6 +532,34 @@ fn stderr(output: &Output) -> String {
 
 /// A dev broker in a fresh directory, with one writ for `orders/*` read (answers the directory,
 /// the broker and the writ).
+/// A refusal asked for with `--json` is the broker's problem document on stdout, as a writ is.
+#[test]
+fn a_json_request_prints_its_refusal_as_json() {
+    let (dir, server, _) = dev_broker_with_a_writ();
+    let refused = writ(
+        dir.path(),
+        &[
+            "request",
+            "--broker",
+            &server.url,
+            "--identity-file",
+            "identity.jwt",
+            "--task",
+            "demo",
+            "--right",
+            "billing/1:read",
+            "--service",
+            "orders-api",
+            "--json",
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    let problem: serde_json::Value = serde_json::from_slice(&refused.stdout).unwrap();
+    assert_eq!(problem["type"], "urn:writ:problem:policy_refused");
+    assert_eq!(problem["refused_rights"][0]["resource"], "billing/1");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("refused (403"));
+}
+
 fn dev_broker_with_a_writ() -> (tempfile::TempDir, ServeProcess, String) {
     let dir = tempfile::tempdir().unwrap();
     let server = ServeProcess::start(dir.path(), "serve", &["--dev", "--listen", "127.0.0.1:0"]);
