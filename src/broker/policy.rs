@@ -429,9 +429,24 @@ impl Broker {
             Channel::Direct
         };
         let running = self.policies.current();
+        let mut explanation = running.set.explain(subject, &request, channel, at);
+        // Rules are named by file and line as `GET /v1/policy` names files: relative to the
+        // policy directory, whose path is the operator's business.
+        if let Some(dir) = &self.policies.dir {
+            let prefix = dir.path.join("").display().to_string();
+            for trace in explanation
+                .denies
+                .iter_mut()
+                .chain(&mut explanation.policies)
+            {
+                if let Some(relative) = trace.origin.strip_prefix(&prefix) {
+                    trace.origin = relative.to_owned();
+                }
+            }
+        }
         Ok(ExplainAnswer {
             policy_hash: running.set.source.hash.clone(),
-            explanation: running.set.explain(subject, &request, channel, at),
+            explanation,
         })
     }
 

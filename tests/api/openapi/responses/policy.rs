@@ -54,6 +54,11 @@ pub(super) async fn explain_cases(cx: &mut Context) {
         .await;
     assert_eq!(refused["decision"], "not_allowed", "{refused:#}");
     assert_eq!(refused["policies"][0]["outcome"], "refuses", "{refused:#}");
+    // Named relative to the policy directory, as `GET /v1/policy` names files.
+    assert_eq!(
+        refused["policies"][0]["origin"], "test.toml:2",
+        "{refused:#}"
+    );
     let mut wide = ask(orders_request());
     wide["claims"] = (0..65).map(|i| (format!("c{i}"), json!(i))).collect();
     for bad in [
