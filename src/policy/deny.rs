@@ -48,8 +48,9 @@ pub struct Denial {
 }
 
 impl DenyRule {
-    pub fn matches(&self, subject: Subject<'_>, at: SystemTime) -> bool {
-        self.matches_identity(subject) && self.window.as_ref().is_none_or(|w| w.contains(at))
+    /// Whether the rule holds at `at`: always, or inside its window.
+    pub fn holds_at(&self, at: SystemTime) -> bool {
+        self.window.as_ref().is_none_or(|w| w.contains(at))
     }
 
     /// Whether the rule is for this identity, whatever the time.

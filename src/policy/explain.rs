@@ -144,7 +144,7 @@ fn deny_outcome(
     if let Some(claim) = rule.claims.mismatch(subject.claims) {
         return Outcome::ClaimMismatch { claim };
     }
-    if let Some(window) = rule.window.as_ref().filter(|w| !w.contains(at)) {
+    if let Some(window) = rule.window.as_ref().filter(|_| !rule.holds_at(at)) {
         return Outcome::OutsideWindow {
             window: window.to_string(),
         };

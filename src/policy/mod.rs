@@ -363,17 +363,15 @@ impl PolicySet {
             .filter(move |policy| policy.matches(subject))
     }
 
-    /// The deny rules that match `subject` at `at`, in file order.
-    fn matching_denies<'a>(
-        &'a self,
-        subject: Subject<'a>,
-        at: SystemTime,
-    ) -> impl Iterator<Item = &'a DenyRule> {
+    /// The deny rules for `subject`'s issuer and claims, whatever the time, in file order: one
+    /// lookup serves both the rules that hold now and those whose window is yet to open.
+    fn denies_for<'a>(&'a self, subject: Subject<'a>) -> Vec<&'a DenyRule> {
         self.deny_index
             .candidates(subject.issuer, subject.claims)
             .into_iter()
             .filter_map(|i| self.denies.get(i))
-            .filter(move |rule| rule.matches(subject, at))
+            .filter(|rule| rule.matches_identity(subject))
+            .collect()
     }
 
     /// The policies, in file order.
@@ -413,11 +411,12 @@ impl PolicySet {
         channel: Channel,
         at: SystemTime,
     ) -> Result<Permit, Box<Refusal>> {
-        if let Some(refusal) = self.denial(subject, request, at) {
+        let denies = self.denies_for(subject);
+        if let Some(refusal) = denial(&denies, request, at) {
             return Err(Box::new(refusal));
         }
         let permit = self.permit(subject, request, channel, at)?;
-        self.before_coming_denials(subject, request, at, permit)
+        before_coming_denials(&denies, request, at, permit)
     }
 
     /// The permit for a request no deny rule refuses now.
@@ -467,75 +466,6 @@ impl PolicySet {
             }
             (_, None) => Err(closest.unwrap_or_else(|| Box::new(no_matching_policy(request)))),
         }
-    }
-
-    /// `permit`, with a lifetime that ends before any deny rule that would refuse the request
-    /// starts to hold (a freeze window opening): a writ never lives into its own refusal. A
-    /// `ttl` asked beyond that is refused, naming the rule.
-    fn before_coming_denials(
-        &self,
-        subject: Subject<'_>,
-        request: &WritRequest,
-        at: SystemTime,
-        mut permit: Permit,
-    ) -> Result<Permit, Box<Refusal>> {
-        let coming = self
-            .deny_index
-            .candidates(subject.issuer, subject.claims)
-            .into_iter()
-            .filter_map(|i| self.denies.get(i))
-            .filter(|rule| rule.matches_identity(subject) && rule.refuse(request).is_some())
-            .filter_map(|rule| {
-                let opens = rule.window.as_ref()?.until_open(at, permit.ttl)?;
-                Some((rule, Duration::from_secs(opens.as_secs())))
-            })
-            .min_by_key(|(_, opens)| *opens);
-        let Some((rule, opens)) = coming else {
-            return Ok(permit);
-        };
-        if opens.is_zero() {
-            // It holds within the second: as good as holding now.
-            let denial = rule.refuse(request).unwrap_or(deny::Denial {
-                rights: Vec::new(),
-                services: Vec::new(),
-            });
-            return Err(Box::new(Refusal {
-                deny: Some(rule.name.clone()),
-                refused_rights: denial.rights,
-                refused_services: denial.services,
-                ..Refusal::new(reasons::DENIED)
-            }));
-        }
-        if let Some(requested) = request.ttl.filter(|ttl| *ttl > opens) {
-            return Err(Box::new(Refusal {
-                deny: Some(rule.name.clone()),
-                refused_ttl: Some(RefusedTtl {
-                    requested: requested.as_secs(),
-                    max: opens.as_secs(),
-                }),
-                ..Refusal::new(reasons::DENIED)
-            }));
-        }
-        permit.ttl = permit.ttl.min(opens);
-        Ok(permit)
-    }
-
-    /// The refusal of the first deny rule (in file order) that covers part of the request.
-    fn denial(
-        &self,
-        subject: Subject<'_>,
-        request: &WritRequest,
-        at: SystemTime,
-    ) -> Option<Refusal> {
-        self.matching_denies(subject, at).find_map(|rule| {
-            let denial = rule.refuse(request)?;
-            Some(Refusal {
-                deny: Some(rule.name.clone()),
-                refused_rights: denial.rights,
-                refused_services: denial.services,
-                ..Refusal::new(reasons::DENIED)
-            })
-        })
     }
 }
 
@@ -672,6 +602,69 @@ impl Policy {
             && grant.resources.iter().any(|p| pattern::covers(p, resource))
     }
 }
+/// `permit`, with a lifetime that ends before any deny rule that would refuse the request
+/// starts to hold (a freeze window opening): a writ never lives into its own refusal. A
+/// `ttl` asked beyond that is refused, naming the rule.
+fn before_coming_denials(
+    denies: &[&DenyRule],
+    request: &WritRequest,
+    at: SystemTime,
+    mut permit: Permit,
+) -> Result<Permit, Box<Refusal>> {
+    let coming = denies
+        .iter()
+        .filter_map(|rule| {
+            let opens = rule.window.as_ref()?.until_open(at, permit.ttl)?;
+            rule.refuse(request)?;
+            Some((*rule, Duration::from_secs(opens.as_secs())))
+        })
+        .min_by_key(|(_, opens)| *opens);
+    let Some((rule, opens)) = coming else {
+        return Ok(permit);
+    };
+    if opens.is_zero() {
+        // It holds within the second: as good as holding now.
+        let denial = rule.refuse(request).unwrap_or(deny::Denial {
+            rights: Vec::new(),
+            services: Vec::new(),
+        });
+        return Err(Box::new(Refusal {
+            deny: Some(rule.name.clone()),
+            refused_rights: denial.rights,
+            refused_services: denial.services,
+            ..Refusal::new(reasons::DENIED)
+        }));
+    }
+    if let Some(requested) = request.ttl.filter(|ttl| *ttl > opens) {
+        return Err(Box::new(Refusal {
+            deny: Some(rule.name.clone()),
+            refused_ttl: Some(RefusedTtl {
+                requested: requested.as_secs(),
+                max: opens.as_secs(),
+            }),
+            ..Refusal::new(reasons::DENIED)
+        }));
+    }
+    permit.ttl = permit.ttl.min(opens);
+    Ok(permit)
+}
+
+/// The refusal of the first deny rule (in file order) that covers part of the request.
+fn denial(denies: &[&DenyRule], request: &WritRequest, at: SystemTime) -> Option<Refusal> {
+    denies
+        .iter()
+        .filter(|rule| rule.holds_at(at))
+        .find_map(|rule| {
+            let denial = rule.refuse(request)?;
+            Some(Refusal {
+                deny: Some(rule.name.clone()),
+                refused_rights: denial.rights,
+                refused_services: denial.services,
+                ..Refusal::new(reasons::DENIED)
+            })
+        })
+}
+
 /// Whether approval permit `a` is stricter than `b`: more approvers, then a shorter wait for the
 /// decision, then a shorter-lived writ.
 fn stricter(a: &Permit, b: &Permit) -> bool {
