@@ -34,6 +34,14 @@ const LAST_RFC3339_SECOND: i64 = 253_402_300_799;
 
 /// An RFC 3339 time in whole seconds, as every time in the writ format is written (times past
 /// year 9999 are written as its last second).
+/// Parses an instant written in RFC 3339 (`2026-11-30T09:00:00Z`), as people give one to
+/// `writ policy` and the explain route; the error says what was expected.
+pub fn parse_rfc3339(text: &str) -> Result<SystemTime, String> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(SystemTime::from)
+        .map_err(|e| format!("{text:?} is not an RFC 3339 instant: {e}"))
+}
+
 pub fn rfc3339(unix_seconds: i64) -> String {
     let seconds = unix_seconds.min(LAST_RFC3339_SECOND);
     humantime::format_rfc3339_seconds(from_unix_seconds(seconds)).to_string()

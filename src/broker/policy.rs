@@ -409,9 +409,8 @@ impl Broker {
     pub fn explain_policy(&self, raw: &RawExplain) -> Result<ExplainAnswer, ExplainError> {
         let request = WritRequest::parse(&raw.request)?;
         let at = match &raw.at {
-            Some(text) => chrono::DateTime::parse_from_rfc3339(text)
-                .map(SystemTime::from)
-                .map_err(|e| ExplainError::Invalid(format!("at: not an RFC 3339 instant: {e}")))?,
+            Some(text) => crate::time::parse_rfc3339(text)
+                .map_err(|e| ExplainError::Invalid(format!("at: {e}")))?,
             None => SystemTime::now(),
         };
         if raw.claims.len() > MAX_EXPLAIN_CLAIMS {

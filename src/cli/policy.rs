@@ -52,7 +52,7 @@ pub struct ExplainArgs {
     #[arg(long)]
     approval: bool,
     /// The instant of the request, RFC 3339 (for time windows); default now.
-    #[arg(long, value_parser = parse_instant)]
+    #[arg(long, value_parser = crate::time::parse_rfc3339)]
     at: Option<SystemTime>,
     /// Print the explanation as JSON.
     #[arg(long)]
@@ -65,12 +65,6 @@ fn parse_claims(text: &str) -> Result<serde_json::Map<String, serde_json::Value>
 
 fn parse_request(text: &str) -> Result<RawWritRequest, String> {
     serde_json::from_str(text).map_err(|e| format!("request: {e}"))
-}
-
-fn parse_instant(text: &str) -> Result<SystemTime, String> {
-    chrono::DateTime::parse_from_rfc3339(text)
-        .map(SystemTime::from)
-        .map_err(|e| format!("not an RFC 3339 instant: {e}"))
 }
 
 #[derive(Debug, Args)]

@@ -173,9 +173,7 @@ impl Prepared {
             WritRequest::parse(&case.request).map_err(|e| format!("invalid request: {e}"))?;
         let at = match &case.at {
             None => SystemTime::now(),
-            Some(text) => chrono::DateTime::parse_from_rfc3339(text)
-                .map_err(|e| format!("at: {text:?} is not an RFC 3339 instant: {e}"))?
-                .into(),
+            Some(text) => crate::time::parse_rfc3339(text).map_err(|e| format!("at: {e}"))?,
         };
         Ok(Prepared {
             issuer: case.issuer.clone(),
