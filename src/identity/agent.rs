@@ -7,10 +7,49 @@ use serde_json::{Map, Value};
 use super::IdentityError;
 use super::text::display_name_problem;
 
+/// A piece of a claim template: literal text, or the claim at a path (`kubernetes.io/namespace`
+/// is `["kubernetes.io", "namespace"]`). Agent templates and policy templates share the syntax.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Piece {
+pub enum Piece {
     Text(String),
     Claim(Vec<String>),
+}
+
+/// Splits a template into its pieces; `what` names it in errors (`agent template`).
+pub fn split_template(template: &str, what: &str) -> Result<Vec<Piece>, String> {
+    let mut pieces = Vec::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        if rest[..open].contains('}') {
+            return Err(format!("{what} {template:?} has a stray '}}'"));
+        }
+        if open > 0 {
+            pieces.push(Piece::Text(rest[..open].to_owned()));
+        }
+        let close = rest[open..]
+            .find('}')
+            .ok_or_else(|| format!("{what} {template:?} has an unclosed '{{'"))?;
+        let path = &rest[open + 1..open + close];
+        if path.is_empty() || path.split('/').any(str::is_empty) || path.contains('{') {
+            return Err(format!("{what} {template:?} has an empty claim path"));
+        }
+        pieces.push(Piece::Claim(path.split('/').map(str::to_owned).collect()));
+        rest = &rest[open + close + 1..];
+    }
+    if rest.contains('}') {
+        return Err(format!("{what} {template:?} has a stray '}}'"));
+    }
+    if !rest.is_empty() {
+        pieces.push(Piece::Text(rest.to_owned()));
+    }
+    Ok(pieces)
+}
+
+/// The value at a claim path, if every step of it is there.
+pub fn claim_at<'a>(claims: &'a Map<String, Value>, path: &[String]) -> Option<&'a Value> {
+    let (first, rest) = path.split_first()?;
+    rest.iter()
+        .try_fold(claims.get(first)?, |value, segment| value.get(segment))
 }
 
 /// A parsed agent template.
@@ -24,33 +63,7 @@ pub const MAX_AGENT_LEN: usize = 256;
 
 impl AgentTemplate {
     pub fn parse(template: &str) -> Result<AgentTemplate, String> {
-        let mut pieces = Vec::new();
-        let mut rest = template;
-        while let Some(open) = rest.find('{') {
-            if rest[..open].contains('}') {
-                return Err(format!("agent template {template:?} has a stray '}}'"));
-            }
-            if open > 0 {
-                pieces.push(Piece::Text(rest[..open].to_owned()));
-            }
-            let close = rest[open..]
-                .find('}')
-                .ok_or_else(|| format!("agent template {template:?} has an unclosed '{{'"))?;
-            let path = &rest[open + 1..open + close];
-            if path.is_empty() || path.split('/').any(str::is_empty) {
-                return Err(format!(
-                    "agent template {template:?} has an empty claim path"
-                ));
-            }
-            pieces.push(Piece::Claim(path.split('/').map(str::to_owned).collect()));
-            rest = &rest[open + close + 1..];
-        }
-        if rest.contains('}') {
-            return Err(format!("agent template {template:?} has a stray '}}'"));
-        }
-        if !rest.is_empty() {
-            pieces.push(Piece::Text(rest.to_owned()));
-        }
+        let pieces = split_template(template, "agent template")?;
         if !pieces.iter().any(|p| matches!(p, Piece::Claim(_))) {
             return Err(format!("agent template {template:?} uses no claim"));
         }
@@ -98,12 +111,7 @@ impl AgentTemplate {
 
 fn claim_text(claims: &Map<String, Value>, path: &[String]) -> Result<String, IdentityError> {
     let missing = || IdentityError::ClaimMissing(path.join("/"));
-    let (first, rest) = path.split_first().ok_or_else(missing)?;
-    let mut value = claims.get(first).ok_or_else(missing)?;
-    for segment in rest {
-        value = value.get(segment).ok_or_else(missing)?;
-    }
-    match value {
+    match claim_at(claims, path).ok_or_else(missing)? {
         Value::String(text) if !text.is_empty() => Ok(text.clone()),
         Value::Number(number) => Ok(number.to_string()),
         _ => Err(missing()),

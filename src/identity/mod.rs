@@ -7,7 +7,7 @@
 //! within the configured clock skew. Signature checks go through the openidconnect crate; `nbf`,
 //! which it ignores, is checked here. Nothing here knows about HTTP.
 
-mod agent;
+pub mod agent;
 pub mod dev;
 mod issuer;
 pub mod jwt;

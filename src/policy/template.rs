@@ -18,15 +18,10 @@ use serde_json::{Map, Value};
 
 use super::names::ServiceName;
 use super::pattern::ResourcePattern;
+use crate::identity::agent::{Piece, claim_at, split_template};
 
 /// Longest claim value a template accepts.
 pub const MAX_CLAIM_VALUE: usize = 128;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Piece {
-    Text(String),
-    Claim(Vec<String>),
-}
 
 /// A string with `{claim/path}` placeholders, or a literal.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,7 +98,7 @@ impl Rendered for ServiceName {
 
 impl<T: Rendered + Clone> Template<T> {
     pub fn parse(source: &str) -> Result<Template<T>, String> {
-        let pieces = split(source, T::WHAT)?;
+        let pieces = split_template(source, T::WHAT)?;
         let literal = match pieces.as_slice() {
             [] => Some(""),
             [Piece::Text(text)] => Some(text.as_str()),
@@ -170,12 +165,7 @@ fn render_with<'a>(
 
 /// The claim's value if it is safe to place in a resource or service name.
 fn claim_value<'a>(claims: &'a Map<String, Value>, path: &[String]) -> Option<&'a str> {
-    let (first, rest) = path.split_first()?;
-    let mut value = claims.get(first)?;
-    for segment in rest {
-        value = value.get(segment)?;
-    }
-    let text = value.as_str()?;
+    let text = claim_at(claims, path)?.as_str()?;
     safe_claim_value(text).then_some(text)
 }
 
@@ -188,35 +178,6 @@ pub fn safe_claim_value(text: &str) -> bool {
         && text
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-._~@+:".contains(&b))
-}
-
-fn split(source: &str, what: &str) -> Result<Vec<Piece>, String> {
-    let mut pieces = Vec::new();
-    let mut rest = source;
-    while let Some(open) = rest.find('{') {
-        if rest[..open].contains('}') {
-            return Err(format!("{what} {source:?} has a stray '}}'"));
-        }
-        if open > 0 {
-            pieces.push(Piece::Text(rest[..open].to_owned()));
-        }
-        let close = rest[open..]
-            .find('}')
-            .ok_or_else(|| format!("{what} {source:?} has an unclosed '{{'"))?;
-        let path = &rest[open + 1..open + close];
-        if path.is_empty() || path.split('/').any(str::is_empty) || path.contains('{') {
-            return Err(format!("{what} {source:?} has an empty claim path"));
-        }
-        pieces.push(Piece::Claim(path.split('/').map(str::to_owned).collect()));
-        rest = &rest[open + close + 1..];
-    }
-    if rest.contains('}') {
-        return Err(format!("{what} {source:?} has a stray '}}'"));
-    }
-    if !rest.is_empty() {
-        pieces.push(Piece::Text(rest.to_owned()));
-    }
-    Ok(pieces)
 }
 
 #[cfg(test)]
