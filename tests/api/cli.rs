@@ -280,6 +280,12 @@ fn policy_explain_names_the_rule_that_decided_and_tests_report_unexercised_rules
     );
     let malformed = explain("[1]", &reads, &[]);
     assert_eq!(malformed.status.code(), Some(2), "{malformed:?}");
+    let bad_instant = explain(claims, &reads, &["--at", "yesterday"]);
+    assert_eq!(bad_instant.status.code(), Some(2), "{bad_instant:?}");
+    assert!(
+        String::from_utf8_lossy(&bad_instant.stderr).contains("is not an RFC 3339 instant"),
+        "{bad_instant:?}"
+    );
 
     // The tests pass, but the deny rule that never fires is reported, and fails the run when
     // coverage is required.
