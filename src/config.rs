@@ -82,6 +82,186 @@ pub struct Config {
     /// Human approvals: how approvers are told (`[approvals]`).
     #[serde(default)]
     pub approvals: ApprovalsConfig,
+    /// The Vault or OpenBao server the broker talks to (`[vault]`), when it keeps its root keys
+    /// there or exchanges writs for dynamic secrets.
+    #[serde(default)]
+    pub vault: Option<VaultConfig>,
+    /// Where the root keys live (`[keys]`): the key directory (default) or Vault.
+    #[serde(default)]
+    pub keys: KeysConfig,
+}
+
+/// `[vault]`: the connection to Vault or OpenBao, shared by the key store and the exchange.
+/// Holds file names only, never a secret.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultConfig {
+    /// `https://...` (plain `http://` only to loopback).
+    pub address: String,
+    /// A file (mode 0600) holding a Vault token; re-read when the token can no longer be
+    /// renewed. Either this or `approle`.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// AppRole login. Either this or `token_file`.
+    #[serde(default)]
+    pub approle: Option<AppRoleConfig>,
+    /// A Vault Enterprise / OpenBao namespace (`X-Vault-Namespace`).
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Each call to Vault is cut off after this (1s to 60s).
+    #[serde(default = "default_vault_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+/// `[vault.approle]` (or `approle = { ... }`): AppRole login, both files re-read at each login.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppRoleConfig {
+    /// A file holding the role id.
+    pub role_id_file: PathBuf,
+    /// A file (mode 0600) holding the secret id.
+    pub secret_id_file: PathBuf,
+    /// Where the AppRole auth method is mounted.
+    #[serde(default = "default_approle_mount")]
+    pub mount: String,
+}
+
+/// `[keys]`: where the broker's root keys and approval key are kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysConfig {
+    /// `dir` (the key directory, `key_dir`) or `vault` (one KV v2 secret; needs `[vault]`).
+    #[serde(default)]
+    pub store: KeyStoreKind,
+    /// The KV v2 mount of the secret.
+    #[serde(default = "default_keys_vault_mount")]
+    pub vault_mount: String,
+    /// The secret's path under the mount.
+    #[serde(default = "default_keys_vault_path")]
+    pub vault_path: String,
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        KeysConfig {
+            store: KeyStoreKind::default(),
+            vault_mount: default_keys_vault_mount(),
+            vault_path: default_keys_vault_path(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyStoreKind {
+    #[default]
+    Dir,
+    Vault,
+}
+
+fn default_vault_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_approle_mount() -> String {
+    "approle".into()
+}
+fn default_keys_vault_mount() -> String {
+    "secret".into()
+}
+fn default_keys_vault_path() -> String {
+    "writ/keys".into()
+}
+
+/// Whether `path` is a Vault path writ may use (a mount, a secret path, a role path): segments
+/// of ASCII letters, digits, `_`, `-` and `.`, separated by single `/`, none of them `.` or `..`,
+/// at most 256 bytes. What a path can name is then up to Vault's policies, never to `..`.
+pub fn valid_vault_path(path: &str) -> bool {
+    !path.is_empty()
+        && path.len() <= 256
+        && path.split('/').all(|segment| {
+            !segment.is_empty()
+                && segment != "."
+                && segment != ".."
+                && segment
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        })
+}
+
+impl VaultConfig {
+    /// Checks what can be checked without reading files or calling Vault; the files are read
+    /// (and their modes checked) when the broker connects, at start.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: &str| Err(ConfigError::Invalid(format!("vault.{m}")));
+        match reqwest::Url::parse(&self.address) {
+            Ok(url)
+                if url_https_or_loopback(&url)
+                    && url.query().is_none()
+                    && url.fragment().is_none()
+                    && url.username().is_empty()
+                    && url.password().is_none() => {}
+            _ => {
+                return invalid(
+                    "address must be an https:// URL such as https://vault.example:8200 \
+                     (plain http only to loopback)",
+                );
+            }
+        }
+        match (&self.token_file, &self.approle) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Invalid(
+                    "[vault] sets both token_file and approle: authenticate with one of them"
+                        .into(),
+                ));
+            }
+            (None, None) => {
+                return Err(ConfigError::Invalid(
+                    "[vault] needs token_file or approle = { role_id_file, secret_id_file } to \
+                     authenticate"
+                        .into(),
+                ));
+            }
+            _ => {}
+        }
+        if let Some(approle) = &self.approle
+            && !valid_vault_path(&approle.mount)
+        {
+            return invalid("approle.mount must be a Vault path such as \"approle\"");
+        }
+        if let Some(namespace) = &self.namespace
+            && !valid_vault_path(namespace)
+        {
+            return invalid("namespace must be a Vault namespace path such as \"team/writ\"");
+        }
+        ranges::VAULT_TIMEOUT
+            .check("vault.timeout", self.timeout)
+            .map_err(ConfigError::Invalid)
+    }
+}
+
+impl KeysConfig {
+    fn validate(&self, vault: Option<&VaultConfig>) -> Result<(), ConfigError> {
+        if self.store != KeyStoreKind::Vault {
+            return Ok(());
+        }
+        if vault.is_none() {
+            return Err(ConfigError::Invalid(
+                "keys.store = \"vault\" needs a [vault] section saying how to reach Vault".into(),
+            ));
+        }
+        for (setting, value) in [
+            ("keys.vault_mount", &self.vault_mount),
+            ("keys.vault_path", &self.vault_path),
+        ] {
+            if !valid_vault_path(value) {
+                return Err(ConfigError::Invalid(format!(
+                    "{setting} = {value:?} is not a Vault path (segments of letters, digits, \
+                     _ - . separated by /)"
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `[approvals]`: where approvers decide and how they are told of new requests.
@@ -419,6 +599,8 @@ impl Config {
             connections: ConnectionLimits::default(),
             issuers: Vec::new(),
             approvals: ApprovalsConfig::default(),
+            vault: None,
+            keys: KeysConfig::default(),
         }
     }
 
@@ -508,6 +690,10 @@ impl Config {
         if let Some(login) = &self.approvals.login {
             login.validate()?;
         }
+        if let Some(vault) = &self.vault {
+            vault.validate()?;
+        }
+        self.keys.validate(self.vault.as_ref())?;
         if !self.dev && self.policy_dir.is_none() {
             return invalid("policy_dir is required outside dev mode".into());
         }
@@ -567,6 +753,9 @@ pub mod ranges {
     pub const WEBHOOK_RETRY_BASE: DurationRange = range(ms(100), s(60));
     /// An approver's login on the approval page: long enough for a working day, never days.
     pub const SESSION_TTL: DurationRange = range(s(5 * 60), s(24 * 3600));
+    /// One call to Vault: long enough for a loaded server, short enough that a request waiting
+    /// on it is answered well within `request_timeout`.
+    pub const VAULT_TIMEOUT: DurationRange = range(s(1), s(60));
 
     impl DurationRange {
         pub fn contains(&self, value: Duration) -> bool {
@@ -917,6 +1106,91 @@ mod tests {
         // Every field of the login is required or has a default; typos are errors.
         assert!(parse(&LOGIN.replace("client_id", "client")).is_err());
         assert!(parse(&LOGIN.replace("approver_groups = [\"sre\"]\n", "")).is_err());
+    }
+
+    #[test]
+    fn the_vault_section_authenticates_one_way_to_a_safe_address() {
+        let vault = |body: &str| {
+            parse(&format!("dev = true\n[vault]\n{body}"))
+                .unwrap()
+                .validate()
+        };
+        let config = parse("dev = true\n[vault]\naddress = \"https://vault.example:8200\"\ntoken_file = \"/run/t\"").unwrap();
+        config.validate().unwrap();
+        let section = config.vault.unwrap();
+        assert_eq!(section.timeout, Duration::from_secs(5));
+        assert_eq!(section.namespace, None);
+        let approle = parse(
+            "dev = true\n[vault]\naddress = \"http://127.0.0.1:8200\"\n\
+             approle = { role_id_file = \"r\", secret_id_file = \"s\" }",
+        )
+        .unwrap();
+        approle.validate().unwrap();
+        assert_eq!(approle.vault.unwrap().approle.unwrap().mount, "approle");
+        for (body, expected) in [
+            (
+                "address = \"http://vault.example:8200\"\ntoken_file = \"t\"",
+                "vault.address must be an https:// URL",
+            ),
+            (
+                "address = \"vault:8200\"\ntoken_file = \"t\"",
+                "vault.address",
+            ),
+            (
+                "address = \"https://v.example\"",
+                "[vault] needs token_file or approle",
+            ),
+            (
+                "address = \"https://v.example\"\ntoken_file = \"t\"\n\
+                 approle = { role_id_file = \"r\", secret_id_file = \"s\" }",
+                "[vault] sets both token_file and approle",
+            ),
+            (
+                "address = \"https://v.example\"\ntoken_file = \"t\"\ntimeout = \"0s\"",
+                "vault.timeout = \"0s\" is out of range: it must be between 1s and 1m",
+            ),
+            (
+                "address = \"https://v.example\"\ntoken_file = \"t\"\nnamespace = \"../x\"",
+                "vault.namespace",
+            ),
+        ] {
+            let error = vault(body).unwrap_err().to_string();
+            assert!(error.contains(expected), "{body}: {error}");
+        }
+        assert!(parse("[vault]\naddress = \"https://v\"\ntoken = \"s.x\"").is_err());
+    }
+
+    #[test]
+    fn keys_in_vault_need_a_vault_and_valid_paths() {
+        let config = parse("dev = true").unwrap();
+        assert_eq!(config.keys.store, KeyStoreKind::Dir);
+        assert_eq!(config.keys.vault_mount, "secret");
+        assert_eq!(config.keys.vault_path, "writ/keys");
+        let error = parse("dev = true\n[keys]\nstore = \"vault\"")
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("needs a [vault] section"), "{error}");
+        let vault = "[vault]\naddress = \"https://v.example\"\ntoken_file = \"t\"\n";
+        let with = |keys: &str| {
+            parse(&format!(
+                "dev = true\n{vault}[keys]\nstore = \"vault\"\n{keys}"
+            ))
+            .unwrap()
+            .validate()
+        };
+        with("").unwrap();
+        with("vault_mount = \"kv\"\nvault_path = \"team/writ/keys\"").unwrap();
+        for bad in [
+            "vault_path = \"../sys\"",
+            "vault_path = \"a//b\"",
+            "vault_mount = \"\"",
+        ] {
+            let error = with(bad).unwrap_err().to_string();
+            assert!(error.contains("is not a Vault path"), "{bad}: {error}");
+        }
+        assert!(parse("[keys]\nstore = \"s3\"").is_err());
     }
 
     #[test]

@@ -16,6 +16,8 @@
 //!   writs), [`keys`] (root keys and the published key set), [`revocation`] (entries, their
 //!   rules and the live view), [`audit`] (the hash-chained log), [`approval`] (human approval
 //!   of high-risk requests) and [`login`] (approvers logging in to the approval page).
+//! - [`vault`]: the client of Vault or OpenBao (token upkeep, KV v2, leased secrets), under the
+//!   Vault key store and the exchange.
 //! - [`store`]: durable records behind one handle, SQLite or PostgreSQL; it runs the rules it is
 //!   given inside its transactions.
 //! - Shared by all: [`error`] (every stable error code and its kind), [`time`], [`id`],
@@ -40,3 +42,4 @@ pub mod policy;
 pub mod revocation;
 pub mod store;
 pub mod time;
+pub mod vault;

@@ -22,6 +22,9 @@
 
 mod claims;
 mod keys;
+mod openbao;
+
+pub use openbao::OpenBao;
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicUsize, Ordering};
