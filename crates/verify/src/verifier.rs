@@ -53,7 +53,7 @@ pub(crate) struct VerifiedWrit {
     root_key_id: u32,
     key: PublicKey,
     values: AuthorityValues,
-    /// Every block's revocation id, lowercase hex; empty when the verifier has no revocations.
+    /// Every block's revocation id, lowercase hex, authority first (in every grant).
     revocation_ids: Vec<String>,
     /// The key that signed the approval block (block 1, a third-party block), if any, and
     /// whether it was a trusted approval key when the evidence was read: a cache hit whose trust
@@ -270,15 +270,11 @@ impl Verifier {
             }
             _ => None,
         };
-        let revocation_ids = if self.revocations.is_some() {
-            token
-                .revocation_identifiers()
-                .iter()
-                .map(hex::encode)
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let revocation_ids = token
+            .revocation_identifiers()
+            .iter()
+            .map(hex::encode)
+            .collect();
         let verified = Arc::new(VerifiedWrit {
             token,
             root_key_id,
@@ -420,6 +416,7 @@ impl Verifier {
                         .saturating_sub(1 + approval_blocks),
                     root_key_id: verified.root_key_id,
                     approval,
+                    revocation_ids: verified.revocation_ids.clone(),
                 });
             }
             Err(error) => error,
