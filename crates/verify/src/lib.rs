@@ -173,6 +173,7 @@ mod inspect;
 mod key_source;
 mod keys;
 mod layer;
+mod prefix;
 mod problem;
 mod refusal;
 mod request;
