@@ -7,6 +7,11 @@
 //! requires approval). Denial reasons are refined with the trusted values (expired,
 //! wrong audience, restricted), but biscuit's verdict is the last word: nothing here turns a
 //! biscuit refusal into a grant.
+//!
+//! A prefix request (`authorize_pattern` with `P*`) takes the same path for one canonical
+//! resource under `P`, with the approval check in its prefix form, and once biscuit granted it,
+//! must also pass the proof of [`crate::prefix`] that every other resource under `P` would be
+//! granted too. The proof can only refuse.
 
 use std::borrow::Cow;
 use std::collections::BTreeSet;
