@@ -81,10 +81,16 @@ pub(crate) fn approval_block_key(
 /// (exactly or by prefix) and operation. One `or` branch per key and grant kind, each trusting
 /// only that key, so all the evidence of a branch comes from blocks that key signed. Without
 /// keys the check fails whatever the writ holds (fail closed).
+///
+/// For a request for every resource under `prefix` (`Some`), the evidence must approve a prefix
+/// that `prefix` itself starts with (`approved_prefix($p, $op), {prefix}.starts_with($p)`): an
+/// approval of one resource, or of a narrower prefix, does not cover the whole prefix, whatever
+/// resource the request's authorizer run names.
 pub(crate) fn add_check(
     builder: AuthorizerBuilder,
     writ_id: &str,
     keys: &[PublicKey],
+    prefix: Option<&str>,
 ) -> Result<AuthorizerBuilder, Token> {
     if keys.is_empty() {
         return builder.code("check if false");
@@ -94,18 +100,28 @@ pub(crate) fn add_check(
     for (i, key) in keys.iter().enumerate() {
         // Only the parameter's name is formatted; the key enters as a `PublicKey` parameter.
         let k = format!("k{i}");
-        branches.push(format!(
-            "approved_writ({{writ}}), approval($id, $who, $at), resource($r), operation($op), \
-             approved_right($r, $op) trusting {{{k}}}"
-        ));
-        branches.push(format!(
-            "approved_writ({{writ}}), approval($id, $who, $at), resource($r), operation($op), \
-             approved_prefix($p, $op), $r.starts_with($p) trusting {{{k}}}"
-        ));
+        if prefix.is_some() {
+            branches.push(format!(
+                "approved_writ({{writ}}), approval($id, $who, $at), operation($op), \
+                 approved_prefix($p, $op), {{prefix}}.starts_with($p) trusting {{{k}}}"
+            ));
+        } else {
+            branches.push(format!(
+                "approved_writ({{writ}}), approval($id, $who, $at), resource($r), \
+                 operation($op), approved_right($r, $op) trusting {{{k}}}"
+            ));
+            branches.push(format!(
+                "approved_writ({{writ}}), approval($id, $who, $at), resource($r), \
+                 operation($op), approved_prefix($p, $op), $r.starts_with($p) trusting {{{k}}}"
+            ));
+        }
         scope_params.insert(k, *key);
     }
     let code = format!("check if {}", branches.join(" or "));
-    let params = HashMap::from([("writ".to_owned(), Term::Str(writ_id.to_owned()))]);
+    let mut params = HashMap::from([("writ".to_owned(), Term::Str(writ_id.to_owned()))]);
+    if let Some(prefix) = prefix {
+        params.insert("prefix".to_owned(), Term::Str(prefix.to_owned()));
+    }
     builder.code_with_params(code, params, scope_params)
 }
 
@@ -219,7 +235,7 @@ mod tests {
     fn the_check_has_two_branches_per_key_and_none_without_keys() {
         let keys = [KeyPair::new().public(), KeyPair::new().public()];
         let hostile = r#"wr_1"), approved_right("x", "y"#;
-        let authorizer = add_check(AuthorizerBuilder::new(), hostile, &keys)
+        let authorizer = add_check(AuthorizerBuilder::new(), hostile, &keys, None)
             .unwrap()
             .build_unauthenticated()
             .unwrap();
@@ -229,7 +245,14 @@ mod tests {
         let printed = checks[0].to_string();
         assert!(printed.contains(&keys[1].to_string()), "{printed}");
 
-        let closed = add_check(AuthorizerBuilder::new(), "wr_1", &[])
+        let for_prefix = add_check(AuthorizerBuilder::new(), "wr_1", &keys, Some("reports/"))
+            .unwrap()
+            .build_unauthenticated()
+            .unwrap();
+        let (_, _, checks, _) = for_prefix.dump();
+        assert_eq!(checks[0].queries.len(), 2, "one prefix branch per key");
+
+        let closed = add_check(AuthorizerBuilder::new(), "wr_1", &[], None)
             .unwrap()
             .build_unauthenticated()
             .unwrap();

@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use biscuit_auth::UnverifiedBiscuit;
-use biscuit_auth::builder::{BlockBuilder, Term};
+use biscuit_auth::builder::{BlockBuilder, Check, Term};
 
 use crate::ResourcePattern;
 
@@ -88,30 +88,33 @@ pub(crate) fn attenuation_block(attenuation: &Attenuation) -> Result<BlockBuilde
         block = with_check(block, resource_check(patterns)?)?;
     }
     if let Some(operations) = operations {
-        let ops = name_set(operations, "operations")?;
-        let code = "check if operation($op), {ops}.contains($op)".to_owned();
-        block = with_check(block, (code, HashMap::from([("ops".to_owned(), ops)])))?;
+        block = with_check(block, operations_check(operations)?)?;
     }
     if let Some(services) = services {
-        let svcs = name_set(services, "services")?;
-        let code = "check if audience($a), {svcs}.contains($a)".to_owned();
-        block = with_check(block, (code, HashMap::from([("svcs".to_owned(), svcs)])))?;
+        block = with_check(block, services_check(services)?)?;
     }
     if let Some(expires_at) = expires_at {
         let secs = expires_at
             .duration_since(UNIX_EPOCH)
             .map_err(|_| AttenuateError::InvalidExpiry)?
             .as_secs();
-        let code = "check if time($t), $t <= {exp}".to_owned();
-        block = with_check(
-            block,
-            (code, HashMap::from([("exp".to_owned(), Term::Date(secs))])),
-        )?;
+        block = with_check(block, time_check(secs))?;
     }
     Ok(block)
 }
 
-type CheckSource = (String, HashMap<String, Term>);
+/// The Datalog of one check, and the values of its parameters.
+pub(crate) type CheckSource = (String, HashMap<String, Term>);
+
+/// The one check of `source`, exactly as [`attenuate`] puts it in a block: what the prefix
+/// proof ([`crate::prefix`]) compares a decoded check with.
+pub(crate) fn built_check(source: CheckSource) -> Result<Check, AttenuateError> {
+    let mut block = with_check(BlockBuilder::new(), source)?;
+    match (block.checks.pop(), block.checks.is_empty()) {
+        (Some(check), true) => Ok(check),
+        _ => Err(AttenuateError::Append("not one check".to_owned())),
+    }
+}
 
 fn with_check(
     block: BlockBuilder,
@@ -123,7 +126,8 @@ fn with_check(
 }
 
 /// `check if resource($r), {exact}.contains($r) or resource($r), $r.starts_with({p0}) or ...`
-fn resource_check(patterns: &[ResourcePattern]) -> Result<CheckSource, AttenuateError> {
+/// (the exact set only when there are exact patterns; prefixes deduplicated, in order).
+pub(crate) fn resource_check(patterns: &[ResourcePattern]) -> Result<CheckSource, AttenuateError> {
     if patterns.is_empty() {
         return Err(AttenuateError::EmptyList("resources"));
     }
@@ -147,6 +151,26 @@ fn resource_check(patterns: &[ResourcePattern]) -> Result<CheckSource, Attenuate
         params.insert(format!("p{i}"), Term::Str(prefix));
     }
     Ok((format!("check if {}", alternatives.join(" or ")), params))
+}
+
+/// `check if operation($op), {ops}.contains($op)`.
+pub(crate) fn operations_check(operations: &[String]) -> Result<CheckSource, AttenuateError> {
+    let ops = name_set(operations, "operations")?;
+    let code = "check if operation($op), {ops}.contains($op)".to_owned();
+    Ok((code, HashMap::from([("ops".to_owned(), ops)])))
+}
+
+/// `check if audience($a), {svcs}.contains($a)`.
+pub(crate) fn services_check(services: &[String]) -> Result<CheckSource, AttenuateError> {
+    let svcs = name_set(services, "services")?;
+    let code = "check if audience($a), {svcs}.contains($a)".to_owned();
+    Ok((code, HashMap::from([("svcs".to_owned(), svcs)])))
+}
+
+/// `check if time($t), $t <= {exp}`, `secs` seconds after the epoch.
+pub(crate) fn time_check(secs: u64) -> CheckSource {
+    let code = "check if time($t), $t <= {exp}".to_owned();
+    (code, HashMap::from([("exp".to_owned(), Term::Date(secs))]))
 }
 
 fn name_set(names: &[String], what: &'static str) -> Result<Term, AttenuateError> {

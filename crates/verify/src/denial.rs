@@ -84,6 +84,18 @@ pub enum Denial {
         /// require approval for, never text of the writ.
         operation: String,
     },
+    /// A request for a whole resource prefix
+    /// ([`Verifier::authorize_pattern`](crate::Verifier::authorize_pattern) with `p/*`) that the
+    /// writ allows for the resource the verifier tried, but that cannot be proven for **every**
+    /// resource under the prefix: the authority block grants the operation on no prefix
+    /// covering it (exact rights never count), an attenuation block holds anything other than
+    /// the checks [`attenuate`](crate::attenuate) writes, or one of its resource checks does not
+    /// cover the whole prefix. The writ may still grant single resources under the prefix.
+    /// HTTP 403. Code `prefix_not_provable`.
+    PrefixNotProvable {
+        /// What could not be proven, in fixed words.
+        reason: &'static str,
+    },
     /// The writ exceeds a configured limit: size, number of blocks, or the Datalog run limits
     /// (facts, iterations, time). Code `limits_exceeded`.
     LimitsExceeded {
@@ -127,6 +139,7 @@ impl Denial {
             Denial::NotPermitted => "not_permitted",
             Denial::RestrictedByAttenuation { .. } => "restricted_by_attenuation",
             Denial::ApprovalRequired { .. } => "approval_required",
+            Denial::PrefixNotProvable { .. } => "prefix_not_provable",
             Denial::LimitsExceeded { .. } => "limits_exceeded",
             Denial::Revoked => "revoked",
             Denial::RevocationViewStale { .. } => "revocation_view_stale",
@@ -144,7 +157,8 @@ impl Denial {
             Denial::WrongAudience
             | Denial::NotPermitted
             | Denial::RestrictedByAttenuation { .. }
-            | Denial::ApprovalRequired { .. } => 403,
+            | Denial::ApprovalRequired { .. }
+            | Denial::PrefixNotProvable { .. } => 403,
             Denial::Internal { .. } => 500,
             Denial::RevocationViewStale { .. } => 503,
             _ => 401,
@@ -166,6 +180,7 @@ impl Denial {
             Denial::NotPermitted => "Not permitted by the writ",
             Denial::RestrictedByAttenuation { .. } => "Restricted by attenuation",
             Denial::ApprovalRequired { .. } => "Human approval required",
+            Denial::PrefixNotProvable { .. } => "Prefix grant not provable",
             Denial::LimitsExceeded { .. } => "Writ exceeds verifier limits",
             Denial::Revoked => "Writ revoked",
             Denial::RevocationViewStale { .. } => "Revocation status unknown",
@@ -207,6 +222,11 @@ impl fmt::Display for Denial {
                 f,
                 "operation {operation:?} needs human approval: the writ carries no approval \
                  evidence for this resource and operation"
+            ),
+            Denial::PrefixNotProvable { reason } => write!(
+                f,
+                "the writ cannot be shown to grant this operation on every resource under the \
+                 prefix: {reason}"
             ),
             Denial::LimitsExceeded { limit } => write!(f, "the writ exceeds a limit: {limit}"),
             Denial::Revoked => f.write_str("the writ was revoked"),
@@ -281,6 +301,7 @@ mod tests {
             Denial::ApprovalRequired {
                 operation: "delete".into(),
             },
+            Denial::PrefixNotProvable { reason: "x" },
             Denial::LimitsExceeded { limit: "x" },
             Denial::Revoked,
             Denial::RevocationViewStale {
@@ -339,6 +360,12 @@ mod tests {
             "operation \"delete\" needs human approval: the writ carries no approval evidence \
              for this resource and operation"
         );
+        let prefix = Denial::PrefixNotProvable {
+            reason: "an attenuation block holds a check attenuate does not write",
+        };
+        assert_eq!(prefix.http_status(), 403);
+        assert_eq!(prefix.code(), "prefix_not_provable");
+        assert_eq!(prefix.title(), "Prefix grant not provable");
         let stale = Denial::RevocationViewStale {
             age: Some(Duration::from_millis(20_400)),
             max_staleness: Duration::from_secs(15),

@@ -33,4 +33,11 @@ pub struct Grant {
     /// operation (a request without evidence covering it is refused). `None` for other
     /// operations, even on an elevated writ: the evidence was not checked against them.
     pub approval: Option<ApprovalEvidence>,
+    /// The revocation id of every block of the writ (`Biscuit::revocation_identifiers`),
+    /// lowercase hex, the authority block's first: what a service that keeps its own
+    /// revocation list (the broker does) checks, whatever the verifier's own
+    /// [revocation view](crate::VerifierBuilder::revocation_feed). Revoking the authority
+    /// block's id revokes every attenuation of the writ. Read from the verified token, not
+    /// from anything a block states.
+    pub revocation_ids: Vec<String>,
 }

@@ -13,6 +13,10 @@
 //!   given explicitly to [`Verifier::authorize_at`].
 //! - [`WritLayer`] / [`WritService`]: tower middleware reading `Authorization: Bearer`, with
 //!   problem+json refusals; with feature `axum`, the `WritGrant` extractor.
+//! - [`Verifier::authorize_pattern`] (and [`authorize_pattern_at`](Verifier::authorize_pattern_at)):
+//!   whether a writ grants an operation on **every** resource a [`ResourcePattern`] names, for
+//!   services that hand out access to a whole prefix at once (the broker exchanging a writ for
+//!   cloud credentials on a key prefix); see [below](#whole-prefixes).
 //! - [`attenuate`] narrows a writ offline; [`inspect`] decodes one for display (unverified).
 //! - [`check_canonical_resource`]: the canonical resource form of the writ contract. Resources
 //!   are matched as text, so a verifier refuses a request for a non-canonical resource
@@ -125,6 +129,33 @@
 //! ([`BuildError::NoApprovalKeys`]), and a key set without approval keys refuses every request
 //! for those operations until it has one.
 //!
+//! # Whole prefixes
+//!
+//! A Datalog run decides one request, for one resource. [`Verifier::authorize_pattern`] with a
+//! prefix pattern `P*` decides for all of them: it grants only if the writ provably grants the
+//! operation on every resource starting with `P`, and otherwise refuses with
+//! [`Denial::PrefixNotProvable`] (code `prefix_not_provable`, HTTP 403) when biscuit alone would
+//! have granted the resource it was run for.
+//!
+//! - Everything [`Verifier::authorize`] checks applies (keys, limits, expiry, audience,
+//!   revocation, approval), and biscuit runs for a canonical resource under `P` and has the last
+//!   word; the proof below only ever adds refusals.
+//! - The broker-signed authority block must grant the operation on a **prefix** `R*` that `P`
+//!   starts with: an exact right never counts for a prefix, even one whose text is `P`.
+//! - Every attenuation block must hold only the checks [`attenuate`] writes (resources,
+//!   operations, services, expiry: recognised by decoding each check and comparing it with the
+//!   one `attenuate` builds from its values), no facts and no rules, and each resource check
+//!   must allow a prefix that `P` starts with. Any other Datalog a holder appends, even a check
+//!   that would refuse nothing, makes every prefix unprovable: a check such as
+//!   `$r != "reports/secret"` would exclude a resource under the prefix that a single run cannot
+//!   see.
+//! - An operation that [requires approval](VerifierBuilder::require_approval_for) needs
+//!   evidence approving a prefix that `P` starts with; evidence for single resources covers no
+//!   prefix.
+//!
+//! An exact pattern is [`Verifier::authorize`] of its resource. [`Grant::revocation_ids`] names
+//! every block's revocation id, so a service that keeps its own revocation list can check it.
+//!
 //! # Trade-offs
 //! - **Signature cache.** A verified writ is remembered by its exact text until it expires
 //!   (bounded in entries and bytes, oldest first when full), so a repeat request skips the
@@ -173,6 +204,7 @@ mod inspect;
 mod key_source;
 mod keys;
 mod layer;
+mod prefix;
 mod problem;
 mod refusal;
 mod request;

@@ -71,6 +71,28 @@ mod tests {
     }
 
     #[test]
+    fn unprovable_prefixes_are_forbidden_with_their_reason() {
+        let denial = Denial::PrefixNotProvable {
+            reason: "no prefix right of the authority block covers the prefix",
+        };
+        let response: Response<String> = denial.problem_response();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        assert_eq!(
+            response.headers()[WWW_AUTHENTICATE],
+            "Bearer error=\"insufficient_scope\""
+        );
+        let body: serde_json::Value = serde_json::from_str(response.body()).unwrap();
+        assert_eq!(body["type"], "urn:writ:problem:prefix_not_provable");
+        assert_eq!(body["title"], "Prefix grant not provable");
+        assert!(
+            body["detail"]
+                .as_str()
+                .unwrap()
+                .ends_with("no prefix right of the authority block covers the prefix")
+        );
+    }
+
+    #[test]
     fn internal_failures_answer_generically() {
         let denial = Denial::Internal {
             reason: "secret cause",

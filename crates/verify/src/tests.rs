@@ -117,7 +117,11 @@ async fn the_approval_check_decides_in_datalog() {
         .unwrap();
     let elevated = token.append_third_party(approval.public(), signed).unwrap();
     let run = |writ_id: &str, keys: &[biscuit_auth::PublicKey], resource: &str, op: &str| {
-        let check = ApprovalCheck { writ_id, keys };
+        let check = ApprovalCheck {
+            writ_id,
+            keys,
+            prefix: None,
+        };
         verifier
             .request_authorizer(
                 &elevated,

@@ -7,7 +7,13 @@
 //! requires approval). Denial reasons are refined with the trusted values (expired,
 //! wrong audience, restricted), but biscuit's verdict is the last word: nothing here turns a
 //! biscuit refusal into a grant.
+//!
+//! A prefix request (`authorize_pattern` with `P*`) takes the same path for one canonical
+//! resource under `P`, with the approval check in its prefix form, and once biscuit granted it,
+//! must also pass the proof of [`crate::prefix`] that every other resource under `P` would be
+//! granted too. The proof can only refuse.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -25,7 +31,7 @@ use crate::keys::Lookup;
 use crate::refusal::{self, decode_denial, signature_denial};
 use crate::request::RequestFacts;
 use crate::revocation::{RevocationStatus, RevocationSyncError, Revocations, WritIdentity};
-use crate::{Denial, Grant, VerifierBuilder, check_canonical_resource};
+use crate::{Denial, Grant, ResourcePattern, VerifierBuilder, check_canonical_resource, prefix};
 
 /// Verifies writs for one service. Build it once (see [`Verifier::builder`]), share it behind an
 /// `Arc`, and call [`authorize`](Verifier::authorize) per request.
@@ -53,7 +59,7 @@ pub(crate) struct VerifiedWrit {
     root_key_id: u32,
     key: PublicKey,
     values: AuthorityValues,
-    /// Every block's revocation id, lowercase hex; empty when the verifier has no revocations.
+    /// Every block's revocation id, lowercase hex, authority first (in every grant).
     revocation_ids: Vec<String>,
     /// The key that signed the approval block (block 1, a third-party block), if any, and
     /// whether it was a trusted approval key when the evidence was read: a cache hit whose trust
@@ -75,11 +81,20 @@ impl VerifiedWrit {
     }
 }
 
-/// The approval check of one request: the writ id the evidence must name, and the approval
-/// keys trusted now.
+/// The approval check of one request: the writ id the evidence must name, the approval keys
+/// trusted now, and for a prefix request the prefix the evidence must cover whole.
 pub(crate) struct ApprovalCheck<'a> {
     pub(crate) writ_id: &'a str,
     pub(crate) keys: &'a [PublicKey],
+    pub(crate) prefix: Option<&'a str>,
+}
+
+/// What one decision is about: one resource, or every resource under a prefix.
+#[derive(Clone, Copy)]
+enum Target<'a> {
+    Resource(&'a str),
+    /// The prefix of a validated (canonical) prefix pattern, without its `*`.
+    Prefix(&'a str),
 }
 
 /// Whether a synchronous call that meets an unknown key id starts a background key fetch.
@@ -157,7 +172,75 @@ impl Verifier {
     ) -> Result<Grant, Denial> {
         self.decide(
             writ,
-            resource,
+            Target::Resource(resource),
+            operation,
+            now,
+            OnUnknownKey::RefetchInBackground,
+        )
+    }
+
+    /// Decides whether `writ` allows `operation` on **every** resource `pattern` names, now (by
+    /// the system clock). An exact pattern is [`authorize`](Verifier::authorize) of its
+    /// resource. A prefix pattern `P*` is granted only if the writ provably grants `operation`
+    /// on every resource starting with `P`: for a service that hands out access to a whole
+    /// prefix at once (the broker exchanging a writ for cloud credentials on a key prefix).
+    ///
+    /// Everything [`authorize`](Verifier::authorize) checks applies (signatures, limits,
+    /// expiry, this service as audience, the revocation view, and for an operation that
+    /// [requires approval](crate::VerifierBuilder::require_approval_for) evidence approving a
+    /// prefix that covers `P`), and biscuit is run for a resource under `P` and has the last
+    /// word. On top of that, the writ's shape must prove that the answer is the same for every
+    /// resource under `P`, or the request is refused with [`Denial::PrefixNotProvable`]:
+    ///
+    /// - the broker-signed authority block grants `operation` on a **prefix** `R*` that `P`
+    ///   starts with (an exact right never counts, even one whose text is `P`);
+    /// - every attenuation block holds only checks of the forms [`attenuate`](crate::attenuate())
+    ///   writes (resources, operations, services, expiry), no facts and no rules, and each of
+    ///   its resource checks allows a prefix that `P` starts with (its exact resources never
+    ///   cover a prefix). A block with any other Datalog (`$r != "P/secret"`, `reject if`, a
+    ///   rule...) makes every prefix unprovable, even if it would not refuse anything.
+    ///
+    /// The argument for why this is sound is in the source (`src/prefix.rs`).
+    ///
+    /// ```
+    /// # use writ_verify::{Denial, ResourcePattern, Verifier};
+    /// # fn example(verifier: &Verifier, writ: &str) -> Result<(), Denial> {
+    /// let reports = ResourcePattern::parse("reports/2026/*").expect("a valid pattern");
+    /// let grant = verifier.authorize_pattern(writ, &reports, "read")?;
+    /// println!("writ {} grants read on all of {reports}", grant.writ_id);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn authorize_pattern(
+        &self,
+        writ: &str,
+        pattern: &ResourcePattern,
+        operation: &str,
+    ) -> Result<Grant, Denial> {
+        self.authorize_pattern_at(writ, pattern, operation, SystemTime::now())
+    }
+
+    /// As [`authorize_pattern`](Verifier::authorize_pattern), at the time `now`, as
+    /// [`authorize_at`](Verifier::authorize_at) is to [`authorize`](Verifier::authorize).
+    pub fn authorize_pattern_at(
+        &self,
+        writ: &str,
+        pattern: &ResourcePattern,
+        operation: &str,
+        now: SystemTime,
+    ) -> Result<Grant, Denial> {
+        let target = match (pattern.exact(), pattern.prefix()) {
+            (Some(resource), _) => Target::Resource(resource),
+            (None, Some(prefix)) => Target::Prefix(prefix),
+            (None, None) => {
+                return Err(Denial::Internal {
+                    reason: "a resource pattern is neither exact nor a prefix",
+                });
+            }
+        };
+        self.decide(
+            writ,
+            target,
             operation,
             now,
             OnUnknownKey::RefetchInBackground,
@@ -175,7 +258,7 @@ impl Verifier {
     ) -> Result<Grant, Denial> {
         let first = self.decide(
             writ,
-            resource,
+            Target::Resource(resource),
             operation,
             SystemTime::now(),
             OnUnknownKey::Deny,
@@ -185,7 +268,7 @@ impl Verifier {
                 if self.keys.refetch_for(kid).await {
                     self.decide(
                         writ,
-                        resource,
+                        Target::Resource(resource),
                         operation,
                         SystemTime::now(),
                         OnUnknownKey::Deny,
@@ -201,7 +284,7 @@ impl Verifier {
     fn decide(
         &self,
         writ: &str,
-        resource: &str,
+        target: Target<'_>,
         operation: &str,
         now: SystemTime,
         on_unknown: OnUnknownKey,
@@ -212,8 +295,19 @@ impl Verifier {
                 reason: "the time is before 1970",
             })?
             .as_secs();
-        check_canonical_resource(resource)
-            .map_err(|reason| Denial::NonCanonicalResource { reason })?;
+        // A prefix request runs biscuit for one canonical resource under the prefix.
+        let resource = match target {
+            Target::Resource(resource) => {
+                check_canonical_resource(resource)
+                    .map_err(|reason| Denial::NonCanonicalResource { reason })?;
+                Cow::Borrowed(resource)
+            }
+            Target::Prefix(prefix) => {
+                Cow::Owned(prefix::resource_under(prefix).ok_or(Denial::Internal {
+                    reason: "no canonical resource under the prefix",
+                })?)
+            }
+        };
         let writ = writ.trim();
         if writ.is_empty() {
             return Err(Denial::Malformed {
@@ -223,7 +317,7 @@ impl Verifier {
         if writ.len() > self.max_writ_bytes {
             return Err(Denial::LimitsExceeded { limit: "writ size" });
         }
-        let facts = RequestFacts::new(resource, operation, now_secs);
+        let facts = RequestFacts::new(&resource, operation, now_secs);
 
         let verified = match self.cached(writ, now) {
             Some(cached) => cached,
@@ -240,15 +334,27 @@ impl Verifier {
             .approval_operations
             .contains(operation)
             .then(|| self.keys.approval_keys(now));
+        let prefix = match target {
+            Target::Resource(_) => None,
+            Target::Prefix(prefix) => Some(prefix),
+        };
         let approval_check = approval_keys.as_deref().map(|keys| ApprovalCheck {
             writ_id: &verified.values.writ_id,
             keys,
+            prefix,
         });
         let verdict = self
             .request_authorizer(&verified.token, facts, approval_check)?
             .authorize();
         let approval_operation = approval_keys.is_some().then_some(operation);
-        self.conclude(&verified, verdict, now_secs, approval_operation)
+        let grant = self.conclude(&verified, verdict, now_secs, approval_operation)?;
+        // Biscuit granted the one resource it was asked about; a prefix also needs the proof
+        // that it would grant every other one under the prefix. Only ever a further refusal.
+        if let Some(prefix) = prefix {
+            prefix::prove(&verified.token, prefix, operation, &self.service)
+                .map_err(|reason| Denial::PrefixNotProvable { reason })?;
+        }
+        Ok(grant)
     }
 
     /// Verifies `writ` (signatures, then the v1 values) and caches the result: what is cached is
@@ -270,15 +376,11 @@ impl Verifier {
             }
             _ => None,
         };
-        let revocation_ids = if self.revocations.is_some() {
-            token
-                .revocation_identifiers()
-                .iter()
-                .map(hex::encode)
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let revocation_ids = token
+            .revocation_identifiers()
+            .iter()
+            .map(hex::encode)
+            .collect();
         let verified = Arc::new(VerifiedWrit {
             token,
             root_key_id,
@@ -370,11 +472,10 @@ impl Verifier {
             .fact(facts.operation)
             .map_err(internal)?;
         if let Some(check) = approval_check {
-            builder = approval::add_check(builder, check.writ_id, check.keys).map_err(|_| {
-                Denial::Internal {
+            builder = approval::add_check(builder, check.writ_id, check.keys, check.prefix)
+                .map_err(|_| Denial::Internal {
                     reason: "cannot add the approval check",
-                }
-            })?;
+                })?;
         }
         builder
             .build(token)
@@ -420,6 +521,7 @@ impl Verifier {
                         .saturating_sub(1 + approval_blocks),
                     root_key_id: verified.root_key_id,
                     approval,
+                    revocation_ids: verified.revocation_ids.clone(),
                 });
             }
             Err(error) => error,

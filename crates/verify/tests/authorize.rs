@@ -40,6 +40,47 @@ async fn grants_exact_and_prefix_rights_with_trusted_values() {
 }
 
 #[tokio::test]
+async fn grants_name_every_block_revocation_id_authority_first() {
+    let root = KeyPair::new();
+    // Without a revocation view too: the service may keep its own list.
+    let verifier = verifier("orders-api", &root).await;
+    let writ = mint(&root, &rich_spec());
+    let narrowed = writ_verify::attenuate(
+        &writ,
+        &writ_verify::Attenuation {
+            operations: Some(vec!["read".into()]),
+            ..writ_verify::Attenuation::default()
+        },
+    )
+    .unwrap();
+    let expected = |writ: &str| -> Vec<String> {
+        biscuit_auth::UnverifiedBiscuit::from_base64(writ)
+            .unwrap()
+            .revocation_identifiers()
+            .iter()
+            .map(hex::encode)
+            .collect()
+    };
+
+    let plain = read_at(&verifier, &writ, now()).unwrap();
+    assert_eq!(plain.revocation_ids, expected(&writ));
+    assert_eq!(plain.revocation_ids.len(), 1);
+
+    let attenuated = read_at(&verifier, &narrowed, now()).unwrap();
+    assert_eq!(attenuated.revocation_ids, expected(&narrowed));
+    assert_eq!(attenuated.revocation_ids.len(), 2);
+    assert_eq!(attenuated.revocation_ids[0], plain.revocation_ids[0]);
+    assert!(attenuated.revocation_ids.iter().all(|id| {
+        id.len() == 128
+            && id
+                .chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+    }));
+    // A cache hit answers the same ids.
+    assert_eq!(read_at(&verifier, &narrowed, now()).unwrap(), attenuated);
+}
+
+#[tokio::test]
 async fn refuses_what_the_writ_does_not_grant() {
     let root = KeyPair::new();
     let verifier = verifier("orders-api", &root).await;

@@ -96,3 +96,43 @@ fn golden_authority_block_prints_the_same() {
         doc["authority_sources"]["prefix"].as_str().unwrap()
     );
 }
+
+/// Prefix requests are proven from the shape of the golden writs, so that shape is pinned too:
+/// the authority block's prefix grant and checks, and an attenuation block as `attenuate`
+/// wrote it, are recognised.
+#[tokio::test]
+async fn golden_writs_grant_whole_prefixes() {
+    let doc = vectors();
+    let key: biscuit_auth::PublicKey = doc["public_key"].as_str().unwrap().parse().unwrap();
+    let kid = u32::try_from(doc["root_key_id"].as_u64().unwrap()).unwrap();
+    let now = time(&doc["now"]);
+    let writs = &doc["writs"];
+    let verifier = Verifier::builder("orders-api")
+        .static_keys([(kid, key)])
+        .no_revocation()
+        .build()
+        .await
+        .unwrap();
+    let read_all = |name: &str, prefix: &str| {
+        let pattern = writ_verify::ResourcePattern::parse(prefix).unwrap();
+        verifier.authorize_pattern_at(writs[name].as_str().unwrap(), &pattern, "read", now)
+    };
+
+    let grant = read_all("prefix", "reports/2026/*").unwrap();
+    assert_eq!(grant.writ_id, "wr_prefix");
+    assert!(read_all("prefix", "reports/2026/q3/*").is_ok());
+    assert_eq!(read_all("prefix", "reports/*"), Err(Denial::NotPermitted));
+    assert!(read_all("attenuated", "reports/2026/*").is_ok());
+    assert_eq!(
+        read_all("attenuated", "reports/2026/*")
+            .unwrap()
+            .revocation_ids
+            .len(),
+        2
+    );
+    // Exact rights only (and a holder's block of forged facts): no prefix.
+    assert_eq!(
+        read_all("forged_facts", "orders/*"),
+        Err(Denial::NotPermitted)
+    );
+}
