@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{Signal, SignalKind};
 
 use crate::approval::notify::{DeliveryReport, Notifier, Webhook};
-use crate::broker::{Approvals, Broker, Policies, ReloadTrigger};
+use crate::broker::{Approvals, Broker, Exchanges, Policies, ReloadTrigger, VaultExchange};
 use crate::config::{
     ABSOLUTE_MAX_SKEW, Config, ConfigError, ConnectionLimits, DEV_ISSUER_NAME, LoginConfig,
     WRIT_LIFETIME_BOUND, WebhookConfig,
@@ -22,6 +22,7 @@ use crate::login::{LoginProvider, LoginSettings};
 use crate::revocation::{Limits, RevocationView};
 use crate::store;
 use crate::store::Store;
+use crate::vault::VaultClient;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -35,6 +36,8 @@ pub enum StartError {
     Store(#[from] crate::store::StoreError),
     #[error("identity: {0}")]
     Identity(String),
+    #[error("vault: {0}")]
+    Vault(#[from] crate::vault::VaultError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -114,15 +117,26 @@ impl Application {
             background.push(tokio::spawn(async move { warming.warm_up().await }));
             approvals = approvals.with_login(provider);
         }
-        let broker = Arc::new(Broker::new(
-            identities,
-            policies,
-            keys,
-            store,
-            revocations,
-            limits,
-            approvals,
-        ));
+        let vault = match &config.vault {
+            Some(vault) => Some(Arc::new(VaultClient::connect(vault).await?)),
+            None => None,
+        };
+        let exchanges = start_exchanges(&config, vault.clone())?;
+        let broker = Arc::new(
+            Broker::new(
+                identities,
+                policies,
+                keys,
+                store,
+                revocations,
+                limits,
+                approvals,
+            )
+            .with_exchanges(exchanges),
+        );
+        if broker.exchanges_configured() {
+            background.push(tokio::spawn(Arc::clone(&broker).keep_withdrawing()));
+        }
         if let Some(reports) = deliveries {
             background.push(spawn_delivery_records(Arc::clone(&broker), reports));
         }
@@ -219,6 +233,26 @@ fn spawn_refusal_counts(
 
 /// Shortest webhook secret accepted, in bytes.
 const MIN_WEBHOOK_SECRET: usize = 32;
+
+/// The exchange configuration with its upstream clients (`[exchange]`).
+fn start_exchanges(
+    config: &Config,
+    vault: Option<Arc<VaultClient>>,
+) -> Result<Exchanges, StartError> {
+    let vault = match (&config.exchange.vault, vault) {
+        (Some(exchange), Some(client)) => Some(VaultExchange {
+            client,
+            roles: exchange.roles.clone(),
+        }),
+        (Some(_), None) => {
+            return Err(StartError::Config(ConfigError::Invalid(
+                "[exchange.vault] needs the Vault connection in [vault]".into(),
+            )));
+        }
+        (None, _) => None,
+    };
+    Ok(Exchanges::new(config.exchange.service.clone(), vault))
+}
 
 fn start_webhook(
     config: &WebhookConfig,

@@ -89,6 +89,76 @@ pub struct Config {
     /// Where the root keys live (`[keys]`): the key directory (default) or Vault.
     #[serde(default)]
     pub keys: KeysConfig,
+    /// Exchanging writs for native credentials (`[exchange]`).
+    #[serde(default)]
+    pub exchange: ExchangeConfig,
+}
+
+/// `[exchange]`: which writs may be exchanged, and for what.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExchangeConfig {
+    /// The service name a writ must list to be exchanged: a writ for other services is not
+    /// accepted here, so an agent asks for exchangeable writs knowingly.
+    #[serde(default = "default_exchange_service")]
+    pub service: String,
+    /// Vault/OpenBao dynamic secrets (`[exchange.vault]`; the connection is `[vault]`).
+    #[serde(default)]
+    pub vault: Option<VaultExchangeConfig>,
+}
+
+impl Default for ExchangeConfig {
+    fn default() -> Self {
+        ExchangeConfig {
+            service: default_exchange_service(),
+            vault: None,
+        }
+    }
+}
+
+impl ExchangeConfig {
+    fn validate(&self, vault: Option<&VaultConfig>) -> Result<(), ConfigError> {
+        let service_ok = !self.service.is_empty()
+            && self.service.len() <= 128
+            && self
+                .service
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+        if !service_ok {
+            return Err(ConfigError::Invalid(format!(
+                "exchange.service {:?} must be 1-128 letters, digits, '-', '_', '.' or ':'",
+                self.service
+            )));
+        }
+        if self.vault.is_some() && vault.is_none() {
+            return Err(ConfigError::Invalid(
+                "[exchange.vault] needs the Vault connection in [vault]".into(),
+            ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for role in self.vault.iter().flat_map(|vault| &vault.roles) {
+            role.validate().map_err(ConfigError::Invalid)?;
+            if !names.insert(role.name.as_str()) {
+                return Err(ConfigError::Invalid(format!(
+                    "vault exchange role {:?} is configured twice",
+                    role.name
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn default_exchange_service() -> String {
+    crate::exchange::DEFAULT_SERVICE.to_owned()
+}
+
+/// `[exchange.vault]`: the roles agents may exchange writs for.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultExchangeConfig {
+    #[serde(default)]
+    pub roles: Vec<crate::exchange::VaultRole>,
 }
 
 /// `[vault]`: the connection to Vault or OpenBao, shared by the key store and the exchange.
@@ -601,6 +671,7 @@ impl Config {
             approvals: ApprovalsConfig::default(),
             vault: None,
             keys: KeysConfig::default(),
+            exchange: ExchangeConfig::default(),
         }
     }
 
@@ -697,6 +768,7 @@ impl Config {
         if !self.dev && self.policy_dir.is_none() {
             return invalid("policy_dir is required outside dev mode".into());
         }
+        self.exchange.validate(self.vault.as_ref())?;
         let mut names = std::collections::HashSet::new();
         for issuer in &self.issuers {
             if issuer.name == DEV_ISSUER_NAME {

@@ -29,6 +29,9 @@ pub enum ErrorKind {
     UnsupportedMediaType,
     /// Something the broker depends on failed; retrying later may work.
     Unavailable,
+    /// A system the broker asks on the caller's behalf (STS, Vault) refused or answered
+    /// something unusable.
+    BadGateway,
     /// The broker itself failed.
     Internal,
 }
@@ -37,7 +40,10 @@ impl ErrorKind {
     /// A failure on the broker's side rather than a refusal of the caller: its cause is logged,
     /// and the audit log records it as `failed` rather than `refused`.
     pub fn is_server_side(self) -> bool {
-        matches!(self, ErrorKind::Unavailable | ErrorKind::Internal)
+        matches!(
+            self,
+            ErrorKind::Unavailable | ErrorKind::BadGateway | ErrorKind::Internal
+        )
     }
 }
 
@@ -130,6 +136,13 @@ pub mod codes {
         ALREADY_DECIDED = "already_decided", Conflict, "Already decided";
         TOO_MANY_PENDING = "too_many_pending", TooManyRequests, "Too many pending requests";
         WRIT_UNKNOWN = "writ_unknown", NotFound, "Not found";
+        WRIT_REFUSED = "writ_refused", Unauthorized, "Writ refused";
+        EXCHANGE_NOT_GRANTED = "exchange_not_granted", Forbidden, "Not granted by the writ";
+        EXCHANGE_ROLE_UNKNOWN = "exchange_role_unknown", NotFound, "Not found";
+        EXCHANGE_SCOPE_INVALID = "exchange_scope_invalid", Invalid, "Invalid exchange scope";
+        EXCHANGE_CONFLICT = "exchange_conflict", Conflict, "Already exchanged";
+        EXCHANGE_UPSTREAM_REFUSED = "exchange_upstream_refused", BadGateway, "Upstream refused";
+        EXCHANGE_UPSTREAM_UNAVAILABLE = "exchange_upstream_unavailable", Unavailable, "Upstream unavailable";
         AGENT_NOT_SUSPENDED = "agent_not_suspended", NotFound, "Not found";
         NOT_FOUND = "not_found", NotFound, "Not found";
         METHOD_NOT_ALLOWED = "method_not_allowed", MethodNotAllowed, "Method not allowed";

@@ -5,6 +5,8 @@
 pub const WRIT: &str = "wr_";
 /// An admin writ.
 pub const ADMIN_WRIT: &str = "ad_";
+/// An exchange of a writ for a native credential.
+pub const EXCHANGE: &str = "ex_";
 /// A revocation entry.
 pub const REVOCATION: &str = "rv_";
 

@@ -27,6 +27,7 @@ pub const SQLITE: &[(&str, &str)] = embedded!("sqlite":
     "0003_checkpoints_append_only.sql",
     "0004_approvals.sql",
     "0005_policy_hash.sql",
+    "0006_exchanges.sql",
 );
 
 /// `(file name, SQL)` of `migrations/postgres`.
@@ -36,6 +37,7 @@ pub const POSTGRES: &[(&str, &str)] = embedded!("postgres":
     "0003_checkpoints_append_only.sql",
     "0004_approvals.sql",
     "0005_policy_hash.sql",
+    "0006_exchanges.sql",
 );
 
 /// The SQLite migrations.

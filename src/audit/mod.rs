@@ -115,6 +115,16 @@ pub mod actions {
     pub const POLICY_RELOADED: &str = "policy.reloaded";
     /// A changed policy set was refused; the running one stays (details: why, the files' hashes).
     pub const POLICY_RELOAD_REFUSED: &str = "policy.reload_refused";
+    /// A writ was exchanged for a native credential.
+    pub const EXCHANGE_ISSUED: &str = "exchange.issued";
+    /// A verified writ's exchange was refused (not granted, conflict, unknown role).
+    pub const EXCHANGE_REFUSED: &str = "exchange.refused";
+    /// The upstream (STS, Vault) failed or refused; nothing was issued.
+    pub const EXCHANGE_FAILED: &str = "exchange.failed";
+    /// Revocation took an exchanged credential back upstream.
+    pub const EXCHANGE_WITHDRAWN: &str = "exchange.withdrawn";
+    /// Taking a revoked writ's credential back failed; it is retried until it works.
+    pub const EXCHANGE_WITHDRAW_FAILED: &str = "exchange.withdraw_failed";
 
     /// Every action, for validating filters.
     pub const ALL: &[&str] = &[

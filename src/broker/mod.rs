@@ -9,6 +9,7 @@
 mod admin;
 mod approval;
 mod audit;
+mod exchange;
 mod issue;
 mod login;
 mod policy;
@@ -22,6 +23,7 @@ pub use approval::{
     APPROVAL_PREFIX, AgentView, ApprovalCallError, Approvals, ApproverView, ElevatedWrit, MAX_WAIT,
     RawApprovalRequest, RawDecision,
 };
+pub use exchange::{ExchangeError, Exchanged, Exchanges, VaultExchange};
 pub use issue::{IssueError, Issued};
 pub use login::{Callback, LoggedIn, LoginStart, MAX_CALLBACK_PARAM};
 pub use policy::{
@@ -49,6 +51,8 @@ pub struct Broker {
     /// Refusals of credentials that never verified, written as counts per window.
     refusals: RefusalTally,
     approvals: Approvals,
+    /// Exchanging writs for native credentials, where configured.
+    exchanges: Exchanges,
 }
 
 impl Broker {
@@ -70,7 +74,14 @@ impl Broker {
             limits,
             refusals: RefusalTally::default(),
             approvals,
+            exchanges: Exchanges::none(),
         }
+    }
+
+    /// The broker exchanging writs as `exchanges` says (none by default).
+    pub fn with_exchanges(mut self, exchanges: Exchanges) -> Broker {
+        self.exchanges = exchanges;
+        self
     }
 
     /// Counts a request refused before any credential could be read (none sent, or not

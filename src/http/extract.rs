@@ -39,6 +39,34 @@ impl FromRequestParts<AppState> for Agent {
     }
 }
 
+/// A writ presented in `Authorization: Bearer` to be exchanged; verified by the broker's
+/// exchange operation, which also knows what it must grant.
+pub struct PresentedWrit(pub String);
+
+/// Longest writ accepted for an exchange; the SDK's own bound on writs is the same order.
+pub const MAX_PRESENTED_WRIT_BYTES: usize = 16 * 1024;
+
+impl FromRequestParts<AppState> for PresentedWrit {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let counted = |error: ApiError| {
+            state
+                .broker
+                .count_unauthenticated(actions::EXCHANGE_REFUSED, error.code());
+            error
+        };
+        let token = bearer(&parts.headers).map_err(counted)?;
+        if token.len() > MAX_PRESENTED_WRIT_BYTES {
+            return Err(counted(ApiError::new(
+                codes::CREDENTIAL_MALFORMED,
+                "the writ is larger than any writ the broker issues",
+            )));
+        }
+        Ok(PresentedWrit(token.to_owned()))
+    }
+}
+
 /// The roles an admin route admits: one of them is enough.
 pub trait RequiredRole: Send + Sync {
     const ROLES: &'static [Role];
@@ -110,7 +138,7 @@ fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
     let value = headers.get(header::AUTHORIZATION).ok_or_else(|| {
         ApiError::new(
             codes::CREDENTIAL_MISSING,
-            "send Authorization: Bearer <token>: the workload identity token, or an admin writ on admin routes",
+            "send Authorization: Bearer <token>: the workload identity token, an admin writ on admin routes, or the writ to exchange on exchange routes",
         )
     })?;
     let value = value.to_str().map_err(|_| malformed())?;

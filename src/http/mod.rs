@@ -7,6 +7,7 @@ mod admin_writs;
 mod approvals;
 mod audit;
 mod error;
+mod exchange;
 mod extract;
 mod health;
 mod keys;
@@ -74,6 +75,7 @@ pub fn routes() -> Vec<Route> {
         Route::new("/v1/approvals/{id}/decision").post(approvals::decide),
         Route::new("/v1/audit").get(audit::events),
         Route::new("/v1/audit/checkpoints").get(audit::checkpoints),
+        Route::new("/v1/exchange/vault/{name}").post(exchange::vault),
         Route::new("/v1/policy").get(policy::status),
         Route::new("/v1/policy/explain").post(policy::explain),
         Route::new("/.well-known/writ-keys").get(keys::key_set),

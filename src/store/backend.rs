@@ -22,7 +22,10 @@ pub(super) trait Backend: Send + Sync + 'static {
 /// Statements run inside one transaction. Dropping it without `commit` rolls back.
 #[async_trait]
 pub(super) trait Transaction:
-    super::approvals::ApprovalStatements + super::sessions::SessionStatements + Send
+    super::approvals::ApprovalStatements
+    + super::exchanges::ExchangeStatements
+    + super::sessions::SessionStatements
+    + Send
 {
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
 

@@ -13,6 +13,7 @@
 
 mod approvals;
 mod backend;
+mod exchanges;
 mod postgres;
 mod rows;
 mod sessions;
@@ -33,6 +34,7 @@ use backend::{Backend, Transaction};
 use writer::Writer;
 
 pub use approvals::{ApprovalChange, ApprovalQuery, ListedApproval, NotifyStatus};
+pub use exchanges::{EXCHANGE_PAGE, LiveExchange, Reservation};
 pub use sessions::MAX_SESSIONS_PER_PRINCIPAL;
 
 pub use crate::policy::RightRecord;

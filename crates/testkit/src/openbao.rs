@@ -76,6 +76,48 @@ impl OpenBao {
         panic!("`bao server -dev` did not start on any free port");
     }
 
+    /// Mounts the database secrets engine at `database/` with a PostgreSQL connection
+    /// (`connection_url` with `{{username}}` and `{{password}}` placeholders, logging in as
+    /// `postgres`) and a role `role` whose users are dropped, sessions ended, on revocation.
+    /// Leases last an hour by default.
+    pub async fn postgres_secrets(&self, connection_url: &str, role: &str) {
+        self.api(
+            "POST",
+            "sys/mounts/database",
+            Some(serde_json::json!({"type": "database"})),
+        )
+        .await;
+        self.api(
+            "POST",
+            "database/config/writ-test",
+            Some(serde_json::json!({
+                "plugin_name": "postgresql-database-plugin",
+                "connection_url": connection_url,
+                "username": "postgres",
+                "password": "unused",
+                "allowed_roles": [role],
+            })),
+        )
+        .await;
+        self.api(
+            "POST",
+            &format!("database/roles/{role}"),
+            Some(serde_json::json!({
+                "db_name": "writ-test",
+                "creation_statements": [
+                    "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';"
+                ],
+                "revocation_statements": [
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{{name}}';",
+                    "DROP ROLE IF EXISTS \"{{name}}\";"
+                ],
+                "default_ttl": "1h",
+                "max_ttl": "2h",
+            })),
+        )
+        .await;
+    }
+
     /// `http://127.0.0.1:<port>`.
     pub fn address(&self) -> &str {
         &self.address
@@ -147,7 +189,8 @@ impl OpenBao {
         false
     }
 
-    fn kill(&mut self) {
+    /// Stops the server now (tests of an unreachable Vault); dropping it does the same.
+    pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -1,0 +1,35 @@
+//! `POST /v1/exchange/...`: a writ in, a native credential out. The credential is answered with
+//! `Cache-Control: no-store`, and the exchange's id in `Writ-Exchange-Id` (also in the audit
+//! log), never logged.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::PresentedWrit;
+use crate::broker::Exchanged;
+
+/// The header naming the exchange an answer comes from.
+pub const EXCHANGE_ID_HEADER: HeaderName = HeaderName::from_static("writ-exchange-id");
+
+pub async fn vault(
+    State(state): State<AppState>,
+    PresentedWrit(writ): PresentedWrit,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let exchanged = state.broker.exchange_vault(&writ, &name).await?;
+    Ok(answer(exchanged))
+}
+
+fn answer(exchanged: Exchanged) -> Response {
+    let mut response = Json(exchanged.credential).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(id) = HeaderValue::from_str(&exchanged.exchange_id) {
+        headers.insert(EXCHANGE_ID_HEADER, id);
+    }
+    response
+}
