@@ -22,3 +22,4 @@ mod replicas;
 mod revocation;
 mod settings;
 mod storage;
+mod vault_keys;
