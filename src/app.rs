@@ -12,12 +12,12 @@ use tokio::signal::unix::{Signal, SignalKind};
 use crate::approval::notify::{DeliveryReport, Notifier, Webhook};
 use crate::broker::{Approvals, Broker, Exchanges, Policies, ReloadTrigger, VaultExchange};
 use crate::config::{
-    ABSOLUTE_MAX_SKEW, Config, ConfigError, ConnectionLimits, DEV_ISSUER_NAME, LoginConfig,
-    WRIT_LIFETIME_BOUND, WebhookConfig,
+    ABSOLUTE_MAX_SKEW, Config, ConfigError, ConnectionLimits, DEV_ISSUER_NAME, KeyStoreKind,
+    LoginConfig, WRIT_LIFETIME_BOUND, WebhookConfig,
 };
 use crate::http::{self, AppState, router};
 use crate::identity::{DevIssuer, IdentityVerifier};
-use crate::keys::{KeyDir, Keys};
+use crate::keys::{KeyDir, KeyStore, Keys, VaultKeys};
 use crate::login::{LoginProvider, LoginSettings};
 use crate::revocation::{Limits, RevocationView};
 use crate::store;
@@ -32,6 +32,8 @@ pub enum StartError {
     Policy(#[from] crate::policy::PolicyError),
     #[error("keys: {0}")]
     Keys(#[from] crate::keys::KeyError),
+    #[error("vault: {0}")]
+    Vault(#[from] crate::vault::VaultError),
     #[error("storage: {0}")]
     Store(#[from] crate::store::StoreError),
     #[error("identity: {0}")]
@@ -78,7 +80,13 @@ impl Application {
         // Listening for SIGHUP from the start: its default action would stop the broker.
         // Without a policy directory (dev mode) there is nothing to reload.
         let reload_signal = config.policy_dir.as_ref().map(|_| hangup_signal());
-        let keys = Arc::new(Keys::open(KeyDir::open_or_init(&config.key_dir)?)?);
+        // Vault is reached (and logged in to) at start: a broker configured for it that cannot
+        // reach it says so now rather than at the first call.
+        let vault = match &config.vault {
+            Some(vault) => Some(crate::vault::VaultClient::connect(vault).await?),
+            None => None,
+        };
+        let keys = Arc::new(Keys::open(open_key_store(&config, vault.as_ref()).await?).await?);
         let store = store::connect(&config.database_url).await?;
         let revocations = RevocationView::new(config.revocation_poll);
         revocations.catch_up(&store).await?;
@@ -333,6 +341,28 @@ fn spawn_delivery_records(
             broker.record_delivery(report).await;
         }
     })
+}
+
+/// The key store `[keys]` names: the key directory (created with a first key if empty), or the
+/// Vault secret (likewise).
+pub async fn open_key_store(
+    config: &Config,
+    vault: Option<&crate::vault::VaultClient>,
+) -> Result<KeyStore, StartError> {
+    match (config.keys.store, vault) {
+        (KeyStoreKind::Dir, _) => Ok(KeyStore::Dir(KeyDir::open_or_init(&config.key_dir)?)),
+        (KeyStoreKind::Vault, Some(vault)) => Ok(KeyStore::Vault(
+            VaultKeys::open_or_init(
+                vault.clone(),
+                &config.keys.vault_mount,
+                &config.keys.vault_path,
+            )
+            .await?,
+        )),
+        (KeyStoreKind::Vault, None) => Err(StartError::Config(ConfigError::Invalid(
+            "keys.store = \"vault\" needs a [vault] section saying how to reach Vault".into(),
+        ))),
+    }
 }
 
 /// Marks pending approval requests expired once past their deadline, every second.

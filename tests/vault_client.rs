@@ -456,3 +456,51 @@ async fn database_credentials_are_leased_shortened_and_revoked() {
 
     database.drop().await;
 }
+
+#[tokio::test]
+async fn replicas_starting_at_once_create_the_keys_once() {
+    use writ::keys::{KeyStore, Keys, VaultKeys};
+    let bao = OpenBao::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let vault = root_client(&bao, dir.path()).await;
+    let replicas = (0..4).map(|_| VaultKeys::open_or_init(vault.clone(), "secret", "writ/keys"));
+    let mut public_keys = Vec::new();
+    for opened in futures_util::future::join_all(replicas).await {
+        let keys = Keys::open(KeyStore::Vault(opened.unwrap())).await.unwrap();
+        let ring = keys.current();
+        assert_eq!(ring.active.kid, 1);
+        public_keys.push((
+            ring.records[0].public_key.clone(),
+            ring.approval_record.public_key.clone(),
+        ));
+        // Debug output names the secret, never a key.
+        let shown = format!(
+            "{:?}",
+            KeyStore::Vault(
+                VaultKeys::open(vault.clone(), "secret", "writ/keys")
+                    .await
+                    .unwrap()
+            )
+        );
+        assert!(
+            shown.contains("secret/writ/keys") && !shown.contains("PRIVATE"),
+            "{shown}"
+        );
+    }
+    public_keys.dedup();
+    assert_eq!(public_keys.len(), 1, "every replica loaded the same keys");
+    let (version, _) = vault.kv_read("secret", "writ/keys").await.unwrap().unwrap();
+    assert_eq!(version, 1, "the keys were written once");
+    // A command pointed at an empty secret creates nothing.
+    let error = VaultKeys::open(vault.clone(), "secret", "writ/other")
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("holds no keys"), "{error}");
+    assert!(
+        vault
+            .kv_read("secret", "writ/other")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}

@@ -13,7 +13,8 @@ use serde_json::{Value, json};
 use super::{BrokerUrl, CliResult, credential_client, default_key_dir, error_chain};
 use crate::admin::{DEFAULT_ADMIN_TTL, Principal, Role};
 use crate::audit::actions;
-use crate::keys::KeyDir;
+use crate::config::KeyStoreKind;
+use crate::keys::{KeyDir, KeyStore, VaultKeys};
 
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {
@@ -66,6 +67,55 @@ impl BrokerFiles {
             .or_else(|| config.as_ref().map(|c| c.key_dir.clone()))
             .unwrap_or_else(default_key_dir);
         Ok((database_url, key_dir))
+    }
+
+    /// The broker's key store, existing: the Vault secret when the configuration keeps the
+    /// keys there (`[keys] store = "vault"`), otherwise the key directory.
+    pub async fn key_store(&self) -> Result<KeyStore, String> {
+        key_store(self.config.as_deref(), self.key_dir.as_deref()).await
+    }
+}
+
+/// The key store of the broker configured by `config`, or the key directory `key_dir` (default
+/// `writ-data/keys`). Both naming a store is refused: which one was meant is unclear.
+pub async fn key_store(
+    config: Option<&std::path::Path>,
+    key_dir: Option<&std::path::Path>,
+) -> Result<KeyStore, String> {
+    let config = match config {
+        Some(path) => Some(crate::config::Config::load(path).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    match config {
+        Some(config) if config.keys.store == KeyStoreKind::Vault => {
+            if key_dir.is_some() {
+                return Err(
+                    "--key-dir (or WRIT_KEY_DIR) names a key directory, but the \
+                     configuration keeps the keys in Vault ([keys] store = \"vault\"): give one \
+                     of them"
+                        .into(),
+                );
+            }
+            let vault = config.vault.as_ref().ok_or(
+                "keys.store = \"vault\" needs a [vault] section saying how to reach Vault",
+            )?;
+            let client = crate::vault::VaultClient::connect(vault)
+                .await
+                .map_err(|e| format!("the broker's Vault: {e}"))?;
+            let keys = VaultKeys::open(client, &config.keys.vault_mount, &config.keys.vault_path)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(KeyStore::Vault(keys))
+        }
+        config => {
+            let key_dir = key_dir
+                .map(ToOwned::to_owned)
+                .or_else(|| config.map(|c| c.key_dir))
+                .unwrap_or_else(default_key_dir);
+            KeyDir::open(&key_dir)
+                .map(KeyStore::Dir)
+                .map_err(|e| e.to_string())
+        }
     }
 }
 
@@ -214,13 +264,17 @@ pub async fn run(command: AdminCommand) -> CliResult {
 async fn bootstrap(args: BootstrapArgs) -> CliResult {
     let principal = Principal::parse(&args.principal).map_err(|e| format!("--principal: {e}"))?;
     let roles: BTreeSet<Role> = args.roles.into_iter().collect();
-    let (database_url, key_dir) = args.files.resolve()?;
+    let (database_url, _) = args.files.resolve()?;
     // The broker's database and keys, both existing: a wrong path creates neither.
     let store = crate::store::connect_existing(&database_url)
         .await
         .map_err(|e| format!("the broker's database: {e}"))?;
-    let ring = KeyDir::open(&key_dir)
-        .and_then(|dir| dir.load())
+    let ring = args
+        .files
+        .key_store()
+        .await?
+        .load()
+        .await
         .map_err(|e| format!("the broker's root keys: {e}"))?;
     let minted = crate::broker::issue_admin_writ(
         &ring,

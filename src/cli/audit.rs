@@ -12,7 +12,7 @@ use clap::{Args, Subcommand};
 use super::CliResult;
 use super::admin::BrokerFiles;
 use crate::audit::{ChainHash, ChainVerifier, ChainedEvent, Checkpoint};
-use crate::keys::KeyDir;
+use crate::keys::KeyRing;
 use crate::store::AuditQuery;
 
 #[derive(Debug, Subcommand)]
@@ -65,7 +65,7 @@ fn verify_export(path: &Path) -> CliResult {
 }
 
 async fn verify_database(files: &BrokerFiles) -> CliResult {
-    let (database_url, key_dir) = files.resolve()?;
+    let (database_url, _) = files.resolve()?;
     let store = crate::store::connect_existing(&database_url)
         .await
         .map_err(|e| format!("the broker's database: {e}"))?;
@@ -97,7 +97,19 @@ async fn verify_database(files: &BrokerFiles) -> CliResult {
         }
     }
     let (head, hash) = verifier.head();
-    if let Err(message) = check_checkpoints(&checkpoints, &hashes_at, head, &key_dir) {
+    let ring = if checkpoints.is_empty() {
+        None
+    } else {
+        Some(match files.key_store().await {
+            Ok(keys) => keys
+                .load()
+                .await
+                .map(|ring| (ring, keys.location()))
+                .map_err(|e| e.to_string()),
+            Err(error) => Err(error),
+        })
+    };
+    if let Err(message) = check_checkpoints(&checkpoints, &hashes_at, head, ring) {
         println!("audit log does not match its checkpoints: {message}");
         return Ok(ExitCode::FAILURE);
     }
@@ -113,14 +125,13 @@ fn check_checkpoints(
     checkpoints: &[Checkpoint],
     hashes_at: &HashMap<u64, ChainHash>,
     head: u64,
-    key_dir: &Path,
+    ring: Option<Result<(KeyRing, String), String>>,
 ) -> Result<(), String> {
-    if checkpoints.is_empty() {
+    let Some(ring) = ring else {
         return Ok(());
-    }
-    let ring = KeyDir::open(key_dir)
-        .and_then(|dir| dir.load())
-        .map_err(|e| format!("cannot read the root keys to check signatures: {e}"))?;
+    };
+    let (ring, location) =
+        ring.map_err(|e| format!("cannot read the root keys to check signatures: {e}"))?;
     for checkpoint in checkpoints {
         let record = ring
             .records
@@ -129,9 +140,7 @@ fn check_checkpoints(
             .ok_or_else(|| {
                 format!(
                     "the checkpoint for event {} names root key {}, which is not in {}",
-                    checkpoint.seq,
-                    checkpoint.root_key_id,
-                    key_dir.display()
+                    checkpoint.seq, checkpoint.root_key_id, location
                 )
             })?;
         let key: biscuit_auth::PublicKey = record

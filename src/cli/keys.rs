@@ -1,5 +1,6 @@
-//! `writ keys`: root key rotation and listing, on the key directory a broker reads. A running
-//! broker picks up a rotation within a couple of seconds.
+//! `writ keys`: root key rotation and listing, on the key store a broker reads (its key
+//! directory, or its Vault secret with `--config` naming a broker configured with `[keys] store =
+//! "vault"`). A running broker picks up a rotation within a couple of seconds.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,11 +10,10 @@ use clap::{Args, Subcommand};
 
 use serde_json::json;
 
-use super::admin::{BrokerFiles, operator};
-use super::{CliResult, default_key_dir};
+use super::CliResult;
+use super::admin::{BrokerFiles, key_store, operator};
 use crate::audit::{AuditEvent, Outcome, actions};
 use crate::config::{ABSOLUTE_MAX_SKEW, ABSOLUTE_MAX_TTL, Config, WRIT_LIFETIME_BOUND};
-use crate::keys::KeyDir;
 
 /// The absolute lifetime cap plus the largest clock skew (checked by a test below).
 const DEFAULT_RETAIN: &str = "65m";
@@ -32,9 +32,13 @@ pub enum KeysCommand {
 
 #[derive(Debug, Args)]
 pub struct KeyDirArgs {
-    /// The broker's key directory.
-    #[arg(long, env = "WRIT_KEY_DIR", default_value_os_t = default_key_dir())]
-    key_dir: PathBuf,
+    /// The broker's key directory [default: writ-data/keys].
+    #[arg(long, env = "WRIT_KEY_DIR")]
+    key_dir: Option<PathBuf>,
+    /// The broker's configuration file: its key store is listed (`key_dir`, or the Vault
+    /// secret with `[keys] store = "vault"`).
+    #[arg(long, env = "WRIT_CONFIG")]
+    config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -58,14 +62,16 @@ pub async fn run(command: KeysCommand) -> CliResult {
             };
             check_retain_for(args.retain_for, config.as_ref())?;
             // Reach the database first, so the rotation can be recorded once it is made.
-            let (database_url, key_dir) = args.files.resolve()?;
+            let (database_url, _) = args.files.resolve()?;
             let store = crate::store::connect_existing(&database_url)
                 .await
                 .map_err(|e| format!("the broker's database: {e}"))?;
-            let dir = KeyDir::open(&key_dir).map_err(|e| e.to_string())?;
-            let retired = dir.load().map_err(|e| e.to_string())?.active.kid;
-            let record = dir
+            let keys = args.files.key_store().await?;
+            // In Vault the write is check-and-set: a rotation racing another fails here, and
+            // nothing is written.
+            let (record, retired) = keys
                 .rotate(args.retain_for, SystemTime::now())
+                .await
                 .map_err(|e| e.to_string())?;
             let event = AuditEvent::new(actions::KEYS_ROTATED, Outcome::Success, operator())
                 .with_details(json!({
@@ -83,8 +89,8 @@ pub async fn run(command: KeysCommand) -> CliResult {
             Ok(ExitCode::SUCCESS)
         }
         KeysCommand::List(args) => {
-            let dir = KeyDir::open(&args.key_dir).map_err(|e| e.to_string())?;
-            let ring = dir.load().map_err(|e| e.to_string())?;
+            let keys = key_store(args.config.as_deref(), args.key_dir.as_deref()).await?;
+            let ring = keys.load().await.map_err(|e| e.to_string())?;
             for record in &ring.records {
                 let published = record.to_published();
                 let state = if record.kid == ring.active.kid {

@@ -56,12 +56,86 @@ impl KeyRecord {
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Manifest {
-    active: u32,
-    keys: Vec<KeyRecord>,
+pub(super) struct Manifest {
+    pub(super) active: u32,
+    pub(super) keys: Vec<KeyRecord>,
     /// The approval key; absent in directories made before approvals existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    approval: Option<KeyRecord>,
+    pub(super) approval: Option<KeyRecord>,
+}
+
+impl Manifest {
+    /// The record of the active key.
+    pub(super) fn active_record(&self) -> Result<&KeyRecord, KeyError> {
+        self.keys
+            .iter()
+            .find(|record| record.kid == self.active)
+            .ok_or_else(|| KeyError::Invalid(format!("active key {} has no record", self.active)))
+    }
+
+    /// The next key id.
+    pub(super) fn next_kid(&self) -> u32 {
+        self.keys.iter().map(|k| k.kid).max().unwrap_or(0) + 1
+    }
+
+    /// Makes `record` the active key: the keys still active are retired and stay published for
+    /// `retain_for`; keys past their publication window are dropped and returned.
+    pub(super) fn rotate_to(
+        &mut self,
+        record: KeyRecord,
+        retain_for: Duration,
+        now: SystemTime,
+    ) -> Vec<KeyRecord> {
+        for old in self.keys.iter_mut().filter(|k| k.retired_at.is_none()) {
+            old.retired_at = Some(unix(now));
+            old.publish_until = Some(unix(now + retain_for));
+        }
+        let (kept, expired): (Vec<_>, Vec<_>) = std::mem::take(&mut self.keys)
+            .into_iter()
+            .partition(|record| record.is_published(now));
+        self.keys = kept;
+        self.active = record.kid;
+        self.keys.push(record);
+        expired
+    }
+}
+
+/// A new Ed25519 key: its pair, its PEM (PKCS#8) and its public record.
+pub(super) fn new_key(kid: u32, now: SystemTime) -> Result<(String, KeyRecord), KeyError> {
+    let key_pair = KeyPair::new();
+    let pem = key_pair
+        .to_private_key_pem()
+        .map_err(|e| KeyError::Invalid(format!("cannot encode a new key: {e}")))?;
+    let record = KeyRecord {
+        kid,
+        public_key: key_pair.public().to_string(),
+        created_at: unix(now),
+        retired_at: None,
+        publish_until: None,
+    };
+    Ok((pem.to_string(), record))
+}
+
+/// The key pair in `pem`, checked against the public key `record` holds. `what` names where the
+/// PEM came from, for errors (never the key itself).
+pub(super) fn key_pair_matching(
+    record: &KeyRecord,
+    pem: &str,
+    what: &str,
+) -> Result<KeyPair, KeyError> {
+    let private = PrivateKey::from_pem(pem)
+        .map_err(|_| KeyError::Invalid(format!("{what} is not an Ed25519 private key")))?;
+    let key_pair = KeyPair::from(&private);
+    let expected: PublicKey = record.public_key.parse().map_err(|_| {
+        KeyError::Invalid(format!("key {} has an unreadable public key", record.kid))
+    })?;
+    if key_pair.public() != expected {
+        return Err(KeyError::Invalid(format!(
+            "{what} does not match the public key recorded for key {}",
+            record.kid
+        )));
+    }
+    Ok(key_pair)
 }
 
 /// Which manifest was read: inode and nanosecond mtime. The manifest is always replaced by a
@@ -128,13 +202,7 @@ impl KeyDir {
             }
         };
         let version = self.manifest_version()?;
-        let record = manifest
-            .keys
-            .iter()
-            .find(|record| record.kid == manifest.active)
-            .ok_or_else(|| {
-                KeyError::Invalid(format!("active key {} has no record", manifest.active))
-            })?;
+        let record = manifest.active_record()?;
         let key_pair = self.read_private(record, &self.private_path(record.kid))?;
         let approval_pair = self.read_private(&approval, &self.approval_path(approval.kid))?;
         if let Ok(mut slot) = self.loaded_version.lock() {
@@ -164,19 +232,9 @@ impl KeyDir {
     /// writ lifetime plus margin); keys past their publication window are deleted.
     pub fn rotate(&self, retain_for: Duration, now: SystemTime) -> Result<KeyRecord, KeyError> {
         let mut manifest = self.read_manifest()?;
-        let kid = manifest.keys.iter().map(|k| k.kid).max().unwrap_or(0) + 1;
+        let kid = manifest.next_kid();
         let record = self.generate(&self.private_path(kid), kid, now)?;
-        for old in manifest.keys.iter_mut().filter(|k| k.retired_at.is_none()) {
-            old.retired_at = Some(unix(now));
-            old.publish_until = Some(unix(now + retain_for));
-        }
-        let (kept, expired): (Vec<_>, Vec<_>) = manifest
-            .keys
-            .into_iter()
-            .partition(|record| record.is_published(now));
-        manifest.keys = kept;
-        manifest.keys.push(record.clone());
-        manifest.active = kid;
+        let expired = manifest.rotate_to(record.clone(), retain_for, now);
         self.write_manifest(&manifest)?;
         for old in expired {
             let _ = fs::remove_file(self.private_path(old.kid));
@@ -185,10 +243,7 @@ impl KeyDir {
     }
 
     fn generate(&self, path: &Path, kid: u32, now: SystemTime) -> Result<KeyRecord, KeyError> {
-        let key_pair = KeyPair::new();
-        let pem = key_pair
-            .to_private_key_pem()
-            .map_err(|e| KeyError::Invalid(format!("cannot encode a new key: {e}")))?;
+        let (pem, record) = new_key(kid, now)?;
         let mut file = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -197,33 +252,13 @@ impl KeyDir {
             .map_err(|e| self.io(e))?;
         file.write_all(pem.as_bytes()).map_err(|e| self.io(e))?;
         file.sync_all().map_err(|e| self.io(e))?;
-        Ok(KeyRecord {
-            kid,
-            public_key: key_pair.public().to_string(),
-            created_at: unix(now),
-            retired_at: None,
-            publish_until: None,
-        })
+        Ok(record)
     }
 
     fn read_private(&self, record: &KeyRecord, path: &Path) -> Result<KeyPair, KeyError> {
         check_private_file(path)?;
         let pem = fs::read_to_string(path).map_err(|e| self.io(e))?;
-        let private = PrivateKey::from_pem(&pem).map_err(|_| {
-            KeyError::Invalid(format!("{} is not an Ed25519 private key", path.display()))
-        })?;
-        let key_pair = KeyPair::from(&private);
-        let expected: PublicKey = record.public_key.parse().map_err(|_| {
-            KeyError::Invalid(format!("key {} has an unreadable public key", record.kid))
-        })?;
-        if key_pair.public() != expected {
-            return Err(KeyError::Invalid(format!(
-                "{} does not match the public key recorded for key {}",
-                path.display(),
-                record.kid
-            )));
-        }
-        Ok(key_pair)
+        key_pair_matching(record, &pem, &path.display().to_string())
     }
 
     fn read_manifest(&self) -> Result<Manifest, KeyError> {

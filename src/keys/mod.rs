@@ -2,10 +2,12 @@
 //! change a writ's revocation id). Each key has a numeric id that writs carry as `root_key_id`.
 //!
 //! Rotation makes a new key active and keeps the retired one published until every writ it
-//! signed has expired. Private keys live in files of mode 0600 in a 0700 directory; they are never
+//! signed has expired. Private keys live in files of mode 0600 in a 0700 directory ([`KeyDir`]),
+//! or in one Vault KV v2 secret ([`VaultKeys`], `[keys] store = "vault"`); they are never
 //! logged, printed or served. This module knows nothing of HTTP or storage.
 
 mod dir;
+mod vault;
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
@@ -13,6 +15,7 @@ use std::time::{Duration, SystemTime};
 use biscuit_auth::KeyPair;
 
 pub use dir::{KeyDir, KeyRecord, check_private_file, create_private_dir};
+pub use vault::VaultKeys;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -25,6 +28,63 @@ pub enum KeyError {
     Invalid(String),
     #[error("key file {path} is accessible to other users (mode {mode:o}); run chmod 600 on it")]
     Permissions { path: std::path::PathBuf, mode: u32 },
+    #[error("{secret}: {source}")]
+    Vault {
+        secret: String,
+        source: crate::vault::VaultError,
+    },
+    /// A check-and-set write lost to a concurrent change; nothing was written.
+    #[error("{0}")]
+    Conflict(String),
+}
+
+/// Where the keys are kept: the key directory, or a Vault KV v2 secret.
+#[derive(Debug)]
+pub enum KeyStore {
+    Dir(KeyDir),
+    Vault(VaultKeys),
+}
+
+impl KeyStore {
+    pub async fn load(&self) -> Result<KeyRing, KeyError> {
+        match self {
+            KeyStore::Dir(dir) => dir.load(),
+            KeyStore::Vault(vault) => vault.load().await,
+        }
+    }
+
+    /// The ring, when the store changed since it was last loaded.
+    pub async fn load_if_changed(&self) -> Result<Option<KeyRing>, KeyError> {
+        match self {
+            KeyStore::Dir(dir) if !dir.changed_since_load() => Ok(None),
+            KeyStore::Dir(dir) => dir.load().map(Some),
+            KeyStore::Vault(vault) => vault.load_if_changed().await,
+        }
+    }
+
+    /// Makes a new root key active (see [`KeyDir::rotate`]); answers its record and the id of
+    /// the key it replaced.
+    pub async fn rotate(
+        &self,
+        retain_for: Duration,
+        now: SystemTime,
+    ) -> Result<(KeyRecord, u32), KeyError> {
+        match self {
+            KeyStore::Dir(dir) => {
+                let retired = dir.load()?.active.kid;
+                Ok((dir.rotate(retain_for, now)?, retired))
+            }
+            KeyStore::Vault(vault) => vault.rotate(retain_for, now).await,
+        }
+    }
+
+    /// Where the keys are, for messages: the directory's path or the secret's name.
+    pub fn location(&self) -> String {
+        match self {
+            KeyStore::Dir(dir) => dir.path().display().to_string(),
+            KeyStore::Vault(vault) => vault.name(),
+        }
+    }
 }
 
 /// A private signing key with its id. Deliberately has no `Debug` that could print the key.
@@ -69,18 +129,18 @@ impl KeyRing {
     }
 }
 
-/// The live key ring of a running broker, reloaded when the key directory changes (a `writ keys
-/// rotate` run beside the broker takes effect within a second or two).
+/// The live key ring of a running broker, reloaded when its store changes (a `writ keys rotate`
+/// run beside the broker takes effect within a second or two).
 pub struct Keys {
-    dir: KeyDir,
+    store: KeyStore,
     ring: RwLock<Arc<KeyRing>>,
 }
 
 impl Keys {
-    pub fn open(dir: KeyDir) -> Result<Keys, KeyError> {
-        let ring = dir.load()?;
+    pub async fn open(store: KeyStore) -> Result<Keys, KeyError> {
+        let ring = store.load().await?;
         Ok(Keys {
-            dir,
+            store,
             ring: RwLock::new(Arc::new(ring)),
         })
     }
@@ -92,12 +152,12 @@ impl Keys {
         }
     }
 
-    /// Reloads the ring if the manifest changed since it was last read.
-    pub fn reload_if_changed(&self) -> Result<bool, KeyError> {
-        if !self.dir.changed_since_load() {
+    /// Reloads the ring if the store changed since it was last read.
+    pub async fn reload_if_changed(&self) -> Result<bool, KeyError> {
+        let Some(ring) = self.store.load_if_changed().await? else {
             return Ok(false);
-        }
-        let ring = Arc::new(self.dir.load()?);
+        };
+        let ring = Arc::new(ring);
         match self.ring.write() {
             Ok(mut slot) => *slot = ring,
             Err(poisoned) => *poisoned.into_inner() = ring,
@@ -105,14 +165,15 @@ impl Keys {
         Ok(true)
     }
 
-    /// Polls the key directory until the returned task is aborted.
+    /// Polls the key store until the returned task is aborted.
     pub fn watch(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
         let keys = Arc::clone(self);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                match keys.reload_if_changed() {
+                match keys.reload_if_changed().await {
                     Ok(true) => {
                         tracing::info!(kid = keys.current().active.kid, "root keys reloaded")
                     }

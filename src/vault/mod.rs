@@ -20,7 +20,7 @@
 //!
 //! Calls go through vaultrs where it has the endpoint (AppRole login, token lookup and renewal,
 //! KV v2). vaultrs 0.8 has no `sys/leases` API and its database `creds` call drops `lease_id`
-//! (vaultrs issue #144), so those three calls are sent raw on the same HTTP client ([`raw`]):
+//! (vaultrs issue #144), so those three calls are sent raw on the same HTTP client (`Conn::raw`):
 //! simpler than declaring rustify endpoints (which would need `rustify_derive` and still strip
 //! the lease fields through vaultrs' `strip`), and it reads the whole response envelope.
 //!

@@ -23,3 +23,4 @@ mod replicas;
 mod revocation;
 mod settings;
 mod storage;
+mod vault_keys;
