@@ -38,8 +38,6 @@ pub enum StartError {
     Store(#[from] crate::store::StoreError),
     #[error("identity: {0}")]
     Identity(String),
-    #[error("vault: {0}")]
-    Vault(#[from] crate::vault::VaultError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -83,7 +81,7 @@ impl Application {
         // Vault is reached (and logged in to) at start: a broker configured for it that cannot
         // reach it says so now rather than at the first call.
         let vault = match &config.vault {
-            Some(vault) => Some(crate::vault::VaultClient::connect(vault).await?),
+            Some(vault) => Some(VaultClient::connect(vault).await?),
             None => None,
         };
         let keys = Arc::new(Keys::open(open_key_store(&config, vault.as_ref()).await?).await?);
@@ -125,10 +123,6 @@ impl Application {
             background.push(tokio::spawn(async move { warming.warm_up().await }));
             approvals = approvals.with_login(provider);
         }
-        let vault = match &config.vault {
-            Some(vault) => Some(Arc::new(VaultClient::connect(vault).await?)),
-            None => None,
-        };
         let exchanges = start_exchanges(&config, vault.clone())?;
         let broker = Arc::new(
             Broker::new(
@@ -243,10 +237,7 @@ fn spawn_refusal_counts(
 const MIN_WEBHOOK_SECRET: usize = 32;
 
 /// The exchange configuration with its upstream clients (`[exchange]`).
-fn start_exchanges(
-    config: &Config,
-    vault: Option<Arc<VaultClient>>,
-) -> Result<Exchanges, StartError> {
+fn start_exchanges(config: &Config, vault: Option<VaultClient>) -> Result<Exchanges, StartError> {
     let vault = match (&config.exchange.vault, vault) {
         (Some(exchange), Some(client)) => Some(VaultExchange {
             client,
@@ -347,7 +338,7 @@ fn spawn_delivery_records(
 /// Vault secret (likewise).
 pub async fn open_key_store(
     config: &Config,
-    vault: Option<&crate::vault::VaultClient>,
+    vault: Option<&VaultClient>,
 ) -> Result<KeyStore, StartError> {
     match (config.keys.store, vault) {
         (KeyStoreKind::Dir, _) => Ok(KeyStore::Dir(KeyDir::open_or_init(&config.key_dir)?)),

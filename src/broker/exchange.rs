@@ -134,7 +134,7 @@ pub struct Exchanges {
 
 /// The Vault/OpenBao dynamic-secret exchange: the client and the configured roles.
 pub struct VaultExchange {
-    pub client: Arc<VaultClient>,
+    pub client: VaultClient,
     pub roles: Vec<VaultRole>,
 }
 
