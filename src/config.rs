@@ -82,6 +82,18 @@ pub struct Config {
     /// Human approvals: how approvers are told (`[approvals]`).
     #[serde(default)]
     pub approvals: ApprovalsConfig,
+    /// Exchanging writs for native credentials (`[exchange]`).
+    #[serde(default)]
+    pub exchange: ExchangeConfig,
+}
+
+/// `[exchange]`: the systems writs are exchanged for credentials of.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExchangeConfig {
+    /// AWS: STS credentials for IAM roles (`[exchange.aws]`).
+    #[serde(default)]
+    pub aws: Option<crate::exchange::aws::AwsExchangeConfig>,
 }
 
 /// `[approvals]`: where approvers decide and how they are told of new requests.
@@ -419,6 +431,7 @@ impl Config {
             connections: ConnectionLimits::default(),
             issuers: Vec::new(),
             approvals: ApprovalsConfig::default(),
+            exchange: ExchangeConfig::default(),
         }
     }
 
@@ -507,6 +520,10 @@ impl Config {
         }
         if let Some(login) = &self.approvals.login {
             login.validate()?;
+        }
+        if let Some(aws) = &self.exchange.aws {
+            aws.validate()
+                .map_err(|m| ConfigError::Invalid(format!("exchange.aws.{m}")))?;
         }
         if !self.dev && self.policy_dir.is_none() {
             return invalid("policy_dir is required outside dev mode".into());

@@ -29,6 +29,7 @@ pub mod broker;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod exchange;
 pub mod http;
 pub mod id;
 pub mod identity;
