@@ -715,6 +715,29 @@ mod tests {
     }
 
     #[test]
+    fn the_aws_exchange_is_read_and_checked_by_name() {
+        let text = r#"
+            dev = true
+            [exchange.aws]
+            region = "us-east-1"
+            [[exchange.aws.roles]]
+            name = "reports"
+            role_arn = "arn:aws:iam::123456789012:role/writ-reports"
+            resources = ["aws:s3/reports-bucket/*"]
+        "#;
+        let config = parse(text).unwrap();
+        config.validate().unwrap();
+        let aws = config.exchange.aws.as_ref().unwrap();
+        assert_eq!(aws.roles[0].max_session, Duration::from_secs(3600));
+        assert!(parse("").unwrap().exchange.aws.is_none());
+
+        let bad = parse(&text.replace("us-east-1", "US")).unwrap();
+        let error = bad.validate().unwrap_err().to_string();
+        assert!(error.contains("exchange.aws.region"), "{error}");
+        assert!(parse(&text.replace("[exchange.aws]", "[exchange.aws]\nregoin = 1")).is_err());
+    }
+
+    #[test]
     fn dev_mode_refuses_non_loopback() {
         let config = parse("dev = true\nlisten = \"0.0.0.0:8080\"").unwrap();
         let error = config.validate().unwrap_err().to_string();
