@@ -105,6 +105,9 @@ pub struct ExchangeConfig {
     /// Vault/OpenBao dynamic secrets (`[exchange.vault]`; the connection is `[vault]`).
     #[serde(default)]
     pub vault: Option<VaultExchangeConfig>,
+    /// AWS: STS credentials for IAM roles (`[exchange.aws]`).
+    #[serde(default)]
+    pub aws: Option<crate::exchange::aws::AwsExchangeConfig>,
 }
 
 impl Default for ExchangeConfig {
@@ -112,6 +115,7 @@ impl Default for ExchangeConfig {
         ExchangeConfig {
             service: default_exchange_service(),
             vault: None,
+            aws: None,
         }
     }
 }
@@ -956,6 +960,29 @@ mod tests {
     #[test]
     fn unknown_fields_are_errors() {
         assert!(parse("lisen = \"127.0.0.1:1\"").is_err());
+    }
+
+    #[test]
+    fn the_aws_exchange_is_read_and_checked_by_name() {
+        let text = r#"
+            dev = true
+            [exchange.aws]
+            region = "us-east-1"
+            [[exchange.aws.roles]]
+            name = "reports"
+            role_arn = "arn:aws:iam::123456789012:role/writ-reports"
+            resources = ["aws:s3/reports-bucket/*"]
+        "#;
+        let config = parse(text).unwrap();
+        config.validate().unwrap();
+        let aws = config.exchange.aws.as_ref().unwrap();
+        assert_eq!(aws.roles[0].max_session, Duration::from_secs(3600));
+        assert!(parse("").unwrap().exchange.aws.is_none());
+
+        let bad = parse(&text.replace("us-east-1", "US")).unwrap();
+        let error = bad.validate().unwrap_err().to_string();
+        assert!(error.contains("exchange.aws.region"), "{error}");
+        assert!(parse(&text.replace("[exchange.aws]", "[exchange.aws]\nregoin = 1")).is_err());
     }
 
     #[test]

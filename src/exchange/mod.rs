@@ -7,6 +7,7 @@
 //! ([`seal`]). The broker (`broker/exchange.rs`) verifies the writ, records the exchange and
 //! talks to the upstream through [`aws`] and `vault`.
 
+pub mod aws;
 pub mod seal;
 
 use std::fmt;

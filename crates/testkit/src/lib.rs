@@ -1,4 +1,5 @@
-//! Test-only parts for writ: a real OIDC workload identity issuer on loopback, and hostile tokens.
+//! Test-only parts for writ: a real OIDC workload identity issuer on loopback, hostile tokens,
+//! and a real moto server ([`Moto`]) standing in for AWS STS and IAM.
 //!
 //! [`TestIssuer`] serves a discovery document and a JWKS over HTTP on `127.0.0.1`, like the
 //! Kubernetes API server and GitHub Actions do, and signs tokens shaped like theirs with fixed
@@ -22,6 +23,7 @@
 
 mod claims;
 mod keys;
+mod moto;
 mod openbao;
 
 pub use openbao::OpenBao;
@@ -48,6 +50,7 @@ use tokio::task::JoinHandle;
 
 pub use claims::{claims_base, now_unix};
 use keys::{KEYS, Key, b64, signing_input};
+pub use moto::{Moto, RecordedRequest};
 
 /// Signature algorithms the issuer signs with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
