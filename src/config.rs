@@ -139,6 +139,10 @@ impl ExchangeConfig {
                 "[exchange.vault] needs the Vault connection in [vault]".into(),
             ));
         }
+        if let Some(aws) = &self.aws {
+            aws.validate()
+                .map_err(|m| ConfigError::Invalid(format!("exchange.aws.{m}")))?;
+        }
         let mut names = std::collections::HashSet::new();
         for role in self.vault.iter().flat_map(|vault| &vault.roles) {
             role.validate().map_err(ConfigError::Invalid)?;
