@@ -15,6 +15,7 @@ use crate::config::{
     ABSOLUTE_MAX_SKEW, Config, ConfigError, ConnectionLimits, DEV_ISSUER_NAME, KeyStoreKind,
     LoginConfig, WRIT_LIFETIME_BOUND, WebhookConfig,
 };
+use crate::exchange::aws::{AwsExchange, BrokerAwsCredentials};
 use crate::http::{self, AppState, router};
 use crate::identity::{DevIssuer, IdentityVerifier};
 use crate::keys::{KeyDir, KeyStore, Keys, VaultKeys};
@@ -250,7 +251,15 @@ fn start_exchanges(config: &Config, vault: Option<VaultClient>) -> Result<Exchan
         }
         (None, _) => None,
     };
-    Ok(Exchanges::new(config.exchange.service.clone(), vault))
+    let aws = match &config.exchange.aws {
+        Some(aws) => {
+            let credentials = BrokerAwsCredentials::from_env()
+                .map_err(|m| StartError::Config(ConfigError::Invalid(m)))?;
+            Some(AwsExchange::new(aws, credentials))
+        }
+        None => None,
+    };
+    Ok(Exchanges::new(config.exchange.service.clone(), vault, aws))
 }
 
 fn start_webhook(

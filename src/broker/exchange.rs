@@ -8,15 +8,21 @@
 //! leaves half-issued. Revocation takes credentials back in [`Broker::withdraw_revoked`], a pass
 //! the broker runs every second.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
 use serde_json::json;
-use writ_verify::{Denial, Grant, ResourcePattern, RevocationView, Verifier, WritIdentity};
+use writ_verify::{
+    Denial, Grant, ResourcePattern, RevocationView, RightResource, Verifier, WritIdentity,
+};
 
 use super::Broker;
 use crate::audit::{AuditEvent, Outcome, actions};
 use crate::error::{DomainError, ErrorCode, codes};
+use crate::exchange::aws::{
+    AssumeRequest, AwsExchange, AwsExchangeError, AwsRoleConfig, policy as aws_policy,
+};
 use crate::exchange::seal::{SealError, SealingKey};
 use crate::exchange::{
     Credential, ExchangeKind, ExchangeRecord, ExchangeState, Repeat, UpstreamError, VaultRole,
@@ -24,9 +30,14 @@ use crate::exchange::{
 };
 use crate::id::{self, RandomSourceFailed};
 use crate::keys::KeyRing;
+use crate::store::RightRecord;
 use crate::store::{LiveExchange, Reservation, StoreError};
 use crate::time::unix_seconds;
 use crate::vault::VaultClient;
+
+/// Most rights one AWS exchange may ask for (a session policy holds at most 2048 characters
+/// anyway).
+pub const MAX_AWS_RIGHTS: usize = 32;
 
 /// How often the withdrawal pass runs without a revocation to wake it (retries, AWS deny
 /// statements that are no longer needed).
@@ -129,6 +140,7 @@ pub struct Exchanged {
 pub struct Exchanges {
     service: String,
     vault: Option<VaultExchange>,
+    aws: Option<AwsExchange>,
     verifier: RwLock<Option<Arc<CachedVerifier>>>,
 }
 
@@ -150,15 +162,30 @@ struct CachedVerifier {
 impl Exchanges {
     /// No exchange configured: every exchange route answers `exchange_role_unknown`.
     pub fn none() -> Exchanges {
-        Exchanges::new(crate::exchange::DEFAULT_SERVICE.to_owned(), None)
+        Exchanges::new(crate::exchange::DEFAULT_SERVICE.to_owned(), None, None)
     }
 
-    pub fn new(service: String, vault: Option<VaultExchange>) -> Exchanges {
+    pub fn new(
+        service: String,
+        vault: Option<VaultExchange>,
+        aws: Option<AwsExchange>,
+    ) -> Exchanges {
         Exchanges {
             service,
             vault,
+            aws,
             verifier: RwLock::new(None),
         }
+    }
+
+    fn aws_role(&self, name: &str) -> Result<(&AwsExchange, &AwsRoleConfig), ExchangeError> {
+        let unknown = || ExchangeError::RoleUnknown {
+            kind: "AWS",
+            name: name.to_owned(),
+        };
+        let aws = self.aws.as_ref().ok_or_else(unknown)?;
+        let role = aws.role(name).ok_or_else(unknown)?;
+        Ok((aws, role))
     }
 
     fn vault_role(&self, name: &str) -> Result<(&VaultExchange, &VaultRole), ExchangeError> {
@@ -211,6 +238,141 @@ impl Broker {
             read_vault_credential(vault, role, record)
         })
         .await
+    }
+
+    /// Exchanges `writ` for AWS credentials of the role `name`, with a session policy granting
+    /// `rights` (each must be granted by the writ whole, attenuations included), or, when no
+    /// rights are asked, every right of the writ within the role's resources that the writ
+    /// still grants.
+    pub async fn exchange_aws(
+        &self,
+        writ: &str,
+        name: &str,
+        rights: Option<Vec<RightRecord>>,
+    ) -> Result<Exchanged, ExchangeError> {
+        let result = self.exchange_aws_unrecorded(writ, name, rights).await;
+        if let Err(error) = &result {
+            self.record_refusal(writ, error).await;
+        }
+        result
+    }
+
+    async fn exchange_aws_unrecorded(
+        &self,
+        writ: &str,
+        name: &str,
+        rights: Option<Vec<RightRecord>>,
+    ) -> Result<Exchanged, ExchangeError> {
+        let (aws, role) = self.exchanges.aws_role(name)?;
+        let (grant, granted) = match rights {
+            Some(rights) => self.aws_rights_asked(writ, role, &rights).await?,
+            None => self.aws_rights_held(writ, role).await?,
+        };
+        let expires_at = grant.expires_at;
+        aws_policy::session_policy_in(role.partition(), &granted, expires_at)
+            .map_err(|error| ExchangeError::Scope(error.to_string()))?;
+        let scope = scope_hash(
+            &granted
+                .iter()
+                .map(|(pattern, operation)| format!("{pattern} {operation}"))
+                .collect::<Vec<_>>(),
+        );
+        self.exchange_once(&grant, ExchangeKind::Aws, name, scope, |record| {
+            assume_role(aws, name, record, granted)
+        })
+        .await
+    }
+
+    /// Each right asked must lie within the role's resources and be granted whole by the writ.
+    async fn aws_rights_asked(
+        &self,
+        writ: &str,
+        role: &AwsRoleConfig,
+        rights: &[RightRecord],
+    ) -> Result<(Grant, Vec<(ResourcePattern, String)>), ExchangeError> {
+        let mut asked = Vec::new();
+        for right in rights {
+            let pattern = ResourcePattern::parse(&right.resource)
+                .map_err(|error| ExchangeError::Scope(format!("{}: {error}", right.resource)))?;
+            for operation in &right.operations {
+                asked.push((pattern.clone(), operation.clone()));
+            }
+        }
+        asked.sort();
+        asked.dedup();
+        if asked.is_empty() || asked.len() > MAX_AWS_RIGHTS {
+            return Err(ExchangeError::Scope(format!(
+                "ask for 1 to {MAX_AWS_RIGHTS} rights (resource and operation pairs)"
+            )));
+        }
+        if let Some((pattern, _)) = asked.iter().find(|right| {
+            aws_policy::within_role(&role.resources, &[(*right).clone()]) != [(*right).clone()]
+        }) {
+            return Err(ExchangeError::Scope(format!(
+                "{pattern} is not within the resources AWS role {:?} serves",
+                role.name
+            )));
+        }
+        let mut grant = None;
+        for (pattern, operation) in &asked {
+            grant = Some(self.verify_presented(writ, pattern, operation).await?);
+        }
+        let grant = grant.ok_or_else(|| ExchangeError::Scope("no rights asked".into()))?;
+        Ok((grant, asked))
+    }
+
+    /// The writ's own rights within the role's resources, each kept if the writ (attenuations
+    /// included) still grants it whole. The authority block's rights are read only after the
+    /// writ verified: they are then the ones the broker signed.
+    async fn aws_rights_held(
+        &self,
+        writ: &str,
+        role: &AwsRoleConfig,
+    ) -> Result<(Grant, Vec<(ResourcePattern, String)>), ExchangeError> {
+        let first = role
+            .resources
+            .first()
+            .ok_or_else(|| ExchangeError::Scope("the role serves no resources".into()))?;
+        let signed = match writ_verify::inspect(writ) {
+            Ok(inspection) => inspection.rights,
+            Err(_) => Vec::new(),
+        };
+        let held: Vec<(ResourcePattern, String)> = signed
+            .iter()
+            .filter_map(|right| {
+                let text = match &right.resource {
+                    RightResource::Exact(resource) => resource.clone(),
+                    RightResource::Prefix(prefix) => format!("{prefix}*"),
+                };
+                Some((ResourcePattern::parse(&text).ok()?, right.operation.clone()))
+            })
+            .collect();
+        let candidates = aws_policy::within_role(&role.resources, &held);
+        let mut granted = Vec::new();
+        let mut grant = None;
+        let mut first_refusal = None;
+        for (pattern, operation) in candidates {
+            match self.verify_presented(writ, &pattern, &operation).await {
+                Ok(verified) => {
+                    grant = Some(verified);
+                    granted.push((pattern, operation));
+                }
+                Err(error) => {
+                    first_refusal.get_or_insert(error);
+                }
+            }
+        }
+        match (grant, first_refusal) {
+            (Some(grant), _) => Ok((grant, granted)),
+            (None, Some(refusal)) => Err(refusal),
+            // Nothing of the role's in the writ: verify it anyway, so that a writ that does
+            // not verify is refused as such, and one that does is told it grants nothing here.
+            (None, None) => Err(self
+                .verify_presented(writ, first, "read")
+                .await
+                .err()
+                .unwrap_or(ExchangeError::Writ(Denial::NotPermitted))),
+        }
     }
 
     /// Audits a refused exchange. A writ that did not verify (or a role that does not exist)
@@ -469,16 +631,28 @@ impl Broker {
                     .map_err(vault_error)?;
                 Ok(None)
             }
-            ExchangeKind::Aws => Err(UpstreamError::Refused {
-                upstream: "AWS",
-                detail: "not configured".into(),
-            }),
+            ExchangeKind::Aws => {
+                let (aws, _) = self.exchanges.aws_role(&record.target).map_err(|_| {
+                    UpstreamError::Refused {
+                        upstream: "AWS",
+                        detail: format!("role {} is no longer configured", record.target),
+                    }
+                })?;
+                aws.deny_writ(
+                    &record.target,
+                    &record.writ_id,
+                    crate::time::from_unix_seconds(record.expires_at),
+                )
+                .await
+                .map_err(aws_error)?;
+                Ok(Some(record.expires_at))
+            }
         }
     }
 
     /// Whether any exchange is configured (the withdrawal pass has nothing to do otherwise).
     pub fn exchanges_configured(&self) -> bool {
-        self.exchanges.vault.is_some()
+        self.exchanges.vault.is_some() || self.exchanges.aws.is_some()
     }
 
     /// Runs [`withdraw_revoked`](Self::withdraw_revoked) whenever the revocation view changes,
@@ -492,6 +666,9 @@ impl Broker {
                 Err(error) => {
                     tracing::warn!(%error, "revoked writs' credentials not taken back yet")
                 }
+            }
+            if let Err(error) = self.maintain_aws_denies().await {
+                tracing::warn!(%error, "AWS deny statements not maintained yet");
             }
             // Either wakes the next pass; a closed channel leaves the timer.
             let _ = tokio::time::timeout(WITHDRAW_RETRY, changed.changed()).await;
@@ -520,6 +697,69 @@ impl Broker {
             }
         }
         Ok(withdrawn)
+    }
+
+    /// Keeps each AWS role's deny statements as the withdrawn exchanges need them: a statement
+    /// whose credentials have expired is removed; one still needed but missing (another replica
+    /// wrote the policy at the same moment: IAM has no check-and-set) is written again.
+    async fn maintain_aws_denies(&self) -> Result<(), StoreError> {
+        let Some(aws) = &self.exchanges.aws else {
+            return Ok(());
+        };
+        let now = unix_seconds(SystemTime::now());
+        let withdrawn = self.store.aws_denies().await?;
+        let mut roles: BTreeMap<&str, (Vec<&ExchangeRecord>, Vec<String>)> = BTreeMap::new();
+        for record in &withdrawn {
+            let (ended, needed) = roles.entry(record.target.as_str()).or_default();
+            match record.deny_until.unwrap_or(record.expires_at) <= now {
+                true => ended.push(record),
+                false => needed.push(record.writ_id.clone()),
+            }
+        }
+        for (role, (ended, needed)) in roles {
+            if !ended.is_empty() {
+                match aws.prune_denies(role, SystemTime::now()).await {
+                    Ok(()) => {
+                        for record in ended {
+                            self.store.record_deny_removed(&record.id, now).await?;
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(role, %error, "expired AWS deny statements not removed yet")
+                    }
+                }
+            }
+            if needed.is_empty() {
+                continue;
+            }
+            let missing = match aws.missing_denies(role, &needed).await {
+                Ok(missing) => missing,
+                Err(error) => {
+                    tracing::warn!(role, %error, "AWS deny statements not checked");
+                    continue;
+                }
+            };
+            for writ_id in missing {
+                let until = withdrawn
+                    .iter()
+                    .filter(|record| record.writ_id == writ_id && record.target == role)
+                    .filter_map(|record| record.deny_until)
+                    .max()
+                    .unwrap_or(now);
+                tracing::warn!(
+                    role,
+                    writ_id,
+                    "an AWS deny statement was lost; writing it again"
+                );
+                if let Err(error) = aws
+                    .deny_writ(role, &writ_id, crate::time::from_unix_seconds(until))
+                    .await
+                {
+                    tracing::warn!(role, %error, "an AWS deny statement could not be written again");
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn withdraw(&self, record: &ExchangeRecord) -> Result<bool, StoreError> {
@@ -557,6 +797,57 @@ fn is_revoked(view: &RevocationView, live: &LiveExchange) -> bool {
         revocation_ids: &revocation_ids,
     };
     view.is_revoked(&identity).is_some()
+}
+
+fn aws_error(error: AwsExchangeError) -> UpstreamError {
+    let detail = error.to_string();
+    match error {
+        AwsExchangeError::Unavailable { .. } => UpstreamError::Unreachable {
+            upstream: "AWS",
+            detail,
+        },
+        _ => UpstreamError::Refused {
+            upstream: "AWS",
+            detail,
+        },
+    }
+}
+
+/// Assumes the AWS role `name` for the reserved exchange `record`, granting `granted`, and
+/// answers the credentials in the `credential_process` format. The expiration told to the
+/// caller is the writ's: the session policy denies everything after it, even while STS still
+/// holds the session (STS's minimum is 15 minutes).
+async fn assume_role(
+    aws: &AwsExchange,
+    name: &str,
+    record: ExchangeRecord,
+    granted: Vec<(ResourcePattern, String)>,
+) -> Result<Issued, UpstreamError> {
+    let request = AssumeRequest {
+        writ_id: record.writ_id.clone(),
+        task: record.task.clone(),
+        agent: record.agent.clone(),
+        rights: granted,
+        writ_expires_at: crate::time::from_unix_seconds(record.writ_expires_at),
+    };
+    let issued = aws.assume(name, &request).await.map_err(aws_error)?;
+    let mut credential = serde_json::Map::new();
+    credential.insert("Version".into(), 1.into());
+    credential.insert("AccessKeyId".into(), issued.access_key_id.clone().into());
+    credential.insert(
+        "SecretAccessKey".into(),
+        issued.secret_access_key.clone().into(),
+    );
+    credential.insert("SessionToken".into(), issued.session_token.clone().into());
+    credential.insert(
+        "Expiration".into(),
+        crate::time::rfc3339(unix_seconds(issued.expiration)).into(),
+    );
+    Ok(Issued {
+        handle: issued.assumed_role_arn.clone().unwrap_or_default(),
+        credential: Credential(credential),
+        expires_at: unix_seconds(issued.sts_expiration),
+    })
 }
 
 fn exchange_event(record: &ExchangeRecord, action: &str, outcome: Outcome) -> AuditEvent {

@@ -6,14 +6,38 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::PresentedWrit;
+use super::extract::{JsonBody, PresentedWrit};
 use crate::broker::Exchanged;
+use crate::store::RightRecord;
 
 /// The header naming the exchange an answer comes from.
 pub const EXCHANGE_ID_HEADER: HeaderName = HeaderName::from_static("writ-exchange-id");
+
+/// `POST /v1/exchange/aws`: which role, and optionally which rights (default: every right of the
+/// writ within the role's resources that it still grants).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsExchangeRequest {
+    pub role: String,
+    #[serde(default)]
+    pub rights: Option<Vec<RightRecord>>,
+}
+
+pub async fn aws(
+    State(state): State<AppState>,
+    PresentedWrit(writ): PresentedWrit,
+    JsonBody(request): JsonBody<AwsExchangeRequest>,
+) -> Result<Response, ApiError> {
+    let exchanged = state
+        .broker
+        .exchange_aws(&writ, &request.role, request.rights)
+        .await?;
+    Ok(answer(exchanged))
+}
 
 pub async fn vault(
     State(state): State<AppState>,

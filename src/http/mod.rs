@@ -75,6 +75,7 @@ pub fn routes() -> Vec<Route> {
         Route::new("/v1/approvals/{id}/decision").post(approvals::decide),
         Route::new("/v1/audit").get(audit::events),
         Route::new("/v1/audit/checkpoints").get(audit::checkpoints),
+        Route::new("/v1/exchange/aws").post(exchange::aws),
         Route::new("/v1/exchange/vault/{name}").post(exchange::vault),
         Route::new("/v1/policy").get(policy::status),
         Route::new("/v1/policy/explain").post(policy::explain),

@@ -76,8 +76,7 @@ pub(super) trait ExchangeStatements: Send {
         after_id: &str,
         limit: u32,
     ) -> Result<Vec<LiveExchange>, StoreError>;
-    async fn denies_due(&mut self, now: i64, limit: u32)
-    -> Result<Vec<ExchangeRecord>, StoreError>;
+    async fn aws_denies(&mut self, limit: u32) -> Result<Vec<ExchangeRecord>, StoreError>;
     async fn mark_deny_removed(&mut self, id: &str, at: i64) -> Result<(), StoreError>;
 }
 
@@ -207,16 +206,11 @@ macro_rules! impl_exchange_statements {
                     .collect()
             }
 
-            async fn denies_due(
-                &mut self,
-                now: i64,
-                limit: u32,
-            ) -> Result<Vec<ExchangeRecord>, StoreError> {
+            async fn aws_denies(&mut self, limit: u32) -> Result<Vec<ExchangeRecord>, StoreError> {
                 let found = sqlx::query(
                     "SELECT * FROM exchanges WHERE state = 'withdrawn' AND kind = 'aws' \
-                     AND deny_removed_at IS NULL AND deny_until <= $1 ORDER BY id LIMIT $2",
+                     AND deny_removed_at IS NULL ORDER BY deny_until, id LIMIT $1",
                 )
-                .bind(now)
                 .bind(i64::from(limit))
                 .fetch_all(&mut *self.inner)
                 .await?;
@@ -367,12 +361,13 @@ impl Store {
         tx.commit().await
     }
 
-    /// Withdrawn AWS exchanges whose deny statement is no longer needed at `now`.
-    pub async fn denies_due(&self, now: i64) -> Result<Vec<ExchangeRecord>, StoreError> {
+    /// Withdrawn AWS exchanges whose deny statement has not been removed, soonest to end
+    /// first (at most [`EXCHANGE_PAGE`]).
+    pub async fn aws_denies(&self) -> Result<Vec<ExchangeRecord>, StoreError> {
         self.backend
             .begin_read()
             .await?
-            .denies_due(now, EXCHANGE_PAGE)
+            .aws_denies(EXCHANGE_PAGE)
             .await
     }
 

@@ -445,6 +445,26 @@ impl AwsExchange {
             .map_err(WriteError::into_error)
     }
 
+    /// Which of `writ_ids` the deny document of `role` does not deny (all of them when there
+    /// is no document): what a lost update (two replicas writing the policy at once) dropped,
+    /// to be denied again.
+    pub async fn missing_denies(
+        &self,
+        role: &str,
+        writ_ids: &[String],
+    ) -> Result<Vec<String>, AwsExchangeError> {
+        let role = self.known_role(role)?;
+        let document = self
+            .read_denies(role_name(&role.role_arn))
+            .await?
+            .unwrap_or_default();
+        Ok(writ_ids
+            .iter()
+            .filter(|writ_id| !document.denies(writ_id))
+            .cloned()
+            .collect())
+    }
+
     /// The role's deny document as stored (percent-decoded), `None` when there is none.
     pub async fn read_denies(
         &self,
