@@ -253,7 +253,7 @@ fn start_exchanges(config: &Config, vault: Option<VaultClient>) -> Result<Exchan
     };
     let aws = match &config.exchange.aws {
         Some(aws) => {
-            let credentials = BrokerAwsCredentials::from_env()
+            let credentials = BrokerAwsCredentials::configured(aws)
                 .map_err(|m| StartError::Config(ConfigError::Invalid(m)))?;
             Some(AwsExchange::new(aws, credentials))
         }

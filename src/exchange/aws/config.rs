@@ -22,6 +22,12 @@ pub struct AwsExchangeConfig {
     /// `http://` to loopback only.
     #[serde(default)]
     pub endpoint: Option<String>,
+    /// A file (mode 0600) holding the broker's own AWS credentials as JSON in the
+    /// `credential_process` shape (`AccessKeyId`, `SecretAccessKey`, optional `SessionToken`;
+    /// `aws configure export-credentials --format process` writes one). Without it they are
+    /// read from `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`.
+    #[serde(default)]
+    pub credentials_file: Option<std::path::PathBuf>,
     /// The roles writs may be exchanged for (`[[exchange.aws.roles]]`).
     #[serde(default)]
     pub roles: Vec<AwsRoleConfig>,

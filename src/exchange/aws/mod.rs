@@ -89,6 +89,51 @@ impl BrokerAwsCredentials {
     }
 }
 
+/// The `credential_process` shape of a credentials file.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct CredentialsFile {
+    access_key_id: String,
+    secret_access_key: String,
+    #[serde(default)]
+    session_token: Option<String>,
+}
+
+impl BrokerAwsCredentials {
+    /// Reads the broker's credentials from `path` (mode 0600, JSON in the `credential_process`
+    /// shape). The error names the file and what is wrong, never a value.
+    pub fn from_file(path: &std::path::Path) -> Result<BrokerAwsCredentials, String> {
+        let name = path.display();
+        crate::keys::check_private_file(path)
+            .map_err(|e| format!("exchange.aws.credentials_file: {e}"))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("exchange.aws.credentials_file {name}: {e}"))?;
+        let file: CredentialsFile = serde_json::from_str(&text).map_err(|_| {
+            format!(
+                "exchange.aws.credentials_file {name}: not JSON with AccessKeyId and SecretAccessKey"
+            )
+        })?;
+        if file.access_key_id.trim().is_empty() || file.secret_access_key.trim().is_empty() {
+            return Err(format!(
+                "exchange.aws.credentials_file {name}: AccessKeyId and SecretAccessKey must not be empty"
+            ));
+        }
+        Ok(BrokerAwsCredentials::new(
+            file.access_key_id,
+            file.secret_access_key,
+            file.session_token.filter(|token| !token.trim().is_empty()),
+        ))
+    }
+
+    /// The credentials `config` names: its file, or else the environment.
+    pub fn configured(config: &AwsExchangeConfig) -> Result<BrokerAwsCredentials, String> {
+        match &config.credentials_file {
+            Some(path) => BrokerAwsCredentials::from_file(path),
+            None => BrokerAwsCredentials::from_env(),
+        }
+    }
+}
+
 impl fmt::Debug for BrokerAwsCredentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BrokerAwsCredentials")
