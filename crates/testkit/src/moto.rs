@@ -125,6 +125,12 @@ impl Moto {
         }
     }
 
+    /// Stops moto now (tests of AWS out of reach); dropping it does the same.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// `http://127.0.0.1:PORT`: the endpoint for every AWS service.
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
