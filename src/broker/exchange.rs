@@ -530,7 +530,9 @@ impl Broker {
             deny_removed_at: None,
         };
         if let Reservation::Existing(existing) = self.store.reserve_exchange(&record).await? {
-            return self.answer_repeat(&existing, &record.scope, now).await;
+            return self
+                .answer_repeat(&existing, &record.scope, record.writ_expires_at, now)
+                .await;
         }
         let issued = match ask(record.clone()).await {
             Ok(issued) => issued,
@@ -576,9 +578,10 @@ impl Broker {
         &self,
         existing: &ExchangeRecord,
         scope: &str,
+        writ_expires_at: i64,
         now: i64,
     ) -> Result<Exchanged, ExchangeError> {
-        let sealed = match repeat(existing, scope, now) {
+        let sealed = match repeat(existing, scope, writ_expires_at, now) {
             Repeat::Answer(sealed) => sealed,
             Repeat::InProgress => {
                 return Err(ExchangeError::Conflict(
@@ -588,6 +591,11 @@ impl Broker {
             Repeat::OtherScope => {
                 return Err(ExchangeError::Conflict(
                     "this writ was already exchanged for this target with a different scope; one exchange per writ and target",
+                ));
+            }
+            Repeat::OutlivesWrit => {
+                return Err(ExchangeError::Conflict(
+                    "this writ was exchanged for this target by a longer-lived copy of it; its credential would outlive the writ presented",
                 ));
             }
             Repeat::Ended => {

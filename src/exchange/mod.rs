@@ -126,19 +126,29 @@ pub enum Repeat<'a> {
     InProgress,
     /// The writ was exchanged for this target with a different scope.
     OtherScope,
+    /// The credential would outlive the writ presented now (an attenuation that ends sooner).
+    OutlivesWrit,
     /// The credential was taken back (revocation) or has ended.
     Ended,
 }
 
-/// Decides what a call asking `scope` at `now` gets when `existing` is recorded for the same
-/// writ and target. One exchange per writ and target: a leaked writ cannot mint a fan of
-/// native credentials, and a retry after a lost answer gets the same credential.
-pub fn repeat<'a>(existing: &'a ExchangeRecord, scope: &str, now: i64) -> Repeat<'a> {
+/// Decides what a call asking `scope` at `now`, with a writ valid until `writ_expires_at`, gets
+/// when `existing` is recorded for the same writ and target. One exchange per writ and target: a
+/// leaked writ cannot mint a fan of native credentials, and a retry after a lost answer gets the
+/// same credential. An attenuation of the writ that ends sooner does not get a credential made
+/// for the longer writ: that would outlive it.
+pub fn repeat<'a>(
+    existing: &'a ExchangeRecord,
+    scope: &str,
+    writ_expires_at: i64,
+    now: i64,
+) -> Repeat<'a> {
     match existing.state {
         ExchangeState::Pending => Repeat::InProgress,
         ExchangeState::Withdrawn => Repeat::Ended,
         ExchangeState::Issued if existing.scope != scope => Repeat::OtherScope,
         ExchangeState::Issued if existing.expires_at <= now => Repeat::Ended,
+        ExchangeState::Issued if writ_expires_at < existing.writ_expires_at => Repeat::OutlivesWrit,
         ExchangeState::Issued => match &existing.sealed {
             Some(sealed) => Repeat::Answer(sealed),
             None => Repeat::Ended,
@@ -288,18 +298,20 @@ mod tests {
     fn a_repeat_answers_the_live_credential_of_the_same_scope_only() {
         let issued = record(ExchangeState::Issued);
         let same = scope_hash(&["a"]);
-        assert_eq!(repeat(&issued, &same, 150), Repeat::Answer("sealed"));
+        assert_eq!(repeat(&issued, &same, 200, 150), Repeat::Answer("sealed"));
+        assert_eq!(repeat(&issued, &same, 300, 150), Repeat::Answer("sealed"));
         assert_eq!(
-            repeat(&issued, &scope_hash(&["b"]), 150),
+            repeat(&issued, &scope_hash(&["b"]), 200, 150),
             Repeat::OtherScope
         );
-        assert_eq!(repeat(&issued, &same, 200), Repeat::Ended);
+        assert_eq!(repeat(&issued, &same, 200, 200), Repeat::Ended);
+        assert_eq!(repeat(&issued, &same, 199, 150), Repeat::OutlivesWrit);
         assert_eq!(
-            repeat(&record(ExchangeState::Pending), &same, 150),
+            repeat(&record(ExchangeState::Pending), &same, 200, 150),
             Repeat::InProgress
         );
         assert_eq!(
-            repeat(&record(ExchangeState::Withdrawn), &same, 150),
+            repeat(&record(ExchangeState::Withdrawn), &same, 200, 150),
             Repeat::Ended
         );
     }

@@ -179,6 +179,7 @@ async fn a_writ_becomes_a_database_login_that_dies_with_it(backend: Backend) {
     let lease = credential["lease_duration"].as_i64().unwrap();
     assert!((240..=300).contains(&lease), "lease of {lease} s");
     assert!(logs_in(&fixture, &credential).await, "the login works");
+    assert_eq!(leases(&fixture).await, 1);
 
     // Asked again, the same credential: no second database user.
     let again = exchange(&broker, "orders-db", &writ).await;
@@ -186,6 +187,19 @@ async fn a_writ_becomes_a_database_login_that_dies_with_it(backend: Backend) {
     assert_eq!(again.headers()["writ-exchange-id"], exchange_id.as_str());
     let repeated: Value = again.json().await.unwrap();
     assert_eq!(repeated["data"], credential["data"]);
+    // A copy attenuated to end sooner does not get the credential made for the longer writ.
+    let sooner = attenuate(
+        &writ,
+        &Attenuation {
+            expires_at: Some(SystemTime::now() + Duration::from_secs(60)),
+            ..Attenuation::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        problem_type(exchange(&broker, "orders-db", &sooner).await).await,
+        (409, "urn:writ:problem:exchange_conflict".to_owned())
+    );
 
     // Revoking the writ drops the database user within seconds.
     let admin = broker.admin_token("admin@example.com", &["admin"]).await;
@@ -377,21 +391,21 @@ async fn writs_that_do_not_grant_the_role_get_nothing() {
             .iter()
             .any(|(action, _)| action == "exchange.issued")
     );
-    let roles = sqlx_count_roles(&fixture).await;
-    assert_eq!(roles, 0, "no database user was made");
+    assert_eq!(leases(&fixture).await, 0, "no database credential was made");
     broker.stop().await;
 }
 
-/// Database users Vault made (their names start with `v-`).
-async fn sqlx_count_roles(fixture: &VaultFixture) -> i64 {
-    let mut admin =
-        sqlx::PgConnection::connect(&database_url(&fixture.database, "postgres", "unused"))
-            .await
-            .unwrap();
-    sqlx::query_scalar("SELECT COUNT(*) FROM pg_roles WHERE rolname LIKE 'v-%'")
-        .fetch_one(&mut admin)
-        .await
-        .unwrap()
+/// Leases Vault holds for the `orders-readonly` database role.
+async fn leases(fixture: &VaultFixture) -> usize {
+    let (status, answer) = fixture
+        .bao
+        .try_api("LIST", "sys/leases/lookup/database/creds/orders-readonly", None)
+        .await;
+    match status {
+        404 => 0,
+        200 => answer["data"]["keys"].as_array().map_or(0, Vec::len),
+        other => panic!("listing leases: {other} {answer}"),
+    }
 }
 
 #[tokio::test]
