@@ -340,6 +340,8 @@ fn every_command_has_help() {
         vec!["inspect", "--help"],
         vec!["attenuate", "--help"],
         vec!["verify", "--help"],
+        vec!["aws-credentials", "--help"],
+        vec!["exchange", "vault", "--help"],
         vec!["keys", "rotate", "--help"],
         vec!["keys", "list", "--help"],
         vec!["policy", "test", "--help"],

@@ -8,6 +8,7 @@ mod browser;
 mod cli;
 mod crash;
 mod examples;
+mod exchange_cli;
 mod exchange_vault;
 mod hardening;
 mod helpers;
