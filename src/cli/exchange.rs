@@ -187,11 +187,11 @@ async fn exchange(
     }
     match answer["denial"].as_str() {
         Some("wrong_audience") => eprintln!(
-            "hint: the writ must list the exchange service: ask for one with \
-             `writ request --service writ-exchange ...`"
+            "hint: the writ must list the exchange service (`writ-exchange` unless the broker \
+             is configured otherwise): `writ request --service writ-exchange ...`"
         ),
         Some("not_permitted") => {
-            eprintln!("hint: the writ does not grant the right this exchange serves")
+            eprintln!("hint: the writ does not grant what this exchange needs")
         }
         _ => {}
     }

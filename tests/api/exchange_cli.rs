@@ -80,7 +80,7 @@ async fn moto_with_role() -> Moto {
     moto
 }
 
-/// A broker whose AWS exchange role `reports` serves `aws:s3/reports-bucket/2026/*` through
+/// A broker whose AWS exchange role `reports` serves `aws:s3/reports-bucket/*` through
 /// moto, with its own AWS credentials in a 0600 `credentials_file`.
 async fn aws_broker(moto: &Moto) -> TestBroker {
     let endpoint = moto.endpoint();
@@ -103,7 +103,7 @@ async fn aws_broker(moto: &Moto) -> TestBroker {
             [[roles]]
             name = "reports"
             role_arn = "{ROLE_ARN}"
-            resources = ["aws:s3/reports-bucket/2026/*"]
+            resources = ["aws:s3/reports-bucket/*"]
             "#,
             file = file.display()
         ))
@@ -295,7 +295,11 @@ async fn aws_credentials_refused_prints_the_problem_on_stderr_only() {
     assert_eq!(outside.status.code(), Some(1), "{outside:?}");
     assert!(outside.stdout.is_empty(), "{}", text(&outside.stdout));
     let stderr = text(&outside.stderr);
-    assert!(stderr.contains("type: urn:writ:problem:"), "{stderr}");
+    assert!(
+        stderr.contains("type: urn:writ:problem:exchange_not_granted"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("denial: not_permitted"), "{stderr}");
     assert!(!stderr.contains(&granted), "{stderr}");
 
     // Not a writ at all: the broker's 401, then a file too large to be one (not sent).
