@@ -1,10 +1,11 @@
-//! The `writ` command: the broker (`serve`), the agent side (`request`, `attenuate`, `inspect`),
-//! the verifier side (`verify`), and operators' tools (`keys`, `policy`, `admin`, `audit`, `dev`).
+//! The `writ` command: the broker (`serve`), the agent side (`request`, `attenuate`, `inspect`,
+//! `aws-credentials`, `exchange`), the verifier side (`verify`), and operators' tools (`keys`, `policy`, `admin`, `audit`, `dev`).
 
 mod admin;
 mod approvals;
 mod audit;
 mod dev;
+mod exchange;
 mod keys;
 mod policy;
 mod policy_status;
@@ -40,6 +41,11 @@ enum Command {
     Attenuate(writ::AttenuateArgs),
     /// Verify a writ as a downstream service would, for one resource and operation.
     Verify(writ::VerifyArgs),
+    /// Exchange a writ for AWS credentials, printed for `credential_process` (agent side).
+    AwsCredentials(exchange::AwsCredentialsArgs),
+    /// Exchange a writ for a native credential: a Vault/OpenBao dynamic secret (agent side).
+    #[command(subcommand)]
+    Exchange(exchange::ExchangeCommand),
     /// Manage the broker's root keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -71,6 +77,8 @@ impl Cli {
             Command::Inspect(args) => writ::inspect(args),
             Command::Attenuate(args) => writ::attenuate(args),
             Command::Verify(args) => writ::verify(args).await,
+            Command::AwsCredentials(args) => exchange::aws_credentials(args).await,
+            Command::Exchange(command) => exchange::run(command).await,
             Command::Keys(command) => keys::run(command).await,
             Command::Policy(command) => policy::run(command).await,
             Command::Admin(command) => admin::run(command).await,

@@ -340,6 +340,8 @@ fn every_command_has_help() {
         vec!["inspect", "--help"],
         vec!["attenuate", "--help"],
         vec!["verify", "--help"],
+        vec!["aws-credentials", "--help"],
+        vec!["exchange", "vault", "--help"],
         vec!["keys", "rotate", "--help"],
         vec!["keys", "list", "--help"],
         vec!["policy", "test", "--help"],
@@ -708,8 +710,34 @@ fn commands_name_the_cause_when_no_broker_answers() {
         .env("WRIT_ADMIN_TOKEN", "token")
         .output()
         .unwrap();
-    for output in [request, verify, revoke] {
+    std::fs::write(dir.path().join("writ"), "writ").unwrap();
+    let aws = writ(
+        dir.path(),
+        &[
+            "aws-credentials",
+            "--broker",
+            &closed,
+            "--role",
+            "reports",
+            "--writ-file",
+            "writ",
+        ],
+    );
+    let vault = writ(
+        dir.path(),
+        &[
+            "exchange",
+            "vault",
+            "orders-db",
+            "--broker",
+            &closed,
+            "--writ-file",
+            "writ",
+        ],
+    );
+    for output in [request, verify, revoke, aws, vault] {
         assert_eq!(output.status.code(), Some(1), "{output:?}");
+        assert!(output.stdout.is_empty(), "{output:?}");
         let text = stderr(&output);
         assert!(text.contains("Connection refused"), "{text}");
         assert!(

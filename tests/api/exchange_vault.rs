@@ -133,7 +133,7 @@ pub async fn exchange(broker: &TestBroker, role: &str, writ: &str) -> reqwest::R
         .unwrap()
 }
 
-async fn logs_in(fixture: &VaultFixture, credential: &Value) -> bool {
+pub async fn logs_in(fixture: &VaultFixture, credential: &Value) -> bool {
     let user = credential["data"]["username"].as_str().unwrap();
     let password = credential["data"]["password"].as_str().unwrap();
     sqlx::PgConnection::connect(&database_url(&fixture.database, user, password))

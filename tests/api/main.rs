@@ -9,6 +9,7 @@ mod cli;
 mod crash;
 mod examples;
 mod exchange_aws;
+mod exchange_cli;
 mod exchange_vault;
 mod hardening;
 mod helpers;
