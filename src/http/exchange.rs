@@ -24,7 +24,25 @@ pub const EXCHANGE_ID_HEADER: HeaderName = HeaderName::from_static("writ-exchang
 pub struct AwsExchangeRequest {
     pub role: String,
     #[serde(default)]
-    pub rights: Option<Vec<RightRecord>>,
+    pub rights: Option<Vec<ExchangeRight>>,
+}
+
+/// One right asked of an AWS exchange. Unknown members are refused here as everywhere else in
+/// a request (`RightRecord`, the stored form, is lenient).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExchangeRight {
+    pub resource: String,
+    pub operations: Vec<String>,
+}
+
+impl From<ExchangeRight> for RightRecord {
+    fn from(right: ExchangeRight) -> RightRecord {
+        RightRecord {
+            resource: right.resource,
+            operations: right.operations,
+        }
+    }
 }
 
 pub async fn aws(
@@ -32,9 +50,12 @@ pub async fn aws(
     PresentedWrit(writ): PresentedWrit,
     JsonBody(request): JsonBody<AwsExchangeRequest>,
 ) -> Result<Response, ApiError> {
+    let rights = request
+        .rights
+        .map(|rights| rights.into_iter().map(RightRecord::from).collect());
     let exchanged = state
         .broker
-        .exchange_aws(&writ, &request.role, request.rights)
+        .exchange_aws(&writ, &request.role, rights)
         .await?;
     Ok(answer(exchanged))
 }

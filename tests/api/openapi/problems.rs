@@ -6,16 +6,18 @@ use std::collections::BTreeSet;
 use axum::response::IntoResponse;
 use reqwest::header::CONTENT_TYPE;
 use serde_json::Value;
-use writ::broker::{ApprovalCallError, IssueError};
+use writ::broker::{ApprovalCallError, ExchangeError, IssueError};
 use writ::error::codes;
 use writ::http::ApiError;
 use writ::policy::{Refusal, RefusedRight, RefusedTtl};
+use writ_verify::Denial;
 
 use super::{SPEC, essence, resolve, schema_errors, spec_methods, spec_paths};
 
 /// One answer for every code the broker declares, and a policy refusal in each of its shapes
-/// (the problems with extension members: `policy_refused`, and the refusals that name the other
-/// way in), built the way the broker builds them.
+/// (the problems with extension members: `policy_refused`, the refusals that name the other
+/// way in, and the refused writs of an exchange with their `denial`), built the way the broker
+/// builds them.
 fn answers() -> Vec<ApiError> {
     let refusal = |reason, ttl| Refusal {
         reason,
@@ -33,6 +35,7 @@ fn answers() -> Vec<ApiError> {
         codes::POLICY_REFUSED,
         codes::APPROVAL_REQUIRED,
         codes::APPROVAL_NOT_NEEDED,
+        codes::EXCHANGE_NOT_GRANTED,
     ];
     let mut all: Vec<ApiError> = codes::ALL
         .iter()
@@ -67,6 +70,10 @@ fn answers() -> Vec<ApiError> {
         max: 600,
     };
     all.push(issue(refusal("not_allowed", Some(ttl))));
+    all.push(ApiError::from(ExchangeError::Writ(Denial::NotPermitted)));
+    all.push(ApiError::from(ExchangeError::Writ(
+        Denial::InvalidSignature,
+    )));
     all
 }
 

@@ -558,6 +558,72 @@ async fn the_admin_request_schemas_refuse_exactly_what_the_broker_refuses() {
     broker.stop().await;
 }
 
+// ---- Exchange requests -------------------------------------------------------------------------
+
+/// AWS exchange requests around one for a role, each with one change.
+fn aws_exchange_requests() -> Cases {
+    let base = json!({"role": "reports"});
+    let with_rights = |rights: Value| edited(&base, &|body| body["rights"] = rights.clone());
+    let right = json!({"resource": "aws:s3/reports-bucket/2026/*", "operations": ["read"]});
+    vec![
+        ("role only", base.clone()),
+        ("any role name", json!({"role": ""})),
+        ("rights null", with_rights(Value::Null)),
+        ("no rights", with_rights(json!([]))),
+        ("one right", with_rights(json!([right]))),
+        (
+            "no operations",
+            with_rights(json!([{"resource": "x", "operations": []}])),
+        ),
+        ("no role", json!({"rights": [right]})),
+        ("role null", json!({"role": null})),
+        ("role a number", json!({"role": 7})),
+        (
+            "unknown member",
+            edited(&base, &|body| body["ttl"] = json!(60)),
+        ),
+        ("rights an object", with_rights(right.clone())),
+        (
+            "right without operations",
+            with_rights(json!([{"resource": "x"}])),
+        ),
+        (
+            "right without resource",
+            with_rights(json!([{"operations": ["read"]}])),
+        ),
+        (
+            "right with an unknown member",
+            with_rights(json!([edited(&right, &|r| r["ttl"] = json!(60))])),
+        ),
+        (
+            "operation a number",
+            with_rights(json!([{"resource": "x", "operations": [7]}])),
+        ),
+        ("not an object", json!([base])),
+        ("null", Value::Null),
+    ]
+}
+
+/// The AWS exchange's request schema and the broker agree, on a broker without exchanges: a
+/// request is answered `invalid_request` exactly when the schema refuses it, and otherwise
+/// `exchange_role_unknown` (the body is read before the role is looked up).
+#[tokio::test]
+async fn the_aws_exchange_schema_refuses_exactly_what_the_broker_refuses() {
+    let broker = TestBroker::start().await;
+    let mut probe = Probe::new(&broker);
+    let operation = Operation::new("/v1/exchange/aws", "not-a-writ", &[404]);
+    for (name, body) in aws_exchange_requests() {
+        operation.assert_agrees(&mut probe, name, &body).await;
+    }
+    let (status, answer) = operation.send_example(&mut probe).await;
+    assert_eq!(
+        (status, code(&answer)),
+        (404, "exchange_role_unknown"),
+        "{answer}"
+    );
+    broker.stop().await;
+}
+
 // ---- Approval requests and decisions ----------------------------------------------------------
 
 /// Approval requests around the canonical deletion, each with one change.

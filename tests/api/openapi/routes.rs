@@ -10,6 +10,7 @@ use crate::helpers::{TestBroker, client};
 /// request has).
 fn instance(path: &str) -> String {
     path.replace("{id}", &format!("ap_{}", "0".repeat(32)))
+        .replace("{name}", "orders-db")
 }
 
 /// The routes the router serves, as (path, methods), from the table it is built from.
@@ -120,6 +121,10 @@ async fn documented_operations_are_served_and_other_methods_refused() {
         "/v1/approvals/",
         "/v1/approvals/ap_00/decision/",
         "/v1/approvals/ap_00/decisions",
+        "/v1/exchange",
+        "/v1/exchange/vault",
+        "/v1/exchange/vault/orders-db/x",
+        "/v1/exchange/aws/orders-db",
     ] {
         for method in ["GET", "POST", "DELETE", "HEAD"] {
             let (status, _) = probe.send(method, path, Request::default()).await;

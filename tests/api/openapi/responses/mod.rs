@@ -8,6 +8,7 @@ mod admin_refusals;
 mod admin_writs;
 mod approvals;
 mod audit;
+mod exchange;
 mod fallbacks;
 mod feed;
 mod health;
@@ -74,6 +75,8 @@ struct Context {
     /// storage is broken: one pending, one approved and not yet collected.
     pending_approval: String,
     approved_approval: String,
+    /// The OpenBao and the moto the exchange routes reach ([`exchange`] stops them).
+    upstreams: exchange::Upstreams,
 }
 
 impl Context {
@@ -84,9 +87,15 @@ impl Context {
         })
         .await;
         let impostor_url = impostor.issuer();
+        let upstreams = exchange::Upstreams::start().await;
+        let configure_exchange = upstreams.configure();
         let mut setup = Setup::new(Backend::Postgres);
-        setup.policies = format!("{POLICIES}\n{APPROVAL_POLICIES}");
+        setup.policies = format!(
+            "{POLICIES}\n{APPROVAL_POLICIES}\n{}",
+            exchange::EXCHANGE_POLICY
+        );
         setup.tweak = Box::new(move |config| {
+            configure_exchange(config);
             // Short enough for the slow-client probe, long enough for everything else.
             config.request_timeout = Duration::from_secs(3);
             config.audit_checkpoint_interval = Duration::from_secs(1);
@@ -111,6 +120,7 @@ impl Context {
             deployer: Value::Null,
             pending_approval: String::new(),
             approved_approval: String::new(),
+            upstreams,
         }
     }
 
@@ -172,6 +182,8 @@ async fn every_documented_response_is_answered_as_documented() {
     policy::explain_cases(&mut cx).await;
     // Suspends an agent of its own; the feed and the audit log were read above.
     approvals::cases(&mut cx).await;
+    // Both exchange routes against OpenBao and moto, which it stops at the end.
+    exchange::cases(&mut cx).await;
     // Breaks storage and then drops the database.
     unavailable::cases(&mut cx).await;
     fallbacks::cases(&mut cx).await;
