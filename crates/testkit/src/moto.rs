@@ -131,6 +131,78 @@ impl Moto {
         let _ = self.child.wait();
     }
 
+    /// An IAM client of this moto, with keys of its own (moto takes any while its
+    /// authentication is off, as it is by default).
+    pub fn iam(&self) -> aws_sdk_iam::Client {
+        let config = aws_sdk_iam::Config::builder()
+            .behavior_version(aws_sdk_iam::config::BehaviorVersion::latest())
+            .http_client(http_client())
+            .credentials_provider(aws_sdk_iam::config::Credentials::new(
+                "AKIAIOSFODNN7EXAMPLE",
+                "test",
+                None,
+                None,
+                "writ-testkit",
+            ))
+            .region(aws_sdk_iam::config::Region::new("us-east-1"))
+            .endpoint_url(self.endpoint())
+            .build();
+        aws_sdk_iam::Client::from_conf(config)
+    }
+
+    /// An STS client acting with the keys of `credential`, a `credential_process` answer
+    /// (`AccessKeyId`, `SecretAccessKey`, `SessionToken`).
+    pub fn sts_as(&self, credential: &Value) -> aws_sdk_sts::Client {
+        let text = |member: &str| credential[member].as_str().map(str::to_owned);
+        let config = aws_sdk_sts::Config::builder()
+            .behavior_version(aws_sdk_sts::config::BehaviorVersion::latest())
+            .http_client(http_client())
+            .credentials_provider(aws_sdk_sts::config::Credentials::new(
+                text("AccessKeyId").expect("an AccessKeyId"),
+                text("SecretAccessKey").expect("a SecretAccessKey"),
+                text("SessionToken"),
+                None,
+                "writ-testkit",
+            ))
+            .region(aws_sdk_sts::config::Region::new("us-east-1"))
+            .endpoint_url(self.endpoint())
+            .build();
+        aws_sdk_sts::Client::from_conf(config)
+    }
+
+    /// What GetCallerIdentity answers to the keys of `credential` (moto knows the sessions it
+    /// issued: an assumed role's ARN).
+    pub async fn caller_arn(&self, credential: &Value) -> String {
+        let identity = self
+            .sts_as(credential)
+            .get_caller_identity()
+            .send()
+            .await
+            .expect("GetCallerIdentity");
+        identity.arn().unwrap_or_default().to_owned()
+    }
+
+    /// Creates the IAM role `name` under `path` (`/writ/`), which account 123456789012 may
+    /// assume with session tags and a source identity, as the broker does.
+    pub async fn create_role(&self, path: &str, name: &str) {
+        let trust = serde_json::json!({
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Effect": "Allow",
+                "Principal": { "AWS": "arn:aws:iam::123456789012:root" },
+                "Action": ["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"],
+            }]
+        });
+        self.iam()
+            .create_role()
+            .role_name(name)
+            .path(path)
+            .assume_role_policy_document(trust.to_string())
+            .send()
+            .await
+            .expect("moto creates the role");
+    }
+
     /// `http://127.0.0.1:PORT`: the endpoint for every AWS service.
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
@@ -180,6 +252,15 @@ impl Moto {
             .filter(|request| request.action().as_deref() == Some(action))
             .collect()
     }
+}
+
+/// The HTTP client the AWS SDK runs on: rustls with ring, as in the broker.
+fn http_client() -> aws_sdk_sts::config::SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https()
 }
 
 impl Drop for Moto {
