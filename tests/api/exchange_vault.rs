@@ -382,16 +382,24 @@ async fn writs_that_do_not_grant_the_role_get_nothing() {
     broker.stop().await;
 }
 
-/// Database users Vault made (their names start with `v-`).
+/// Database users this fixture's OpenBao made: its leases of the `orders-readonly` role (the
+/// cluster's `v-` roles are shared with every other test, so they are not counted).
 async fn sqlx_count_roles(fixture: &VaultFixture) -> i64 {
-    let mut admin =
-        sqlx::PgConnection::connect(&database_url(&fixture.database, "postgres", "unused"))
-            .await
-            .unwrap();
-    sqlx::query_scalar("SELECT COUNT(*) FROM pg_roles WHERE rolname LIKE 'v-%'")
-        .fetch_one(&mut admin)
-        .await
-        .unwrap()
+    let (status, answer) = fixture
+        .bao
+        .try_api(
+            "LIST",
+            "sys/leases/lookup/database/creds/orders-readonly/",
+            None,
+        )
+        .await;
+    match status {
+        404 => 0,
+        200 => answer["data"]["keys"]
+            .as_array()
+            .map_or(0, |keys| keys.len() as i64),
+        other => panic!("OpenBao answered {other} listing leases: {answer}"),
+    }
 }
 
 #[tokio::test]
