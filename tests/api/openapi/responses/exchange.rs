@@ -524,6 +524,10 @@ async fn refused_upstream(cx: &mut Context, identity: &str) {
 async fn unavailable_upstream(cx: &mut Context, identity: &str) {
     let vault = writ(cx, identity, orders_db_rights()).await;
     let aws = writ(cx, identity, reports_rights()).await;
+    // The database users made above are dropped first: PostgreSQL's roles are the cluster's.
+    let bao = &cx.upstreams.vault.bao;
+    bao.api("PUT", "sys/leases/revoke-prefix/database/creds", None)
+        .await;
     cx.upstreams.vault.bao.kill();
     drop(cx.upstreams.moto.take());
     let path = format!("{VAULT}/orders-db");
