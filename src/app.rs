@@ -139,6 +139,7 @@ impl Application {
         );
         if broker.exchanges_configured() {
             background.push(tokio::spawn(Arc::clone(&broker).keep_withdrawing()));
+            background.push(tokio::spawn(Arc::clone(&broker).keep_tidy()));
         }
         if let Some(reports) = deliveries {
             background.push(spawn_delivery_records(Arc::clone(&broker), reports));

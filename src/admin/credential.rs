@@ -182,16 +182,8 @@ pub fn verify_admin_writ(
 /// The public key for the token's `root_key_id`: a key of the ring still published at `now`.
 /// A token without a key id, or naming an unknown or withdrawn key, is refused.
 fn root_key(ring: &KeyRing, kid: Option<u32>, now: SystemTime) -> Result<PublicKey, Format> {
-    let kid = kid.ok_or(Format::UnknownPublicKey)?;
-    let record = ring
-        .records
-        .iter()
-        .find(|record| record.kid == kid && record.is_published(now))
-        .ok_or(Format::UnknownPublicKey)?;
-    record
-        .public_key
-        .parse()
-        .map_err(|_| Format::UnknownPublicKey)
+    kid.and_then(|kid| ring.published_key(kid, now))
+        .ok_or(Format::UnknownPublicKey)
 }
 
 /// Signature and key failures make a token invalid; anything that cannot be decoded is

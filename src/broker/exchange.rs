@@ -9,6 +9,8 @@
 //! the broker runs every second.
 
 use std::collections::BTreeMap;
+
+use futures_util::future::join_all;
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
@@ -34,6 +36,13 @@ use crate::store::RightRecord;
 use crate::store::{LiveExchange, Reservation, StoreError};
 use crate::time::unix_seconds;
 use crate::vault::VaultClient;
+
+/// Withdrawals in flight at once in one pass.
+pub const WITHDRAW_CONCURRENCY: usize = 16;
+
+/// A reservation this old that never finished is taken to be abandoned (an exchange is cut
+/// off far sooner: Vault's and AWS's own timeouts are seconds).
+pub const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// Most rights one AWS exchange may ask for (a session policy holds at most 2048 characters
 /// anyway).
@@ -235,7 +244,7 @@ impl Broker {
             .await?;
         let scope = scope_hash(&[role.path.as_str()]);
         self.exchange_once(&grant, ExchangeKind::Vault, name, scope, |record| {
-            read_vault_credential(vault, role, record)
+            read_vault_credential(&self.store, vault, role, record)
         })
         .await
     }
@@ -375,32 +384,24 @@ impl Broker {
         }
     }
 
-    /// Audits a refused exchange. A writ that did not verify (or a role that does not exist)
-    /// is counted, not recorded one by one: a flood of garbage must not grow the log. A writ
-    /// that verified but does not grant the exchange is recorded with its ids, which are the
-    /// signed ones (the verifier checked the signatures before it looked at the grant).
-    /// Upstream failures were recorded where they happened.
+    /// Audits a refused exchange. A writ whose signature does not verify with a key the broker
+    /// publishes (or a call refused before any writ was read) is counted, not recorded one by
+    /// one: a flood of garbage must not grow the log, and nobody may write an event naming an
+    /// agent with a token of their own making. A writ the broker signed is recorded with its
+    /// ids, whatever refused it. Upstream failures were recorded where they happened.
     async fn record_refusal(&self, writ: &str, error: &ExchangeError) {
         let code = error.code();
-        let signed = match error {
-            ExchangeError::Writ(denial) => denial.http_status() == 403,
-            ExchangeError::Scope(_) | ExchangeError::Conflict(_) => true,
-            _ => false,
-        };
-        let inspected = signed.then(|| writ_verify::inspect(writ).ok()).flatten();
-        match inspected {
-            Some(values) => {
-                let agent = values.agent.unwrap_or_default();
-                let mut event =
+        if matches!(error, ExchangeError::Upstream(_)) {
+            return;
+        }
+        match self.signed_values(writ) {
+            Some((writ_id, agent, task)) => {
+                let event =
                     AuditEvent::new(actions::EXCHANGE_REFUSED, Outcome::Refused, agent.clone())
+                        .with_writ(writ_id)
+                        .with_task(task)
                         .with_agent(agent)
                         .with_reason(code.name);
-                if let Some(writ_id) = values.writ_id {
-                    event = event.with_writ(writ_id);
-                }
-                if let Some(task) = values.task {
-                    event = event.with_task(task);
-                }
                 self.audit_best_effort(event).await;
             }
             None if !code.kind.is_server_side() => {
@@ -413,6 +414,21 @@ impl Broker {
             }
             None => {}
         }
+    }
+
+    /// The writ id, agent and task of `writ` if its signatures verify with a root key the
+    /// broker publishes (expiry and revocation aside: a refusal of an expired writ is still
+    /// the holder's). Admin writs and tokens of anyone else's making answer `None`.
+    fn signed_values(&self, writ: &str) -> Option<(String, String, String)> {
+        let ring = self.keys.current();
+        let now = SystemTime::now();
+        biscuit_auth::Biscuit::from_base64(writ, |kid: Option<u32>| {
+            kid.and_then(|kid| ring.published_key(kid, now))
+                .ok_or(biscuit_auth::error::Format::UnknownPublicKey)
+        })
+        .ok()?;
+        let values = writ_verify::inspect(writ).ok()?;
+        Some((values.writ_id?, values.agent?, values.task?))
     }
 
     /// Verifies `writ` for `operation` on every resource `pattern` names, as a verifier of
@@ -675,12 +691,84 @@ impl Broker {
                     tracing::warn!(%error, "revoked writs' credentials not taken back yet")
                 }
             }
-            if let Err(error) = self.maintain_aws_denies().await {
-                tracing::warn!(%error, "AWS deny statements not maintained yet");
-            }
             // Either wakes the next pass; a closed channel leaves the timer.
             let _ = tokio::time::timeout(WITHDRAW_RETRY, changed.changed()).await;
         }
+    }
+
+    /// Every [`WITHDRAW_RETRY`], until aborted: closes exchanges the broker never finished
+    /// ([`close_abandoned`](Self::close_abandoned)) and keeps AWS deny statements as they must
+    /// be. Apart from [`keep_withdrawing`](Self::keep_withdrawing), so that an upstream out
+    /// of reach here never delays a revocation there.
+    pub async fn keep_tidy(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(WITHDRAW_RETRY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(error) = self.close_abandoned().await {
+                tracing::warn!(%error, "unfinished exchanges not closed yet");
+            }
+            if let Err(error) = self.maintain_aws_denies().await {
+                tracing::warn!(%error, "AWS deny statements not maintained yet");
+            }
+        }
+    }
+
+    /// Takes back what exchanges reserved more than [`ABANDONED_AFTER`] ago and never
+    /// finished (the broker stopped between asking the upstream and recording the answer): a
+    /// Vault lease whose id was recorded is revoked and the reservation dropped; an AWS
+    /// reservation is closed as withdrawn, every session of its writ denied on the role until
+    /// the longest session STS could have issued has ended. A Vault lease whose id was never
+    /// recorded cannot be found: it ends with its own TTL, and the log says so.
+    async fn close_abandoned(&self) -> Result<(), StoreError> {
+        let now = unix_seconds(SystemTime::now());
+        let stale = self
+            .store
+            .stale_pending_exchanges(now - ABANDONED_AFTER.as_secs() as i64)
+            .await?;
+        for record in stale {
+            let event = exchange_event(&record, actions::EXCHANGE_FAILED, Outcome::Failed)
+                .with_reason("exchange_abandoned")
+                .with_details(json!({"exchange_id": record.id, "kind": record.kind.as_str(), "target": record.target}));
+            match record.kind {
+                ExchangeKind::Vault => {
+                    match (&record.handle, self.exchanges.vault_role(&record.target)) {
+                        (Some(lease), Ok((vault, _))) => {
+                            if let Err(error) = vault.client.revoke_lease(lease).await {
+                                tracing::warn!(exchange = %record.id, %error, "an unfinished exchange's lease not revoked yet");
+                                continue;
+                            }
+                        }
+                        _ => {
+                            tracing::error!(exchange = %record.id, "an unfinished Vault exchange left no lease id; its lease ends with its own TTL")
+                        }
+                    }
+                    self.store.abandon_exchange(&record.id, event).await?;
+                }
+                ExchangeKind::Aws => {
+                    let Ok((aws, role)) = self.exchanges.aws_role(&record.target) else {
+                        continue;
+                    };
+                    let until = record.created_at
+                        + i64::try_from(role.max_session.as_secs()).unwrap_or(i64::MAX / 2);
+                    if let Err(error) = aws
+                        .deny_writ(
+                            &record.target,
+                            &record.writ_id,
+                            crate::time::from_unix_seconds(until),
+                        )
+                        .await
+                    {
+                        tracing::warn!(exchange = %record.id, %error, "an unfinished exchange's sessions not denied yet");
+                        continue;
+                    }
+                    self.store
+                        .close_abandoned_exchange(&record.id, now, until, event)
+                        .await?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// One pass of taking back what revoked writs were exchanged for: every live exchange whose
@@ -698,10 +786,22 @@ impl Broker {
             let page = self.store.live_exchanges(unix_seconds(now), &after).await?;
             let Some(last) = page.last() else { break };
             after = last.record.id.clone();
-            for live in &page {
-                if is_revoked(&verifier.view, live) {
-                    withdrawn += usize::from(self.withdraw(&live.record).await?);
+            let full = page.len() == crate::store::EXCHANGE_PAGE as usize;
+            // Concurrently, so that one upstream out of reach (each call cut off after seconds)
+            // does not hold back what the others can take back now.
+            let revoked: Vec<ExchangeRecord> = page
+                .into_iter()
+                .filter(|live| is_revoked(&verifier.view, live))
+                .map(|live| live.record)
+                .collect();
+            for batch in revoked.chunks(WITHDRAW_CONCURRENCY) {
+                let results = join_all(batch.iter().map(|record| self.withdraw(record))).await;
+                for result in results {
+                    withdrawn += usize::from(result?);
                 }
+            }
+            if !full {
+                break;
             }
         }
         Ok(withdrawn)
@@ -884,19 +984,29 @@ fn vault_error(error: crate::vault::VaultError) -> UpstreamError {
 /// shortens the lease (and the database user's validity). If the lease cannot be bounded, it
 /// is revoked and nothing is answered.
 async fn read_vault_credential(
+    store: &crate::store::Store,
     vault: &VaultExchange,
     role: &VaultRole,
     record: ExchangeRecord,
 ) -> Result<Issued, UpstreamError> {
-    let now = unix_seconds(SystemTime::now());
-    let remaining = (record.writ_expires_at - now).max(1);
     let secret = vault
         .client
         .read_dynamic(&role.path)
         .await
         .map_err(vault_error)?;
     let lease = secret.lease_id.clone();
-    let bounded = bound_lease(vault, &secret, remaining).await;
+    // Recorded before anything else, so that a broker stopping now leaves a lease it can
+    // still revoke; measured after the read, so that the lease ends with the writ, not later.
+    let recorded = store.record_pending_handle(&record.id, &lease).await;
+    let now = unix_seconds(SystemTime::now());
+    let remaining = (record.writ_expires_at - now).max(1);
+    let bounded = match recorded {
+        Ok(true) => bound_lease(vault, &secret, remaining).await,
+        Ok(false) | Err(_) => Err(UpstreamError::Refused {
+            upstream: "Vault",
+            detail: "the lease could not be recorded".into(),
+        }),
+    };
     let granted = match bounded {
         Ok(granted) => granted,
         Err(error) => {

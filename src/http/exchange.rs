@@ -2,6 +2,8 @@
 //! `Cache-Control: no-store`, and the exchange's id in `Writ-Exchange-Id` (also in the audit
 //! log), never logged.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderName, HeaderValue, header};
@@ -11,7 +13,8 @@ use serde::Deserialize;
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{JsonBody, PresentedWrit};
-use crate::broker::Exchanged;
+use crate::broker::{ExchangeError, Exchanged};
+use crate::error::codes;
 use crate::store::RightRecord;
 
 /// The header naming the exchange an answer comes from.
@@ -53,10 +56,10 @@ pub async fn aws(
     let rights = request
         .rights
         .map(|rights| rights.into_iter().map(RightRecord::from).collect());
-    let exchanged = state
-        .broker
-        .exchange_aws(&writ, &request.role, rights)
-        .await?;
+    let broker = Arc::clone(&state.broker);
+    let exchanged =
+        to_completion(async move { broker.exchange_aws(&writ, &request.role, rights).await })
+            .await?;
     Ok(answer(exchanged))
 }
 
@@ -65,8 +68,25 @@ pub async fn vault(
     PresentedWrit(writ): PresentedWrit,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    let exchanged = state.broker.exchange_vault(&writ, &name).await?;
+    let broker = Arc::clone(&state.broker);
+    let exchanged = to_completion(async move { broker.exchange_vault(&writ, &name).await }).await?;
     Ok(answer(exchanged))
+}
+
+/// Runs an exchange on a task of its own, so that a client going away or the request timeout
+/// cannot stop it between asking the upstream and recording what it answered: a credential
+/// made upstream is always recorded (and so revocable), or taken back. The caller that left
+/// gets the same credential by asking again.
+async fn to_completion(
+    exchange: impl Future<Output = Result<Exchanged, ExchangeError>> + Send + 'static,
+) -> Result<Exchanged, ApiError> {
+    match tokio::spawn(exchange).await {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(ApiError::new(
+            codes::INTERNAL,
+            "the broker failed; the cause is in its log",
+        )),
+    }
 }
 
 fn answer(exchanged: Exchanged) -> Response {

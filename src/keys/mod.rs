@@ -114,6 +114,15 @@ pub struct KeyRing {
 }
 
 impl KeyRing {
+    /// The public key with id `kid`, if it is published at `now`: the keys a writ may be
+    /// signed by.
+    pub fn published_key(&self, kid: u32, now: SystemTime) -> Option<biscuit_auth::PublicKey> {
+        self.records
+            .iter()
+            .find(|record| record.kid == kid && record.is_published(now))
+            .and_then(|record| record.public_key.parse().ok())
+    }
+
     /// The public key set as verifiers read it; keys whose writs have all expired are left out.
     pub fn published(&self, now: SystemTime) -> writ_verify::KeySetDocument {
         let keys = self

@@ -70,6 +70,18 @@ pub(super) trait ExchangeStatements: Send {
         deny_until: Option<i64>,
     ) -> Result<u64, StoreError>;
     async fn set_withdraw_error(&mut self, id: &str, error: &str) -> Result<(), StoreError>;
+    async fn set_pending_handle(&mut self, id: &str, handle: &str) -> Result<u64, StoreError>;
+    async fn stale_pending(
+        &mut self,
+        created_before: i64,
+        limit: u32,
+    ) -> Result<Vec<ExchangeRecord>, StoreError>;
+    async fn close_pending(
+        &mut self,
+        id: &str,
+        at: i64,
+        deny_until: i64,
+    ) -> Result<u64, StoreError>;
     async fn live_exchanges(
         &mut self,
         now: i64,
@@ -180,6 +192,55 @@ macro_rules! impl_exchange_statements {
                     .execute(&mut *self.inner)
                     .await?;
                 Ok(())
+            }
+
+            async fn set_pending_handle(
+                &mut self,
+                id: &str,
+                handle: &str,
+            ) -> Result<u64, StoreError> {
+                let done = sqlx::query(
+                    "UPDATE exchanges SET handle = $2 WHERE id = $1 AND state = 'pending'",
+                )
+                .bind(id)
+                .bind(handle)
+                .execute(&mut *self.inner)
+                .await?;
+                Ok(done.rows_affected())
+            }
+
+            async fn stale_pending(
+                &mut self,
+                created_before: i64,
+                limit: u32,
+            ) -> Result<Vec<ExchangeRecord>, StoreError> {
+                let found = sqlx::query(
+                    "SELECT * FROM exchanges WHERE state = 'pending' AND created_at < $1 \
+                     ORDER BY created_at LIMIT $2",
+                )
+                .bind(created_before)
+                .bind(i64::from(limit))
+                .fetch_all(&mut *self.inner)
+                .await?;
+                found.iter().map(decode).collect()
+            }
+
+            async fn close_pending(
+                &mut self,
+                id: &str,
+                at: i64,
+                deny_until: i64,
+            ) -> Result<u64, StoreError> {
+                let done = sqlx::query(
+                    "UPDATE exchanges SET state = 'withdrawn', withdrawn_at = $2, \
+                     deny_until = $3 WHERE id = $1 AND state = 'pending'",
+                )
+                .bind(id)
+                .bind(at)
+                .bind(deny_until)
+                .execute(&mut *self.inner)
+                .await?;
+                Ok(done.rows_affected())
             }
 
             async fn live_exchanges(
@@ -305,6 +366,45 @@ impl Store {
         let mut tx = self.backend.begin_write().await?;
         tx.delete_pending(id).await?;
         append_all(tx.as_mut(), vec![event]).await?;
+        tx.commit().await
+    }
+
+    /// Records the upstream handle of the reserved exchange `id` (a Vault lease id) as soon as
+    /// the upstream answered, so that an exchange the broker could not finish can still be
+    /// taken back. Answers false when `id` is no longer pending.
+    pub async fn record_pending_handle(&self, id: &str, handle: &str) -> Result<bool, StoreError> {
+        let mut tx = self.backend.begin_read().await?;
+        let changed = tx.set_pending_handle(id, handle).await?;
+        tx.commit().await?;
+        Ok(changed == 1)
+    }
+
+    /// Reservations made before `created_before` and never finished (the broker stopped
+    /// between asking the upstream and recording its answer), oldest first.
+    pub async fn stale_pending_exchanges(
+        &self,
+        created_before: i64,
+    ) -> Result<Vec<ExchangeRecord>, StoreError> {
+        self.backend
+            .begin_read()
+            .await?
+            .stale_pending(created_before, EXCHANGE_PAGE)
+            .await
+    }
+
+    /// Closes the unfinished AWS reservation `id` as withdrawn (its sessions denied until
+    /// `deny_until`) with `event`, in one transaction.
+    pub async fn close_abandoned_exchange(
+        &self,
+        id: &str,
+        at: i64,
+        deny_until: i64,
+        event: AuditEvent,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.backend.begin_write().await?;
+        if tx.close_pending(id, at, deny_until).await? == 1 {
+            append_all(tx.as_mut(), vec![event]).await?;
+        }
         tx.commit().await
     }
 

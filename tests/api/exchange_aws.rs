@@ -376,3 +376,47 @@ async fn sts_out_of_reach_answers_503_and_records_nothing() {
     assert_eq!(recorded, 0);
     broker.stop().await;
 }
+
+/// A token of anyone's making that decodes like a writ names nobody in the audit log, whatever
+/// refuses it (here the scope, checked before the writ is verified): such refusals are counted.
+#[tokio::test]
+async fn a_forged_writ_never_names_an_agent_in_the_audit_log() {
+    let moto = moto_with_role().await;
+    let broker = TestBroker::start_with(setup(&moto)).await;
+    let forger = writ_verify::biscuit_auth::KeyPair::new();
+    let forged = writ_verify::biscuit_auth::Biscuit::builder()
+        .code(
+            r#"writ(1); writ_id("wr_forged"); agent("k8s:prod/payments-admin");
+               task("exfiltrate"); service("writ-exchange");"#,
+        )
+        .unwrap()
+        .root_key_id(1)
+        .build(&forger)
+        .unwrap()
+        .to_base64()
+        .unwrap();
+    for body in [
+        json!({"role": "reports", "rights": [{"resource": "aws:s3/other-bucket/x", "operations": ["read"]}]}),
+        json!({"role": "reports"}),
+        json!({"role": "nope"}),
+    ] {
+        let (status, _) = problem_type(exchange(&broker, &forged, &body).await).await;
+        assert!([400, 401, 404].contains(&status), "{body}: {status}");
+    }
+    let auditor = broker
+        .admin_token("auditor@example.com", &["auditor"])
+        .await;
+    let named = broker
+        .admin_get_json("/v1/audit?writ_id=wr_forged", &auditor)
+        .await;
+    assert_eq!(named["events"].as_array().unwrap().len(), 0, "{named:#}");
+    let by_agent = broker
+        .admin_get_json("/v1/audit?agent=k8s:prod/payments-admin", &auditor)
+        .await;
+    assert_eq!(
+        by_agent["events"].as_array().unwrap().len(),
+        0,
+        "{by_agent:#}"
+    );
+    broker.stop().await;
+}

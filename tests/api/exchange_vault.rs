@@ -399,7 +399,11 @@ async fn writs_that_do_not_grant_the_role_get_nothing() {
 async fn leases(fixture: &VaultFixture) -> usize {
     let (status, answer) = fixture
         .bao
-        .try_api("LIST", "sys/leases/lookup/database/creds/orders-readonly", None)
+        .try_api(
+            "LIST",
+            "sys/leases/lookup/database/creds/orders-readonly",
+            None,
+        )
         .await;
     match status {
         404 => 0,
@@ -454,5 +458,55 @@ async fn vault_refusing_or_unreachable_answers_502_or_503_and_records_nothing() 
     )
     .await;
     assert_eq!(recorded, 0);
+    broker.stop().await;
+}
+
+/// An exchange the broker never finished (it stopped between Vault's answer and the record)
+/// is found by its reservation: the lease it recorded is revoked, and the failure audited.
+#[tokio::test]
+async fn an_unfinished_exchange_has_its_lease_revoked() {
+    let fixture = VaultFixture::start().await;
+    let broker = TestBroker::start_with(fixture.setup(Backend::Sqlite)).await;
+    let secret = fixture
+        .bao
+        .api("GET", "database/creds/orders-readonly", None)
+        .await;
+    let lease = secret["lease_id"].as_str().unwrap().to_owned();
+    assert_eq!(leases(&fixture).await, 1);
+    let long_ago = writ::time::unix_seconds(SystemTime::now()) - 600;
+    let insert = format!(
+        "INSERT INTO exchanges (id, writ_id, agent, task, kind, target, scope, state, handle, \
+         created_at, expires_at, writ_expires_at) VALUES ('ex_{:032x}', 'wr_unfinished', \
+         'k8s:orders/report-bot', 'orders export', 'vault', 'orders-db', 's', 'pending', \
+         '{lease}', {long_ago}, {long_ago}, {long_ago})",
+        1
+    );
+    crate::helpers::execute_sql(&broker.database_url, &[&insert]).await;
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while leases(&fixture).await > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the lease of the unfinished exchange lives on"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let actions = audit_actions(&broker, "wr_unfinished").await;
+    assert_eq!(
+        actions,
+        [(
+            "exchange.failed".to_owned(),
+            "exchange_abandoned".to_owned()
+        )]
+    );
+    let left = crate::helpers::count(
+        &broker.database_url,
+        "SELECT COUNT(*) AS count FROM exchanges",
+    )
+    .await;
+    assert_eq!(
+        left, 0,
+        "the reservation is dropped: the writ may be exchanged again"
+    );
     broker.stop().await;
 }

@@ -67,6 +67,12 @@ pub enum ScopeError {
         "{resource:?}: {character:?} in an object key would be read by IAM as a wildcard or variable"
     )]
     IamSpecialCharacter { resource: String, character: char },
+    /// `list` on one object: S3 lists by key prefix, so listing "one key" would show the names
+    /// of every key that starts with it.
+    #[error(
+        "{0:?}: list is granted on key prefixes (aws:s3/<bucket>/<prefix>*), not on one object"
+    )]
+    ListOnObject(String),
     /// The writ has expired.
     #[error("the writ has expired")]
     Expired,
@@ -252,11 +258,13 @@ pub fn session_policy_in(
                 let entry = lists
                     .entry(target.bucket.clone())
                     .or_insert_with(|| Some(BTreeSet::new()));
-                if target.prefix && target.key.is_empty() {
+                if !target.prefix {
+                    return Err(ScopeError::ListOnObject(pattern.to_string()));
+                }
+                if target.key.is_empty() {
                     *entry = None;
                 } else if let Some(prefixes) = entry {
-                    let star = if target.prefix { "*" } else { "" };
-                    prefixes.insert(format!("{}{star}", target.key));
+                    prefixes.insert(format!("{}*", target.key));
                 }
             }
             other => return Err(ScopeError::UnknownOperation(other.to_owned())),
@@ -360,10 +368,23 @@ mod tests {
     }
 
     #[test]
+    fn list_on_one_object_is_refused() {
+        assert_eq!(
+            session_policy(
+                &[right("aws:s3/reports-bucket/archive", "list")],
+                SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600)
+            ),
+            Err(ScopeError::ListOnObject(
+                "aws:s3/reports-bucket/archive".into()
+            ))
+        );
+    }
+
+    #[test]
     fn list_is_on_the_bucket_limited_to_the_prefix() {
         let document = policy(&[
             right("aws:s3/reports-bucket/2026/*", "list"),
-            right("aws:s3/reports-bucket/archive", "list"),
+            right("aws:s3/reports-bucket/archive/*", "list"),
             right("aws:s3/other-bucket/*", "list"),
         ]);
         assert_eq!(
@@ -383,7 +404,7 @@ mod tests {
                     "Resource": ["arn:aws:s3:::reports-bucket"],
                     "Condition": {
                         "DateLessThan": { "aws:CurrentTime": "2026-01-01T00:00:00Z" },
-                        "StringLike": { "s3:prefix": ["2026/*", "archive"] },
+                        "StringLike": { "s3:prefix": ["2026/*", "archive/*"] },
                     },
                 },
             ])
@@ -577,6 +598,7 @@ mod tests {
                 }
                 Err(ScopeError::NoRights | ScopeError::TooLong { .. }) => {}
                 Err(ScopeError::UnknownOperation(op)) => prop_assert_eq!(op, "admin"),
+                Err(ScopeError::ListOnObject(_)) => prop_assert_eq!(operation, "list"),
                 Err(other) => prop_assert!(false, "{other}"),
             }
         }
