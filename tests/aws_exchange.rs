@@ -36,69 +36,10 @@ fn broker_credentials() -> BrokerAwsCredentials {
     BrokerAwsCredentials::new("AKIAIOSFODNN7EXAMPLE", "broker-secret-key", None)
 }
 
-fn http() -> aws_sdk_sts::config::SharedHttpClient {
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https()
-}
-
-/// An IAM client of the test's own, to set moto up and read what the exchange wrote.
-fn iam(moto: &Moto) -> aws_sdk_iam::Client {
-    let config = aws_sdk_iam::Config::builder()
-        .behavior_version(aws_sdk_iam::config::BehaviorVersion::latest())
-        .http_client(http())
-        .credentials_provider(aws_sdk_iam::config::Credentials::new(
-            "AKIAIOSFODNN7EXAMPLE",
-            "test",
-            None,
-            None,
-            "test",
-        ))
-        .region(aws_sdk_iam::config::Region::new("us-east-1"))
-        .endpoint_url(moto.endpoint())
-        .build();
-    aws_sdk_iam::Client::from_conf(config)
-}
-
-/// An STS client acting with the given keys.
-fn sts_with(moto: &Moto, key: &str, secret: &str, token: &str) -> aws_sdk_sts::Client {
-    let config = aws_sdk_sts::Config::builder()
-        .behavior_version(aws_sdk_sts::config::BehaviorVersion::latest())
-        .http_client(http())
-        .credentials_provider(aws_sdk_sts::config::Credentials::new(
-            key,
-            secret,
-            Some(token.to_owned()),
-            None,
-            "test",
-        ))
-        .region(aws_sdk_sts::config::Region::new("us-east-1"))
-        .endpoint_url(moto.endpoint())
-        .build();
-    aws_sdk_sts::Client::from_conf(config)
-}
-
 /// moto with the role created.
 async fn moto_with_role() -> Moto {
     let moto = Moto::start().await;
-    let trust = json!({
-        "Version": "2012-10-17",
-        "Statement": [{
-            "Effect": "Allow",
-            "Principal": { "AWS": "arn:aws:iam::123456789012:root" },
-            "Action": ["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"],
-        }]
-    });
-    iam(&moto)
-        .create_role()
-        .role_name(ROLE_NAME)
-        .path("/writ/")
-        .assume_role_policy_document(trust.to_string())
-        .send()
-        .await
-        .unwrap();
+    moto.create_role("/writ/", ROLE_NAME).await;
     moto
 }
 
@@ -132,7 +73,8 @@ fn request(task: &str, agent: &str, expires_at: SystemTime) -> AssumeRequest {
 
 /// The deny policy as stored in moto (percent-decoded), or `None`.
 async fn stored_denies(moto: &Moto) -> Option<Value> {
-    match iam(moto)
+    match moto
+        .iam()
         .get_role_policy()
         .role_name(ROLE_NAME)
         .policy_name(ROLE_POLICY_NAME)
@@ -242,17 +184,14 @@ async fn assume_role_sends_exactly_the_scoped_request_and_the_keys_work() {
     assert!(!shown.contains(&issued.secret_access_key) && !shown.contains(&issued.session_token));
 
     // The keys work, as the assumed role.
-    let identity = sts_with(
-        &moto,
-        &issued.access_key_id,
-        &issued.secret_access_key,
-        &issued.session_token,
-    )
-    .get_caller_identity()
-    .send()
-    .await
-    .unwrap();
-    let arn = identity.arn().unwrap();
+    let arn = moto
+        .caller_arn(&json!({
+            "AccessKeyId": issued.access_key_id,
+            "SecretAccessKey": issued.secret_access_key,
+            "SessionToken": issued.session_token,
+        }))
+        .await;
+    let arn = arn.as_str();
     assert_eq!(
         arn,
         format!("arn:aws:sts::123456789012:assumed-role/{ROLE_NAME}/{session_name}")

@@ -27,47 +27,10 @@ max_ttl = "10m"
 default_ttl = "5m"
 "#;
 
-fn http() -> aws_sdk_sts::config::SharedHttpClient {
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https()
-}
-
-fn iam(moto: &Moto) -> aws_sdk_iam::Client {
-    let config = aws_sdk_iam::Config::builder()
-        .behavior_version(aws_sdk_iam::config::BehaviorVersion::latest())
-        .http_client(http())
-        .credentials_provider(aws_sdk_iam::config::Credentials::new(
-            "AKIAIOSFODNN7EXAMPLE",
-            "test",
-            None,
-            None,
-            "test",
-        ))
-        .region(aws_sdk_iam::config::Region::new("us-east-1"))
-        .endpoint_url(moto.endpoint())
-        .build();
-    aws_sdk_iam::Client::from_conf(config)
-}
-
 /// moto with the role the broker assumes.
 async fn moto_with_role() -> Moto {
     let moto = Moto::start().await;
-    iam(&moto)
-        .create_role()
-        .role_name(ROLE_NAME)
-        .path("/writ/")
-        .assume_role_policy_document(
-            json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
-                "Principal": {"AWS": "arn:aws:iam::123456789012:root"},
-                "Action": ["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"]}]})
-            .to_string(),
-        )
-        .send()
-        .await
-        .unwrap();
+    moto.create_role("/writ/", ROLE_NAME).await;
     moto
 }
 
@@ -123,28 +86,6 @@ async fn exchange(broker: &TestBroker, writ: &str, body: &Value) -> reqwest::Res
         .unwrap()
 }
 
-async fn caller_arn(moto: &Moto, credential: &Value) -> String {
-    let config = aws_sdk_sts::Config::builder()
-        .behavior_version(aws_sdk_sts::config::BehaviorVersion::latest())
-        .http_client(http())
-        .credentials_provider(aws_sdk_sts::config::Credentials::new(
-            credential["AccessKeyId"].as_str().unwrap(),
-            credential["SecretAccessKey"].as_str().unwrap(),
-            Some(credential["SessionToken"].as_str().unwrap().to_owned()),
-            None,
-            "test",
-        ))
-        .region(aws_sdk_sts::config::Region::new("us-east-1"))
-        .endpoint_url(moto.endpoint())
-        .build();
-    let identity = aws_sdk_sts::Client::from_conf(config)
-        .get_caller_identity()
-        .send()
-        .await
-        .unwrap();
-    identity.arn().unwrap().to_owned()
-}
-
 #[tokio::test]
 async fn a_writ_becomes_an_sts_session_scoped_to_it() {
     let moto = moto_with_role().await;
@@ -175,7 +116,7 @@ async fn a_writ_becomes_an_sts_session_scoped_to_it() {
     // The agent is told the writ's end, not STS's 15 minutes.
     assert_eq!(credential["Expiration"], issued["expires_at"]);
     assert!(
-        caller_arn(&moto, &credential)
+        moto.caller_arn(&credential)
             .await
             .starts_with("arn:aws:sts::123456789012:assumed-role/writ-reports/"),
     );

@@ -36,47 +36,10 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-fn http() -> aws_sdk_sts::config::SharedHttpClient {
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https()
-}
-
 /// moto with the IAM role `writ/writ-reports`, assumable by the account.
 async fn moto_with_role() -> Moto {
     let moto = Moto::start().await;
-    let iam = aws_sdk_iam::Client::from_conf(
-        aws_sdk_iam::Config::builder()
-            .behavior_version(aws_sdk_iam::config::BehaviorVersion::latest())
-            .http_client(http())
-            .credentials_provider(aws_sdk_iam::config::Credentials::new(
-                "AKIAIOSFODNN7EXAMPLE",
-                "test",
-                None,
-                None,
-                "test",
-            ))
-            .region(aws_sdk_iam::config::Region::new("us-east-1"))
-            .endpoint_url(moto.endpoint())
-            .build(),
-    );
-    let trust = json!({
-        "Version": "2012-10-17",
-        "Statement": [{
-            "Effect": "Allow",
-            "Principal": { "AWS": "arn:aws:iam::123456789012:root" },
-            "Action": ["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"],
-        }]
-    });
-    iam.create_role()
-        .role_name("writ-reports")
-        .path("/writ/")
-        .assume_role_policy_document(trust.to_string())
-        .send()
-        .await
-        .unwrap();
+    moto.create_role("/writ/", "writ-reports").await;
     moto
 }
 
@@ -132,27 +95,6 @@ async fn reports_writ(broker: &TestBroker, services: &[&str]) -> String {
     writ
 }
 
-/// What GetCallerIdentity answers to these keys (moto knows the sessions it issued).
-async fn caller_arn(moto: &Moto, credentials: &Value) -> String {
-    let sts = aws_sdk_sts::Client::from_conf(
-        aws_sdk_sts::Config::builder()
-            .behavior_version(aws_sdk_sts::config::BehaviorVersion::latest())
-            .http_client(http())
-            .credentials_provider(aws_sdk_sts::config::Credentials::new(
-                credentials["AccessKeyId"].as_str().unwrap(),
-                credentials["SecretAccessKey"].as_str().unwrap(),
-                credentials["SessionToken"].as_str().map(str::to_owned),
-                None,
-                "writ aws-credentials",
-            ))
-            .region(aws_sdk_sts::config::Region::new("us-east-1"))
-            .endpoint_url(moto.endpoint())
-            .build(),
-    );
-    let identity = sts.get_caller_identity().send().await.unwrap();
-    identity.arn().unwrap_or_default().to_owned()
-}
-
 /// The printed answer is the `credential_process` JSON alone and its keys are a session of the
 /// role; asked again from stdin, with the broker from `WRIT_BROKER_URL` and the right named, the
 /// same session is answered.
@@ -206,7 +148,7 @@ async fn aws_credentials_prints_credential_process_json_whose_keys_work() {
     assert_eq!(stdout.trim_end(), credentials.to_string());
     assert_eq!(stdout.lines().count(), 1);
 
-    let arn = caller_arn(&moto, &credentials).await;
+    let arn = moto.caller_arn(&credentials).await;
     assert!(arn.contains(":assumed-role/writ-reports/"), "{arn}");
 
     let again = writ_command(dir.path())

@@ -48,22 +48,7 @@ pub(super) struct Upstreams {
 impl Upstreams {
     pub(super) async fn start() -> Upstreams {
         let (vault, moto) = tokio::join!(VaultFixture::start(), Moto::start());
-        let trust = json!({
-            "Version": "2012-10-17",
-            "Statement": [{
-                "Effect": "Allow",
-                "Principal": { "AWS": "arn:aws:iam::123456789012:root" },
-                "Action": ["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"],
-            }]
-        });
-        iam(&moto)
-            .create_role()
-            .role_name(ROLE_NAME)
-            .path("/writ/")
-            .assume_role_policy_document(trust.to_string())
-            .send()
-            .await
-            .unwrap();
+        moto.create_role("/writ/", ROLE_NAME).await;
         Upstreams {
             vault,
             moto: Some(moto),
@@ -155,7 +140,9 @@ impl Upstreams {
 
     /// The deny policy on the role as stored in moto, if any.
     async fn denies(&self) -> Option<String> {
-        let answer = iam(self.moto())
+        let answer = self
+            .moto()
+            .iam()
             .get_role_policy()
             .role_name(ROLE_NAME)
             .policy_name(ROLE_POLICY_NAME)
@@ -168,29 +155,6 @@ impl Upstreams {
             .into_owned();
         Some(text)
     }
-}
-
-/// An IAM client of the test's own, to set moto up and read what the broker wrote.
-fn iam(moto: &Moto) -> aws_sdk_iam::Client {
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https();
-    let config = aws_sdk_iam::Config::builder()
-        .behavior_version(aws_sdk_iam::config::BehaviorVersion::latest())
-        .http_client(http)
-        .credentials_provider(aws_sdk_iam::config::Credentials::new(
-            "AKIAIOSFODNN7EXAMPLE",
-            "test",
-            None,
-            None,
-            "test",
-        ))
-        .region(aws_sdk_iam::config::Region::new("us-east-1"))
-        .endpoint_url(moto.endpoint())
-        .build();
-    aws_sdk_iam::Client::from_conf(config)
 }
 
 pub(super) async fn cases(cx: &mut Context) {
