@@ -228,16 +228,7 @@ pub fn check_role_name(name: &str) -> Result<(), String> {
 impl VaultRole {
     pub fn validate(&self) -> Result<(), String> {
         check_role_name(&self.name)?;
-        let path_ok = !self.path.is_empty()
-            && self.path.len() <= 256
-            && self.path.split('/').all(|segment| {
-                !segment.is_empty()
-                    && segment != "."
-                    && segment != ".."
-                    && segment
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-            });
+        let path_ok = crate::config::valid_vault_path(&self.path);
         if !path_ok {
             return Err(format!(
                 "vault role {:?}: path {:?} must be segments of letters, digits, '-', '_' or '.' separated by '/'",
