@@ -94,6 +94,9 @@ pub enum ExchangeCommand {
     /// Exchange a writ for a Vault/OpenBao dynamic secret, e.g. a database login.
     #[command(after_help = VAULT_AFTER_HELP)]
     Vault(VaultArgs),
+    /// Exchange a writ for AWS credentials: the same as `writ aws-credentials`.
+    #[command(after_help = AWS_AFTER_HELP)]
+    Aws(AwsCredentialsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -129,7 +132,10 @@ pub async fn aws_credentials(args: AwsCredentialsArgs) -> CliResult {
 
 /// `writ exchange vault NAME`: the answer, pretty-printed; a summary without secrets on stderr.
 pub async fn run(command: ExchangeCommand) -> CliResult {
-    let ExchangeCommand::Vault(args) = command;
+    let args = match command {
+        ExchangeCommand::Vault(args) => args,
+        ExchangeCommand::Aws(args) => return aws_credentials(args).await,
+    };
     let writ = args.writ.read()?;
     let mut url = reqwest::Url::parse(&args.broker.join("/v1/exchange/vault"))
         .map_err(|e| format!("--broker {:?}: {e}", args.broker.base()))?;

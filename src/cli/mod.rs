@@ -43,7 +43,8 @@ enum Command {
     Verify(writ::VerifyArgs),
     /// Exchange a writ for AWS credentials, printed for `credential_process` (agent side).
     AwsCredentials(exchange::AwsCredentialsArgs),
-    /// Exchange a writ for a native credential: a Vault/OpenBao dynamic secret (agent side).
+    /// Exchange a writ for a native credential: a Vault/OpenBao dynamic secret or AWS
+    /// credentials (agent side).
     #[command(subcommand)]
     Exchange(exchange::ExchangeCommand),
     /// Manage the broker's root keys.

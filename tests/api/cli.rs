@@ -342,6 +342,7 @@ fn every_command_has_help() {
         vec!["verify", "--help"],
         vec!["aws-credentials", "--help"],
         vec!["exchange", "vault", "--help"],
+        vec!["exchange", "aws", "--help"],
         vec!["keys", "rotate", "--help"],
         vec!["keys", "list", "--help"],
         vec!["policy", "test", "--help"],
