@@ -58,8 +58,9 @@ pub enum ExchangeError {
     Seal(#[from] SealError),
     #[error(transparent)]
     Random(#[from] RandomSourceFailed),
-    #[error("the exchange verifier could not be built: {0}")]
-    Verifier(String),
+    /// The broker failed (building its verifier, encoding what it keeps).
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl DomainError for ExchangeError {
@@ -83,7 +84,7 @@ impl DomainError for ExchangeError {
             }
             ExchangeError::NotReady => codes::NOT_READY,
             ExchangeError::Storage(error) => error.code(),
-            ExchangeError::Seal(_) | ExchangeError::Random(_) | ExchangeError::Verifier(_) => {
+            ExchangeError::Seal(_) | ExchangeError::Random(_) | ExchangeError::Internal(_) => {
                 codes::INTERNAL
             }
         }
@@ -314,7 +315,7 @@ impl Broker {
         for entry in self.revocations.page(0, usize::MAX, now).entries {
             // A view that cannot hold every entry must not answer: refuse every writ.
             view.apply(entry, now)
-                .map_err(|error| ExchangeError::Verifier(error.to_string()))?;
+                .map_err(|error| ExchangeError::Internal(error.to_string()))?;
         }
         let verifier = Verifier::builder(self.exchanges.service.clone())
             .static_keys(keys)
@@ -322,7 +323,7 @@ impl Broker {
             .revocations(view.clone())
             .build()
             .await
-            .map_err(|error| ExchangeError::Verifier(error.to_string()))?;
+            .map_err(|error| ExchangeError::Internal(error.to_string()))?;
         Ok(CachedVerifier {
             ring,
             head,
@@ -382,15 +383,13 @@ impl Broker {
                 return Err(ExchangeError::Upstream(error));
             }
         };
-        let ring = self.keys.current();
-        let sealing = SealingKey::derive(&ring.approval.key_pair.private().to_bytes())?;
-        let plaintext = serde_json::to_vec(&issued.credential)
-            .map_err(|error| ExchangeError::Verifier(error.to_string()))?;
         record.state = ExchangeState::Issued;
         record.handle = Some(issued.handle.clone());
-        record.sealed = Some(sealing.seal(&record.id, &plaintext)?);
-        record.sealing_kid = Some(ring.approval.kid);
         record.expires_at = issued.expires_at;
+        if let Err(error) = self.seal_into(&mut record, &issued.credential) {
+            self.take_back_unrecorded(&record).await;
+            return Err(error);
+        }
         let event = exchange_event(&record, actions::EXCHANGE_ISSUED, Outcome::Success)
             .with_details(json!({
                 "exchange_id": record.id,
@@ -399,10 +398,7 @@ impl Broker {
                 "expires_at": crate::time::rfc3339(record.expires_at),
             }));
         if let Err(error) = self.store.record_exchange_issued(&record, event).await {
-            // Not recorded means not revocable: take it back now rather than leave it out.
-            if let Err(undo) = self.take_back(&record).await {
-                tracing::error!(exchange = %record.id, %undo, "an unrecorded credential could not be taken back; it ends at its expiry");
-            }
+            self.take_back_unrecorded(&record).await;
             return Err(error.into());
         }
         Ok(Exchanged {
@@ -410,6 +406,30 @@ impl Broker {
             credential: issued.credential,
             repeated: false,
         })
+    }
+
+    /// Seals `credential` into `record` under the current approval key.
+    fn seal_into(
+        &self,
+        record: &mut ExchangeRecord,
+        credential: &Credential,
+    ) -> Result<(), ExchangeError> {
+        let ring = self.keys.current();
+        let sealing = SealingKey::derive(&ring.approval.key_pair.private().to_bytes())?;
+        let plaintext = serde_json::to_vec(credential)
+            .map_err(|error| ExchangeError::Internal(error.to_string()))?;
+        record.sealed = Some(sealing.seal(&record.id, &plaintext)?);
+        record.sealing_kid = Some(ring.approval.kid);
+        Ok(())
+    }
+
+    /// A credential made upstream that could not be recorded is not revocable: it is taken
+    /// back now rather than left out (and, failing that, the unfinished reservation is found
+    /// and closed later).
+    async fn take_back_unrecorded(&self, record: &ExchangeRecord) {
+        if let Err(undo) = self.take_back(record).await {
+            tracing::error!(exchange = %record.id, %undo, "an unrecorded credential could not be taken back yet; its reservation will be closed later");
+        }
     }
 
     async fn answer_repeat(
@@ -451,7 +471,7 @@ impl Broker {
         let sealing = SealingKey::derive(&ring.approval.key_pair.private().to_bytes())?;
         let plaintext = sealing.open(&existing.id, sealed)?;
         let credential = serde_json::from_slice(&plaintext)
-            .map_err(|error| ExchangeError::Verifier(error.to_string()))?;
+            .map_err(|error| ExchangeError::Internal(error.to_string()))?;
         Ok(Exchanged {
             exchange_id: existing.id.clone(),
             credential,
