@@ -10,9 +10,7 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
 use super::{BrokerUrl, CliResult, credential_client};
-
-/// The largest writ the broker reads (`Authorization: Bearer`); a larger file is not a writ.
-pub const MAX_WRIT_BYTES: u64 = 16 * 1024;
+use crate::exchange::MAX_WRIT_BYTES;
 
 /// The help of `writ exchange vault`, after the options.
 const VAULT_AFTER_HELP: &str = "Prints the broker's JSON answer (exchange_id, lease_duration, \
@@ -41,14 +39,14 @@ impl WritFile {
         let mut bytes = Vec::new();
         let read = if stdin {
             std::io::stdin()
-                .take(MAX_WRIT_BYTES + 1)
+                .take(MAX_WRIT_BYTES as u64 + 1)
                 .read_to_end(&mut bytes)
         } else {
             std::fs::File::open(&self.writ_file)
-                .and_then(|file| file.take(MAX_WRIT_BYTES + 1).read_to_end(&mut bytes))
+                .and_then(|file| file.take(MAX_WRIT_BYTES as u64 + 1).read_to_end(&mut bytes))
         };
         read.map_err(|e| format!("cannot read the writ from {name}: {e}"))?;
-        if bytes.len() as u64 > MAX_WRIT_BYTES {
+        if bytes.len() > MAX_WRIT_BYTES {
             return Err(format!(
                 "{name} holds more than {MAX_WRIT_BYTES} bytes (16 KiB): not a writ"
             ));
@@ -219,13 +217,13 @@ mod tests {
     #[test]
     fn a_writ_file_is_read_whole_and_trimmed() {
         assert_eq!(read(b"  En0KEw.abc_-\n").unwrap(), "En0KEw.abc_-");
-        let limit = vec![b'a'; MAX_WRIT_BYTES as usize];
+        let limit = vec![b'a'; MAX_WRIT_BYTES];
         assert_eq!(read(&limit).unwrap().len(), limit.len());
     }
 
     #[test]
     fn a_writ_file_that_cannot_be_a_writ_is_refused_without_echoing_it() {
-        let large = read(&vec![b'a'; MAX_WRIT_BYTES as usize + 1]).unwrap_err();
+        let large = read(&vec![b'a'; MAX_WRIT_BYTES + 1]).unwrap_err();
         assert!(large.contains("more than 16384 bytes"), "{large}");
         assert!(!large.contains("aaaa"), "{large}");
         assert!(read(b" \n").unwrap_err().contains("empty"));

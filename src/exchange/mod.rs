@@ -15,6 +15,10 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+/// The largest writ presented for an exchange, in bytes: the broker reads no more of an
+/// `Authorization` header, and the CLI no more of a writ file.
+pub const MAX_WRIT_BYTES: usize = 16 * 1024;
+
 /// The service name a writ must list to be exchanged, unless configured otherwise.
 pub const DEFAULT_SERVICE: &str = "writ-exchange";
 
@@ -220,7 +224,7 @@ pub fn check_role_name(name: &str) -> Result<(), String> {
     match plain {
         true => Ok(()),
         false => Err(format!(
-            "role name {name:?} must be 1-64 lowercase letters, digits, '-' or '_', starting with a letter or digit"
+            "name must be 1-64 lowercase letters, digits, '-' or '_', starting with a letter or digit ({name:?} is not)"
         )),
     }
 }

@@ -43,9 +43,6 @@ impl FromRequestParts<AppState> for Agent {
 /// exchange operation, which also knows what it must grant.
 pub struct PresentedWrit(pub String);
 
-/// Longest writ accepted for an exchange; the SDK's own bound on writs is the same order.
-pub const MAX_PRESENTED_WRIT_BYTES: usize = 16 * 1024;
-
 impl FromRequestParts<AppState> for PresentedWrit {
     type Rejection = ApiError;
 
@@ -57,7 +54,7 @@ impl FromRequestParts<AppState> for PresentedWrit {
             error
         };
         let token = bearer(&parts.headers).map_err(counted)?;
-        if token.len() > MAX_PRESENTED_WRIT_BYTES {
+        if token.len() > crate::exchange::MAX_WRIT_BYTES {
             return Err(counted(ApiError::new(
                 codes::CREDENTIAL_MALFORMED,
                 "the writ is larger than any writ the broker issues",

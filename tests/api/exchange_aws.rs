@@ -2,7 +2,6 @@
 //! STS is the writ's scope and nothing more, the keys work, one exchange per writ and role, a
 //! revocation writes the deny statement on the role, and STS out of reach answers 503.
 
-use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -10,6 +9,7 @@ use writ::exchange::aws::AwsExchangeConfig;
 use writ_testkit::Moto;
 use writ_verify::{Attenuation, ResourcePattern, attenuate};
 
+use crate::exchange_vault::private_file;
 use crate::helpers::{Backend, Setup, TestBroker, client, problem_type};
 
 const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/writ/writ-reports";
@@ -39,14 +39,11 @@ fn setup(moto: &Moto) -> Setup {
     let mut setup = Setup::new(Backend::Sqlite);
     setup.policies = POLICIES.to_owned();
     setup.tweak = Box::new(move |config| {
-        let credentials = config.key_dir.with_file_name("aws-credentials.json");
-        std::fs::create_dir_all(credentials.parent().unwrap()).unwrap();
-        std::fs::write(
-            &credentials,
+        let credentials = private_file(
+            config,
+            "aws-credentials.json",
             r#"{"Version": 1, "AccessKeyId": "AKIAIOSFODNN7EXAMPLE", "SecretAccessKey": "broker-secret"}"#,
-        )
-        .unwrap();
-        std::fs::set_permissions(&credentials, std::fs::Permissions::from_mode(0o600)).unwrap();
+        );
         let aws: AwsExchangeConfig = toml::from_str(&format!(
             r#"
             region = "us-east-1"

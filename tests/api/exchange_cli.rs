@@ -2,7 +2,6 @@
 //! real upstreams: moto for STS and IAM, OpenBao with PostgreSQL for Vault. The credentials they
 //! print work; a refusal prints nothing on stdout, the problem on stderr, and exits 1.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Output;
 
@@ -11,7 +10,7 @@ use writ::config::ExchangeConfig;
 use writ::exchange::aws::AwsExchangeConfig;
 use writ_testkit::Moto;
 
-use crate::exchange_vault::{VaultFixture, exchange_writ, logs_in, orders_db_rights};
+use crate::exchange_vault::{VaultFixture, exchange_writ, logs_in, orders_db_rights, private_file};
 use crate::helpers::{Backend, Setup, TestBroker, writ_command, writ_with_input};
 
 const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/writ/writ-reports";
@@ -50,14 +49,11 @@ async fn aws_broker(moto: &Moto) -> TestBroker {
     let mut setup = Setup::new(Backend::Sqlite);
     setup.policies = AWS_POLICIES.to_owned();
     setup.tweak = Box::new(move |config| {
-        let file = config.key_dir.with_file_name("aws-credentials.json");
-        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-        std::fs::write(
-            &file,
+        let file = private_file(
+            config,
+            "aws-credentials.json",
             r#"{"AccessKeyId":"AKIAIOSFODNN7EXAMPLE","SecretAccessKey":"broker-secret-key"}"#,
-        )
-        .unwrap();
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        );
         let aws: AwsExchangeConfig = toml::from_str(&format!(
             r#"
             region = "us-east-1"

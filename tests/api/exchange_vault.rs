@@ -4,11 +4,12 @@
 //! Vault refusing or unreachable answers 502 or 503 with nothing recorded.
 
 use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Value, json};
 use sqlx::Connection;
-use writ::config::{ExchangeConfig, VaultConfig, VaultExchangeConfig};
+use writ::config::{Config, ExchangeConfig, VaultConfig, VaultExchangeConfig};
 use writ::exchange::VaultRole;
 use writ_testkit::OpenBao;
 use writ_verify::{Attenuation, ResourcePattern, attenuate};
@@ -56,37 +57,51 @@ impl VaultFixture {
         let mut setup = Setup::new(backend);
         setup.policies = POLICIES.to_owned();
         setup.tweak = Box::new(move |config| {
-            let token_file = config.key_dir.with_file_name("vault-token");
-            std::fs::create_dir_all(token_file.parent().unwrap()).unwrap();
-            std::fs::write(&token_file, token).unwrap();
-            std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-            config.vault = Some(VaultConfig {
-                address,
-                token_file: Some(token_file),
-                approle: None,
-                namespace: None,
-                timeout: Duration::from_secs(2),
-            });
+            let token_file = private_file(config, "vault-token", &token);
+            let (vault, exchange) = vault_settings(address, token_file);
+            config.vault = Some(vault);
             config.exchange = ExchangeConfig {
-                vault: Some(VaultExchangeConfig {
-                    roles: vec![
-                        vault_role(
-                            "orders-db",
-                            "database/creds/orders-readonly",
-                            "vault:database/orders",
-                        ),
-                        vault_role(
-                            "missing",
-                            "database/creds/missing",
-                            "vault:database/missing",
-                        ),
-                    ],
-                }),
+                vault: Some(exchange),
                 ..ExchangeConfig::default()
             };
         });
         setup
     }
+}
+
+/// Writes `content` to a file beside the broker's key directory, mode 0600 (as the broker
+/// requires of its secret files), and answers its path.
+pub fn private_file(config: &Config, name: &str, content: &str) -> PathBuf {
+    let path = config.key_dir.with_file_name(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, content).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
+/// `[vault]` for the server at `address` with the token in `token_file`, and the Vault exchange
+/// roles: `orders-db` serves `vault:database/orders` (read), `missing` a path Vault lacks.
+pub fn vault_settings(address: String, token_file: PathBuf) -> (VaultConfig, VaultExchangeConfig) {
+    let vault = VaultConfig {
+        address,
+        token_file: Some(token_file),
+        approle: None,
+        namespace: None,
+        timeout: Duration::from_secs(2),
+    };
+    let roles = vec![
+        vault_role(
+            "orders-db",
+            "database/creds/orders-readonly",
+            "vault:database/orders",
+        ),
+        vault_role(
+            "missing",
+            "database/creds/missing",
+            "vault:database/missing",
+        ),
+    ];
+    (vault, VaultExchangeConfig { roles })
 }
 
 fn vault_role(name: &str, path: &str, resource: &str) -> VaultRole {

@@ -308,8 +308,7 @@ impl Broker {
         let keys = ring
             .records
             .iter()
-            .filter(|record| record.is_published(now))
-            .filter_map(|record| Some((record.kid, record.public_key.parse().ok()?)))
+            .filter_map(|record| Some((record.kid, ring.published_key(record.kid, now)?)))
             .collect::<Vec<_>>();
         let mut view = RevocationView::new();
         for entry in self.revocations.page(0, usize::MAX, now).entries {

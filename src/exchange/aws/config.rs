@@ -37,8 +37,8 @@ pub struct AwsExchangeConfig {
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct AwsRoleConfig {
-    /// The name agents ask for: 1 to 64 lowercase letters, digits and `-`, starting with a
-    /// letter.
+    /// The name agents ask for (the rule of every exchange role name:
+    /// `crate::exchange::check_role_name`).
     pub name: String,
     /// `arn:aws:iam::123456789012:role/path/name`.
     pub role_arn: String,
@@ -107,12 +107,7 @@ impl AwsExchangeConfig {
 
 impl AwsRoleConfig {
     fn validate(&self) -> Result<(), String> {
-        if !valid_role_name(&self.name) {
-            return Err(
-                "name must be 1 to 64 lowercase letters, digits and '-', starting with a letter"
-                    .into(),
-            );
-        }
+        crate::exchange::check_role_name(&self.name)?;
         if role_arn_partition(&self.role_arn).is_none() {
             return Err(format!(
                 "role_arn {:?} is not a role ARN such as \"arn:aws:iam::123456789012:role/writ-reports\"",
@@ -138,14 +133,6 @@ impl AwsRoleConfig {
     pub fn partition(&self) -> &str {
         role_arn_partition(&self.role_arn).unwrap_or("aws")
     }
-}
-
-fn valid_role_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 /// `us-east-1`, `eu-central-2`, `us-gov-west-1`, `cn-north-1`: lowercase words and digits

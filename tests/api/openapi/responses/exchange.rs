@@ -5,18 +5,16 @@
 //! does not have; STS refusing the broker's own key while moto enforces authentication), and,
 //! last, 503 with OpenBao and moto stopped.
 
-use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use writ::config::{Config, ExchangeConfig, VaultConfig, VaultExchangeConfig};
-use writ::exchange::VaultRole;
+use writ::config::{Config, ExchangeConfig};
 use writ::exchange::aws::{AwsExchangeConfig, AwsRoleConfig, ROLE_POLICY_NAME};
 use writ_testkit::{Alg, Moto};
 use writ_verify::ResourcePattern;
 
 use super::{Context, bearer};
-use crate::exchange_vault::VaultFixture;
+use crate::exchange_vault::{VaultFixture, private_file, vault_settings};
 use crate::helpers::{AUDIENCE, client};
 use crate::openapi::Request;
 
@@ -64,45 +62,15 @@ impl Upstreams {
         let token = self.vault.bao.root_token().to_owned();
         let endpoint = self.moto().endpoint();
         move |config| {
-            let private = |name: &str, content: &str| {
-                let path = config.key_dir.with_file_name(name);
-                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-                std::fs::write(&path, content).unwrap();
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-                path
-            };
-            let token_file = private("vault-token", &token);
+            let token_file = private_file(config, "vault-token", &token);
             let aws_keys =
                 json!({"AccessKeyId": "AKIAIOSFODNN7EXAMPLE", "SecretAccessKey": "broker-secret"});
-            let credentials_file = private("aws-credentials.json", &aws_keys.to_string());
-            config.vault = Some(VaultConfig {
-                address,
-                token_file: Some(token_file),
-                approle: None,
-                namespace: None,
-                timeout: Duration::from_secs(2),
-            });
-            let vault_role = |name: &str, path: &str, resource: &str| VaultRole {
-                name: name.into(),
-                path: path.into(),
-                resource: resource.into(),
-                operation: "read".into(),
-            };
+            let credentials_file =
+                private_file(config, "aws-credentials.json", &aws_keys.to_string());
+            let (vault, vault_exchange) = vault_settings(address, token_file);
+            config.vault = Some(vault);
             config.exchange = ExchangeConfig {
-                vault: Some(VaultExchangeConfig {
-                    roles: vec![
-                        vault_role(
-                            "orders-db",
-                            "database/creds/orders-readonly",
-                            "vault:database/orders",
-                        ),
-                        vault_role(
-                            "missing",
-                            "database/creds/missing",
-                            "vault:database/missing",
-                        ),
-                    ],
-                }),
+                vault: Some(vault_exchange),
                 aws: Some(AwsExchangeConfig {
                     region: "us-east-1".into(),
                     endpoint: Some(endpoint),
